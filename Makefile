@@ -1,0 +1,72 @@
+# vncsasl - see README.md.  make [FB=dummy|x11] [WERROR=1]
+include config.mk
+
+FB ?= dummy
+ifeq ($(FB),x11)
+FB_CFLAGS = $(X11_CFLAGS)
+FB_LIBS = $(X11_LIBS)
+else ifeq ($(FB),dummy)
+FB_CFLAGS =
+FB_LIBS =
+else
+$(error FB must be dummy or x11)
+endif
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(CORE_CFLAGS) $(FB_CFLAGS)
+TEST_CFLAGS = -std=gnu99 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -O2 -g -I.
+
+all: vncsasl
+
+# The source is part of the binary's identity: rebuild when FB changes.
+.fbstamp-$(FB):
+	rm -f .fbstamp-* vncsasl.o fb-*.o
+	touch $@
+
+vncsasl.o: vncsasl.c vncsasl.h .fbstamp-$(FB)
+	$(CC) $(ALL_CFLAGS) -c vncsasl.c
+
+fb-$(FB).o: fb-$(FB).c vncsasl.h .fbstamp-$(FB)
+	$(CC) $(ALL_CFLAGS) -c fb-$(FB).c
+
+vncsasl: vncsasl.o fb-$(FB).o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ vncsasl.o fb-$(FB).o $(CORE_LIBS) $(FB_LIBS)
+
+# Test programs (tests/): real viewers and helpers.
+TESTS = tests/lvc tests/gvnc tests/dummyref
+
+tests: $(TESTS)
+
+tests/lvc: tests/lvc.c fb-dummy.c vncsasl.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/lvc.c fb-dummy.c $(shell $(PKG_CONFIG) --cflags --libs libvncclient)
+
+tests/gvnc: tests/gvnc.c fb-dummy.c vncsasl.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/gvnc.c fb-dummy.c $(shell $(PKG_CONFIG) --cflags --libs gvnc-1.0)
+
+tests/dummyref: tests/dummyref.c fb-dummy.c vncsasl.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/dummyref.c fb-dummy.c
+
+deps:
+	sh tests/deps.sh build
+
+run: deps
+	$(MAKE) FB=dummy
+	sh tests/run-demo.sh
+
+check test:
+	./test.sh
+
+install: vncsasl
+	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man8
+	cp vncsasl $(DESTDIR)$(PREFIX)/bin/vncsasl
+	chmod 755 $(DESTDIR)$(PREFIX)/bin/vncsasl
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/vncsasl
+
+clean:
+	rm -f vncsasl *.o .fbstamp-* $(TESTS)
+
+.PHONY: all tests deps run check test install uninstall clean

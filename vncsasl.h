@@ -1,0 +1,99 @@
+/*
+ * vncsasl.h - the framebuffer-source interface of vncsasl.
+ *
+ * Exactly one source is linked into the server, chosen at build time
+ * (make FB=dummy, the default, or make FB=x11).  It exports one object,
+ * `fb_source`, whose functions the server calls from its single poll()
+ * loop; a source never blocks and never starts a thread.
+ *
+ * Pixels are 32-bit XRGB in host byte order (0x00RRGGBB), rows of
+ * `stride` pixels.  The buffer belongs to the source and stays valid until
+ * the next call of grab(), readable() or resize(), or until the source
+ * tells the server it was resized.
+ *
+ * Life of a source:
+ *   open(arg)           -> -x argument, NULL for the default
+ *   frame()             -> current size and pixels
+ *   fd(), next_ms()     -> what the poll loop waits on while a client wants
+ *                          an update (no client waiting: the server does
+ *                          not call the source at all)
+ *   grab()              -> bring pixels up to date, report changed
+ *                          rectangles through host->damage()
+ *   key(), pointer(), cut_text()   -> input from clients
+ *   release()           -> drop held keys and buttons (client went away)
+ *   close()
+ */
+#ifndef VNCSASL_H
+#define VNCSASL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VNCSASL_VERSION "0.3"
+
+struct fb;			/* a source's private state */
+
+/* What the server offers a source. */
+struct fb_host {
+	void *srv;
+	/* pixels inside this rectangle changed */
+	void (*damage)(void *srv, int x, int y, int w, int h);
+	/* size changed: frame() answers with the new geometry */
+	void (*resized)(void *srv);
+	/* the source's clipboard changed (Latin-1, as RFB carries it) */
+	void (*cut_text)(void *srv, const char *text, size_t len);
+};
+
+struct fb_frame {
+	int width, height;
+	int stride;			/* pixels per row */
+	const uint32_t *pixels;		/* 0x00RRGGBB */
+};
+
+struct fb_source {
+	const char *name;		/* "dummy", "x11" */
+	const char *arg_help;		/* what -x means for this source */
+	/* NULL on failure with a one-line reason in err */
+	struct fb *(*open)(const char *arg, const struct fb_host *host,
+	    char *err, size_t errlen);
+	void (*close)(struct fb *);
+	void (*frame)(struct fb *, struct fb_frame *);
+	int (*fd)(struct fb *);		/* descriptor to poll, or -1 */
+	int (*next_ms)(struct fb *);	/* ms until grab() has news, -1: never */
+	void (*readable)(struct fb *);	/* fd() is readable */
+	void (*grab)(struct fb *);
+	void (*key)(struct fb *, uint32_t keysym, int down);
+	void (*pointer)(struct fb *, int x, int y, unsigned buttons);
+	void (*cut_text)(struct fb *, const char *text, size_t len);
+	/* a client asked for a new size; 0 if done, -1 if refused */
+	int (*resize)(struct fb *, int w, int h);
+	void (*release)(struct fb *);
+};
+
+extern const struct fb_source fb_source;
+
+/*
+ * fb-dummy's picture, exported so that tests can compute what a viewer
+ * must receive.  The picture is a pure function of this state.
+ */
+struct dummy_state {
+	uint32_t frame;			/* animation tick */
+	uint16_t ptr_x, ptr_y;		/* last pointer position */
+	uint8_t buttons;		/* last button mask */
+	uint32_t key;			/* keysym of the last key pressed */
+	uint16_t nkeys;			/* key presses so far (mod 65536) */
+	uint16_t ncut;			/* bytes of the last cut text */
+};
+
+#define DUMMY_CELL 8			/* side of one status-strip bit cell */
+#define DUMMY_BITS 136			/* bits in the status strip */
+#define DUMMY_MIN_W 128
+#define DUMMY_MIN_H 96
+#define DUMMY_MAX_WH 8192		/* 256 MiB of pixels at most */
+
+uint32_t dummy_pixel(int w, int h, const struct dummy_state *st, int x, int y);
+/* read the state back from received pixels (XRGB); -1 if the strip is garbled */
+int dummy_decode(const uint32_t *px, int stride, int w, int h,
+    struct dummy_state *st);
+
+#endif
