@@ -61,13 +61,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+#include <gsasl.h>
 #include <nettle/des.h>
+#include <nettle/hmac.h>
 #include <nettle/memops.h>
+#include <nettle/sha2.h>
 
 #include "vncsasl.h"
 
@@ -91,6 +96,21 @@
 #define LINGER_MS	2000	/* time to deliver a failure reason */
 #define TILE		64	/* damage granularity in pixels */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
+#define SASL_MECHLIST_MAX 300	/* gtk-vnc and libvncclient refuse longer */
+#define SASL_MECHNAME_MAX 100	/* QEMU's bound; real names are <= 20 */
+#define SASL_DATA_MAX	65536	/* SCRAM < 1 KiB, Kerberos tokens < 16 KiB */
+#define SASL_MECHS_MAX	8	/* -m entries we can offer at all */
+#define PLAIN_FIELD_MAX	1024	/* VeNCrypt Plain user and password */
+#define TLS_RECORD_MAX	16384	/* plaintext bytes per TLS record */
+#define USER_MAX	255	/* identities we store, match and log */
+#define DN_MAX		1024	/* client certificate subject, RFC 4514 */
+#define PASSWD_LINE_MAX	1024	/* password file: a line with SHA-256 keys
+				   is about 150 bytes plus the user name */
+#define PASSWD_USERS_MAX 65536	/* records in a password file */
+#define PASSWORD_MAX	1024	/* what -k reads */
+#define SCRAM_ITER_MAX	65536	/* Cyrus SCRAM clients refuse more */
+#define SCRAM_ITER_DEFAULT 4096	/* RFC 7677's minimum; Cyrus's default */
+#define SALT_MAX	64	/* decoded SCRAM salt */
 
 #define RFB_GREETING	"RFB 003.008\n"
 
@@ -119,15 +139,21 @@ enum {
 enum state {
 	ST_VERSION,		/* waiting for the client's ProtocolVersion */
 	ST_SECURITY,		/* waiting for the chosen security type */
+	ST_VENCRYPT,		/* VeNCrypt version and subtype */
+	ST_TLS,			/* TLS handshake */
 	ST_AUTH,		/* a security type's own exchange */
+	ST_SASL,		/* SASL mechanism and steps */
 	ST_INIT,		/* waiting for ClientInit */
 	ST_NORMAL,		/* client messages */
 	ST_CLOSING,		/* flushing a failure, then close */
 };
 
 static const char *const state_name[] = {
-	"version", "security", "auth", "init", "normal", "closing",
+	"version", "security", "vencrypt", "tls", "auth", "sasl", "init",
+	"normal", "closing",
 };
+
+enum tlskind { TLS_NO, TLS_ANON, TLS_X509 };
 
 struct buf {
 	uint8_t *data;
@@ -156,7 +182,7 @@ struct client;
 struct sectype;
 
 /* Returns bytes consumed; 0 after raising c->need above what is there. */
-typedef size_t (*handler_fn)(struct client *, const uint8_t *, size_t);
+typedef size_t (*handler_fn)(struct client *, uint8_t *, size_t);
 
 struct client {
 	struct server *srv;
@@ -176,8 +202,22 @@ struct client {
 	char peer[INET6_ADDRSTRLEN + 8];	/* "1.2.3.4:5" or "unix" */
 	char addr[INET6_ADDRSTRLEN];		/* for ACL "from" rules */
 	int is_unix;
-	char user[256];		/* authenticated identity, "" if none */
+	char user[USER_MAX + 1];	/* authenticated identity, "" if none */
+	char mech[SASL_MECHNAME_MAX + 1];	/* SASL mechanism, "" if none */
+	char dn[DN_MAX + 1];	/* verified client certificate subject */
 	uint8_t challenge[16];
+
+	/* TLS */
+	gnutls_session_t tls;
+	unsigned tls_up : 1;	/* handshake done: I/O goes through TLS */
+	unsigned tls_wdir : 1;	/* handshake waits to write */
+	unsigned tls_wpending : 1;	/* a record send must be resumed */
+	int ssf;		/* TLS cipher key bits */
+
+	/* SASL */
+	Gsasl_session *sasl;
+	char mechlist[SASL_MECHLIST_MAX + 1];
+	unsigned unknown_user : 1;
 
 	/* initialised clients */
 	struct pixfmt pf;
@@ -201,7 +241,19 @@ struct sectype {
 	const char *name;	/* -s spelling */
 	int type;		/* RFB security type */
 	int subtype;		/* VeNCrypt subtype, 0 for plain RFB */
-	void (*start)(struct client *);
+	enum tlskind tls;
+	void (*start)(struct client *);	/* the exchange, inside TLS if any */
+};
+
+/* One password-file record: SCRAM secrets for one user and hash. */
+struct cred {
+	char user[USER_MAX + 1];
+	Gsasl_hash hash;
+	unsigned iter;
+	uint8_t salt[SALT_MAX];
+	size_t saltlen;
+	char salt64[2 * SALT_MAX], stored64[64], server64[64];
+	uint8_t stored[GSASL_HASH_MAX_SIZE], server[GSASL_HASH_MAX_SIZE];
 };
 
 #define NSECTYPES 11
@@ -217,6 +269,23 @@ struct server {
 	int have_vnc_key;
 	char name[NAME_MAX_LEN + 1];
 	int max_clients, verbose, once, use_syslog;
+
+	/* TLS */
+	gnutls_certificate_credentials_t x509;
+	gnutls_anon_server_credentials_t anon;
+	gnutls_priority_t prio_x509, prio_anon;
+	int verify_clients;	/* -T: client certificates required */
+
+	/* SASL and credentials */
+	Gsasl *gsasl;
+	const char *mechs[SASL_MECHS_MAX];
+	int nmechs;
+	const char *sasl_host;	/* -H: host name Kerberos clients use */
+	const char *passwd_path;
+	struct cred *creds;
+	size_t ncreds;
+	uint8_t fake_key[SHA256_DIGEST_SIZE];	/* unknown users' salts */
+	unsigned fake_iter;
 
 	/* state */
 	struct fb *fb;
@@ -236,23 +305,30 @@ struct server {
 
 static void auth_none(struct client *);
 static void auth_vnc(struct client *);
+static void auth_sasl(struct client *);
+static void auth_plain(struct client *);
 static void cl_fail(struct client *, const char *, ...);
 static void cl_reject(struct client *, const char *);
 static void cl_expect(struct client *, handler_fn, size_t);
+static void cl_linger(struct client *, const char *);
+static void cl_flush(struct client *);
 static void start_init(struct client *);
+static const struct sectype *const *cl_sectypes(const struct client *, int *);
 
 static const struct sectype sectypes[NSECTYPES] = {
-	{ "x509sasl", SEC_VENCRYPT, 263, NULL },
-	{ "tlssasl", SEC_VENCRYPT, 264, NULL },
-	{ "sasl", SEC_SASL, 0, NULL },
-	{ "x509plain", SEC_VENCRYPT, 262, NULL },
-	{ "tlsplain", SEC_VENCRYPT, 259, NULL },
-	{ "x509vnc", SEC_VENCRYPT, 261, NULL },
-	{ "tlsvnc", SEC_VENCRYPT, 258, NULL },
-	{ "x509none", SEC_VENCRYPT, 260, NULL },
-	{ "tlsnone", SEC_VENCRYPT, 257, NULL },
-	{ "vnc", SEC_VNC, 0, auth_vnc },
-	{ "none", SEC_NONE, 0, auth_none },
+	/* VeNCrypt numbers as QEMU, gtk-vnc and libvncclient use them
+	 * (rfbproto.rst has 263 and 264 swapped) */
+	{ "x509sasl", SEC_VENCRYPT, 263, TLS_X509, auth_sasl },
+	{ "tlssasl", SEC_VENCRYPT, 264, TLS_ANON, auth_sasl },
+	{ "sasl", SEC_SASL, 0, TLS_NO, auth_sasl },
+	{ "x509plain", SEC_VENCRYPT, 262, TLS_X509, auth_plain },
+	{ "tlsplain", SEC_VENCRYPT, 259, TLS_ANON, auth_plain },
+	{ "x509vnc", SEC_VENCRYPT, 261, TLS_X509, auth_vnc },
+	{ "tlsvnc", SEC_VENCRYPT, 258, TLS_ANON, auth_vnc },
+	{ "x509none", SEC_VENCRYPT, 260, TLS_X509, auth_none },
+	{ "tlsnone", SEC_VENCRYPT, 257, TLS_ANON, auth_none },
+	{ "vnc", SEC_VNC, 0, TLS_NO, auth_vnc },
+	{ "none", SEC_NONE, 0, TLS_NO, auth_none },
 };
 
 /* ---------------------------------------------------------------------
@@ -485,6 +561,895 @@ wr_string(struct client *c, const char *s)
 
 	wr_u32(c, (uint32_t)n);
 	wr_bytes(c, s, n);
+}
+
+/* ---------------------------------------------------------------------
+ * Credentials: the password file behind the one GNU SASL callback.
+ *
+ * A record is "USER:{SCRAM-SHA-256}ITER,SALT,STOREDKEY,SERVERKEY" (or
+ * SCRAM-SHA-1), the form `gsasl --mkpasswd` prints and `vncsasl -k`
+ * writes: no password, nothing a thief can log in with.  PLAIN and LOGIN
+ * passwords are checked by deriving the keys from the stored salt.
+ * Unknown users get a salt, an iteration count and keys derived from a
+ * secret, so the exchange runs the same way and fails the same way as a
+ * wrong password (no user enumeration).
+ * ------------------------------------------------------------------- */
+
+static Gsasl_hash
+mech_hash(const char *mech)
+{
+	/* "SHA-256" also matches the -PLUS names (SASL-NOTES 2) */
+	return strstr(mech, "SHA-256") ? GSASL_HASH_SHA256 : GSASL_HASH_SHA1;
+}
+
+static int
+b64_decode(const char *in, uint8_t *out, size_t max, size_t *len)
+{
+	char *raw;
+	size_t n;
+
+	if (*in == '\0' || gsasl_base64_from(in, strlen(in), &raw, &n) !=
+	    GSASL_OK)
+		return -1;
+	if (n > max) {
+		gsasl_free(raw);
+		return -1;
+	}
+	memcpy(out, raw, n);
+	*len = n;
+	gsasl_free(raw);
+	return 0;
+}
+
+static int
+b64_encode(const uint8_t *in, size_t n, char *out, size_t max)
+{
+	char *b;
+	size_t bl;
+
+	if (gsasl_base64_to((const char *)in, n, &b, &bl) != GSASL_OK)
+		return -1;
+	if (bl >= max) {
+		gsasl_free(b);
+		return -1;
+	}
+	memcpy(out, b, bl + 1);
+	gsasl_free(b);
+	return 0;
+}
+
+/* A user name we can store on one line and log: no ':' or controls. */
+static int
+user_valid(const char *u, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > USER_MAX || u[0] == '#')
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)u[i] < 0x20 || u[i] == 0x7f || u[i] == ':')
+			return 0;
+	return 1;
+}
+
+/* Parse one record in place; NULL if good, else why not. */
+static const char *
+cred_parse(char *line, struct cred *cr)
+{
+	char *colon = strchr(line, ':'), *f[5], *p, *end;
+	size_t n;
+	unsigned long iter;
+	int k = 0;
+
+	memset(cr, 0, sizeof *cr);
+	if (colon == NULL)
+		return "no ':' after the user name";
+	if (!user_valid(line, (size_t)(colon - line)))
+		return "bad user name (1-255 bytes, no ':' or control characters)";
+	memcpy(cr->user, line, (size_t)(colon - line));
+	p = colon + 1;
+	if (strncmp(p, "{SCRAM-SHA-256}", 15) == 0) {
+		cr->hash = GSASL_HASH_SHA256;
+		p += 15;
+	} else if (strncmp(p, "{SCRAM-SHA-1}", 13) == 0) {
+		cr->hash = GSASL_HASH_SHA1;
+		p += 13;
+	} else {
+		return "unknown scheme (want {SCRAM-SHA-256} or {SCRAM-SHA-1})";
+	}
+	for (f[k++] = p; (p = strchr(p, ',')) != NULL && k < 5; f[k++] = ++p)
+		*p = '\0';
+	if (k == 5)
+		return "five fields: the salted password gsasl --verbose adds "
+		    "is as good as the password; remove it";
+	if (k != 4)
+		return "want ITER,SALT,STOREDKEY,SERVERKEY";
+	errno = 0;
+	iter = strtoul(f[0], &end, 10);
+	if (end == f[0] || *end || errno || iter < 1 || iter > SCRAM_ITER_MAX)
+		return "iteration count must be 1 to 65536 (Cyrus clients "
+		    "refuse more)";
+	cr->iter = (unsigned)iter;
+	if (b64_decode(f[1], cr->salt, SALT_MAX, &cr->saltlen) < 0)
+		return "salt is not base64 of 1 to 64 bytes";
+	if (b64_decode(f[2], cr->stored, sizeof cr->stored, &n) < 0 ||
+	    n != gsasl_hash_length(cr->hash) ||
+	    b64_decode(f[3], cr->server, sizeof cr->server, &n) < 0 ||
+	    n != gsasl_hash_length(cr->hash))
+		return "StoredKey or ServerKey is not base64 of the hash size";
+	if (b64_encode(cr->salt, cr->saltlen, cr->salt64, sizeof cr->salt64) ||
+	    b64_encode(cr->stored, n, cr->stored64, sizeof cr->stored64) ||
+	    b64_encode(cr->server, n, cr->server64, sizeof cr->server64))
+		return "out of memory";
+	return NULL;
+}
+
+/*
+ * Open a file holding secrets; refuse it if group or others may use it
+ * (OpenBSD doas and ssh do the same).  NULL with the reason in err.
+ */
+static FILE *
+open_secret(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		fclose(f);
+		return NULL;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(err, errlen, "%s: group or others may access it; "
+		    "chmod 600 it", path);
+		fclose(f);
+		return NULL;
+	}
+	return f;
+}
+
+/*
+ * Read a password file.  0 and the records, or -1 with "FILE:LINE:
+ * reason" in err.  key gets a digest of the whole file: the secret behind
+ * unknown users' fake salts, stable while the file is.
+ */
+static int
+passwd_read(const char *path, struct cred **out, size_t *nout,
+    uint8_t key[SHA256_DIGEST_SIZE], char *err, size_t errlen)
+{
+	char line[PASSWD_LINE_MAX + 2];
+	struct cred *v = NULL, *nv;
+	struct sha256_ctx sha;
+	size_t n = 0, cap = 0, i;
+	const char *why;
+	int lineno = 0;
+	FILE *f;
+
+	if ((f = open_secret(path, err, errlen)) == NULL)
+		return -1;
+	sha256_init(&sha);
+	while (fgets(line, sizeof line, f) != NULL) {
+		size_t len = strlen(line);
+
+		lineno++;
+		sha256_update(&sha, len, (const uint8_t *)line);
+		if (len > 0 && line[len - 1] == '\n')
+			line[--len] = '\0';
+		else if (!feof(f)) {
+			snprintf(err, errlen, "%s:%d: line longer than %d bytes",
+			    path, lineno, PASSWD_LINE_MAX);
+			goto fail;
+		}
+		if (len > 0 && line[len - 1] == '\r')
+			line[--len] = '\0';
+		if (len == 0 || line[0] == '#')
+			continue;
+		if (n == PASSWD_USERS_MAX) {
+			snprintf(err, errlen, "%s:%d: more than %d records", path,
+			    lineno, PASSWD_USERS_MAX);
+			goto fail;
+		}
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			if ((nv = realloc(v, cap * sizeof *v)) == NULL) {
+				snprintf(err, errlen, "%s: out of memory", path);
+				goto fail;
+			}
+			v = nv;
+		}
+		if ((why = cred_parse(line, &v[n])) != NULL) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			goto fail;
+		}
+		for (i = 0; i < n; i++)
+			if (v[i].hash == v[n].hash &&
+			    strcmp(v[i].user, v[n].user) == 0) {
+				snprintf(err, errlen, "%s:%d: %s has a second "
+				    "record of the same kind", path, lineno,
+				    v[n].user);
+				goto fail;
+			}
+		n++;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		goto fail;
+	}
+	fclose(f);
+	memset(line, 0, sizeof line);
+	sha256_digest(&sha, SHA256_DIGEST_SIZE, key);
+	*out = v;
+	*nout = n;
+	return 0;
+fail:
+	fclose(f);
+	memset(line, 0, sizeof line);
+	free(v);
+	return -1;
+}
+
+static void
+passwd_install(struct server *s, struct cred *v, size_t n,
+    const uint8_t key[SHA256_DIGEST_SIZE])
+{
+	if (s->creds != NULL) {
+		memset(s->creds, 0, s->ncreds * sizeof *s->creds);
+		free(s->creds);
+	}
+	s->creds = v;
+	s->ncreds = n;
+	memcpy(s->fake_key, key, SHA256_DIGEST_SIZE);
+	s->fake_iter = n > 0 ? v[0].iter : SCRAM_ITER_DEFAULT;
+}
+
+static void
+fake_bytes(const struct server *s, const char *what, Gsasl_hash h,
+    const char *user, uint8_t *out, size_t n)
+{
+	struct hmac_sha256_ctx ctx;
+	uint8_t d[SHA256_DIGEST_SIZE], hb = (uint8_t)h;
+
+	hmac_sha256_set_key(&ctx, sizeof s->fake_key, s->fake_key);
+	hmac_sha256_update(&ctx, strlen(what) + 1, (const uint8_t *)what);
+	hmac_sha256_update(&ctx, 1, &hb);
+	hmac_sha256_update(&ctx, strlen(user), (const uint8_t *)user);
+	hmac_sha256_digest(&ctx, sizeof d, d);
+	memcpy(out, d, n);
+}
+
+/* The user's record for this hash, or a consistent fake one. */
+static const struct cred *
+cred_lookup(struct client *c, const char *user, Gsasl_hash h,
+    struct cred *fake)
+{
+	const struct server *s = c->srv;
+	size_t i, n = gsasl_hash_length(h);
+
+	for (i = 0; i < s->ncreds; i++)
+		if (s->creds[i].hash == h && strcmp(s->creds[i].user, user) == 0)
+			return &s->creds[i];
+	c->unknown_user = 1;
+	memset(fake, 0, sizeof *fake);
+	fake->hash = h;
+	fake->iter = s->fake_iter;
+	fake->saltlen = s->ncreds > 0 ? s->creds[0].saltlen : 16;
+	fake_bytes(s, "salt", h, user, fake->salt, fake->saltlen);
+	fake_bytes(s, "stored", h, user, fake->stored, n);
+	fake_bytes(s, "server", h, user, fake->server, n);
+	b64_encode(fake->salt, fake->saltlen, fake->salt64, sizeof fake->salt64);
+	b64_encode(fake->stored, n, fake->stored64, sizeof fake->stored64);
+	b64_encode(fake->server, n, fake->server64, sizeof fake->server64);
+	return fake;
+}
+
+/* PLAIN, LOGIN and the VeNCrypt Plain subtypes: derive and compare. */
+static int
+cred_check_password(struct client *c, const char *user, const char *pass)
+{
+	char salted[GSASL_HASH_MAX_SIZE], ck[GSASL_HASH_MAX_SIZE];
+	char sk[GSASL_HASH_MAX_SIZE], stk[GSASL_HASH_MAX_SIZE];
+	const struct cred *cr;
+	struct cred fake;
+	size_t i, n;
+	int ok = 0;
+
+	for (cr = NULL, i = 0; i < c->srv->ncreds && cr == NULL; i++)
+		if (strcmp(c->srv->creds[i].user, user) == 0)
+			cr = &c->srv->creds[i];
+	if (cr == NULL)		/* same work as for a real user */
+		cr = cred_lookup(c, user, GSASL_HASH_SHA256, &fake);
+	n = gsasl_hash_length(cr->hash);
+	if (gsasl_scram_secrets_from_password(cr->hash, pass, cr->iter,
+	    (const char *)cr->salt, cr->saltlen, salted, ck, sk, stk) ==
+	    GSASL_OK)
+		ok = memeql_sec(stk, cr->stored, n) & memeql_sec(sk,
+		    cr->server, n);
+	memset(salted, 0, sizeof salted);
+	memset(ck, 0, sizeof ck);
+	memset(sk, 0, sizeof sk);
+	memset(stk, 0, sizeof stk);
+	return ok && !c->unknown_user;
+}
+
+static int tls_binding(struct client *, Gsasl_session *, Gsasl_property);
+
+/* The one GNU SASL callback: every question the library asks. */
+static int
+sasl_callback(Gsasl *ctx, Gsasl_session *sctx, Gsasl_property prop)
+{
+	const struct server *s = gsasl_callback_hook_get(ctx);
+	struct client *c = gsasl_session_hook_get(sctx);
+	const char *user = gsasl_property_fast(sctx, GSASL_AUTHID);
+	const char *pass, *mech = gsasl_mechanism_name(sctx);
+	const struct cred *cr;
+	struct cred fake;
+	char num[16];
+
+	if (c == NULL || mech == NULL)
+		return GSASL_NO_CALLBACK;
+	switch (prop) {
+	case GSASL_SERVICE:
+		return gsasl_property_set(sctx, prop, "vnc");
+	case GSASL_HOSTNAME:
+		return gsasl_property_set(sctx, prop, s->sasl_host);
+	case GSASL_SCRAM_ITER:
+	case GSASL_SCRAM_SALT:
+	case GSASL_SCRAM_STOREDKEY:
+	case GSASL_SCRAM_SERVERKEY:
+		if (user == NULL)
+			return GSASL_NO_CALLBACK;
+		cr = cred_lookup(c, user, mech_hash(mech), &fake);
+		if (prop == GSASL_SCRAM_ITER) {
+			snprintf(num, sizeof num, "%u", cr->iter);
+			return gsasl_property_set(sctx, prop, num);
+		}
+		return gsasl_property_set(sctx, prop,
+		    prop == GSASL_SCRAM_SALT ? cr->salt64 :
+		    prop == GSASL_SCRAM_STOREDKEY ? cr->stored64 : cr->server64);
+	case GSASL_VALIDATE_SIMPLE:
+		pass = gsasl_property_fast(sctx, GSASL_PASSWORD);
+		if (user == NULL || pass == NULL || strlen(user) > USER_MAX)
+			return GSASL_AUTHENTICATION_ERROR;
+		return cred_check_password(c, user, pass) ? GSASL_OK :
+		    GSASL_AUTHENTICATION_ERROR;
+	case GSASL_VALIDATE_GSSAPI:
+		/* the KDC vouched for the name; the ACL decides the rest */
+		return gsasl_property_fast(sctx, GSASL_GSSAPI_DISPLAY_NAME) ?
+		    GSASL_OK : GSASL_AUTHENTICATION_ERROR;
+	case GSASL_CB_TLS_UNIQUE:
+	case GSASL_CB_TLS_EXPORTER:
+		return tls_binding(c, sctx, prop);
+	default:
+		return GSASL_NO_CALLBACK;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * SASL: RFB security type 20, also inside VeNCrypt X509SASL/TLSSASL.
+ *
+ * Wire (PROTOCOL.md 2): mechlist without NUL; mechname 1-100 bytes; data
+ * fields carry length+1 and a trailing NUL, length 0 meaning NULL; each
+ * reply ends with the complete byte; SecurityResult follows complete=1.
+ * No SASL security layer is ever negotiated: GNU SASL can give none
+ * worth having, and the viewers forbid one inside TLS (SASL-NOTES 0).
+ * ------------------------------------------------------------------- */
+
+/* Is name[0..n) one exact token of the comma-separated list? */
+static int
+mech_offered(const char *list, const char *name, size_t n)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+
+		if (len == n && memcmp(p, name, n) == 0)
+			return 1;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+/* What this client may choose: -m order, then the transport's rules. */
+static void
+sasl_mechlist(struct client *c)
+{
+	const struct server *s = c->srv;
+	size_t off = 0;
+	int i;
+
+	c->mechlist[0] = '\0';
+	for (i = 0; i < s->nmechs; i++) {
+		const char *m = s->mechs[i];
+		size_t n = strlen(m);
+
+		/* passwords in the clear and channel bindings need TLS */
+		if (!c->tls_up && (strcmp(m, "PLAIN") == 0 ||
+		    strcmp(m, "LOGIN") == 0 || strstr(m, "-PLUS") != NULL))
+			continue;
+		if (off + (off > 0) + n > SASL_MECHLIST_MAX)
+			break;
+		off += (size_t)snprintf(c->mechlist + off,
+		    sizeof c->mechlist - off, "%s%s", off ? "," : "", m);
+	}
+}
+
+static size_t h_sasl_mechlen(struct client *, uint8_t *, size_t);
+static size_t h_sasl_mechname(struct client *, uint8_t *, size_t);
+static size_t h_sasl_datalen(struct client *, uint8_t *, size_t);
+static size_t h_sasl_data(struct client *, uint8_t *, size_t);
+static void auth_decide(struct client *, const char *, int, const char *);
+
+static void
+auth_sasl(struct client *c)
+{
+	sasl_mechlist(c);
+	if (c->mechlist[0] == '\0') {
+		/* an empty list only ends in failure (QEMU 46c80446) */
+		cl_fail(c, "no SASL mechanism may be offered on this transport");
+		return;
+	}
+	c->state = ST_SASL;
+	wr_string(c, c->mechlist);
+	cl_expect(c, h_sasl_mechlen, 4);
+}
+
+static size_t
+h_sasl_mechlen(struct client *c, uint8_t *p, size_t n)
+{
+	uint32_t len = be32(p);
+
+	if (len < 1 || len > SASL_MECHNAME_MAX) {
+		cl_fail(c, "SASL mechanism name of %lu bytes (1-%d allowed)",
+		    (unsigned long)len, SASL_MECHNAME_MAX);
+		return n;
+	}
+	cl_expect(c, h_sasl_mechname, 4 + len);
+	return 0;
+}
+
+static size_t
+h_sasl_mechname(struct client *c, uint8_t *p, size_t n)
+{
+	size_t len = be32(p), i;
+
+	if (!mech_offered(c->mechlist, (const char *)p + 4, len)) {
+		for (i = 0; i < len; i++)	/* for the log only */
+			if (p[4 + i] < 0x21 || p[4 + i] > 0x7e)
+				p[4 + i] = '?';
+		cl_fail(c, "SASL mechanism '%.*s' was not offered", (int)len,
+		    (const char *)p + 4);
+		return n;
+	}
+	memcpy(c->mech, p + 4, len);
+	c->mech[len] = '\0';
+	cl_expect(c, h_sasl_datalen, 4);
+	return 4 + len;
+}
+
+static size_t
+h_sasl_datalen(struct client *c, uint8_t *p, size_t n)
+{
+	uint32_t len = be32(p);
+
+	if (len > SASL_DATA_MAX) {
+		cl_fail(c, "SASL data of %lu bytes (limit %d)",
+		    (unsigned long)len, SASL_DATA_MAX);
+		return n;
+	}
+	cl_expect(c, h_sasl_data, 4 + len);
+	return 0;
+}
+
+/* The session starts with the first data, which may need the -PLUS name. */
+static int
+sasl_begin(struct client *c, const char *in, size_t inlen)
+{
+	char plus[SASL_MECHNAME_MAX + 8];
+	int r;
+
+	/*
+	 * Cyrus names the mechanism without -PLUS but sends a "p=" GS2
+	 * header (cyrus-sasl #552): run the -PLUS mechanism if we offered it.
+	 */
+	if (in != NULL && inlen >= 2 && memcmp(in, "p=", 2) == 0 &&
+	    strncmp(c->mech, "SCRAM-", 6) == 0 && !strstr(c->mech, "-PLUS")) {
+		snprintf(plus, sizeof plus, "%s-PLUS", c->mech);
+		if (strlen(plus) < sizeof c->mech &&
+		    mech_offered(c->mechlist, plus, strlen(plus)))
+			memcpy(c->mech, plus, strlen(plus) + 1);
+	}
+	if ((r = gsasl_server_start(c->srv->gsasl, c->mech, &c->sasl)) !=
+	    GSASL_OK) {
+		c->sasl = NULL;
+		cl_fail(c, "SASL %s cannot start: %s", c->mech,
+		    gsasl_strerror(r));
+		return -1;
+	}
+	gsasl_session_hook_set(c->sasl, c);
+	return 0;
+}
+
+/* After GSASL_OK: who is this, and may they be someone else? */
+static void
+sasl_done(struct client *c)
+{
+	const char *mech = gsasl_mechanism_name(c->sasl);
+	int krb = strcmp(mech, "GSSAPI") == 0 || strcmp(mech, "GS2-KRB5") == 0;
+	const char *id = gsasl_property_fast(c->sasl, krb ?
+	    GSASL_GSSAPI_DISPLAY_NAME : GSASL_AUTHID);
+	const char *authz = gsasl_property_fast(c->sasl, GSASL_AUTHZID);
+
+	if (id == NULL || *id == '\0' || strlen(id) > USER_MAX)
+		auth_decide(c, NULL, 0, "no usable identity");
+	else if (authz != NULL && *authz != '\0' && strcmp(authz, id) != 0)
+		auth_decide(c, id, 0, "asked to act as another identity");
+	else
+		auth_decide(c, id, 1, NULL);
+}
+
+static size_t
+h_sasl_data(struct client *c, uint8_t *p, size_t n)
+{
+	size_t len = be32(p), inlen = 0, outlen = 0;
+	const char *in = NULL;
+	char *out = NULL;
+	int r;
+
+	(void)n;
+	if (len > 0) {
+		/* the NUL pad is checked, never trusted (QEMU 1a225f57) */
+		if (p[4 + len - 1] != '\0') {
+			cl_fail(c, "SASL data without its NUL pad");
+			return 4 + len;
+		}
+		in = (const char *)p + 4;	/* non-NULL even when empty */
+		inlen = len - 1;
+	}
+	if (c->sasl == NULL && sasl_begin(c, in, inlen) < 0)
+		return 4 + len;
+	r = gsasl_step(c->sasl, in, inlen, &out, &outlen);
+	memset(p + 4, 0, len);	/* PLAIN and LOGIN carry passwords */
+	if (r != GSASL_OK && r != GSASL_NEEDS_MORE) {
+		gsasl_free(out);
+		/* complete=1, then a failed SecurityResult (PROTOCOL 2.7) */
+		wr_u32(c, 0);
+		wr_u8(c, 1);
+		auth_decide(c, gsasl_property_fast(c->sasl, GSASL_AUTHID), 0,
+		    c->unknown_user ? "unknown user" : r ==
+		    GSASL_AUTHENTICATION_ERROR ? "wrong password" :
+		    gsasl_strerror_name(r));
+		return 4 + len;
+	}
+	if (out != NULL && outlen >= SASL_DATA_MAX) {
+		gsasl_free(out);
+		cl_fail(c, "SASL reply of %zu bytes (limit %d)", outlen,
+		    SASL_DATA_MAX);
+		return 4 + len;
+	}
+	if (out == NULL) {
+		wr_u32(c, 0);
+	} else {		/* the NUL always goes too (PROTOCOL 2.5) */
+		wr_u32(c, (uint32_t)outlen + 1);
+		wr_bytes(c, out, outlen);
+		wr_u8(c, 0);
+	}
+	gsasl_free(out);
+	wr_u8(c, r == GSASL_OK);
+	if (r == GSASL_NEEDS_MORE)
+		cl_expect(c, h_sasl_datalen, 4);
+	else
+		sasl_done(c);
+	return 4 + len;
+}
+
+/* VeNCrypt X509Plain/TLSPlain: a user and password through GNU SASL PLAIN. */
+static size_t h_plain_creds(struct client *, uint8_t *, size_t);
+
+static size_t
+h_plain_lens(struct client *c, uint8_t *p, size_t n)
+{
+	uint32_t ulen = be32(p), plen = be32(p + 4);
+
+	if (ulen > PLAIN_FIELD_MAX || plen > PLAIN_FIELD_MAX) {
+		cl_fail(c, "VeNCrypt Plain lengths %lu/%lu (limit %d)",
+		    (unsigned long)ulen, (unsigned long)plen, PLAIN_FIELD_MAX);
+		return n;
+	}
+	cl_expect(c, h_plain_creds, 8 + (size_t)ulen + plen);
+	return 0;
+}
+
+static size_t
+h_plain_creds(struct client *c, uint8_t *p, size_t n)
+{
+	size_t ulen = be32(p), plen = be32(p + 4), tlen = ulen + plen + 2;
+	const uint8_t *user = p + 8, *pass = user + ulen;
+	char *token, *out = NULL;
+	size_t outlen;
+	int r = GSASL_AUTHENTICATION_ERROR;
+
+	(void)n;
+	if (memchr(user, 0, ulen) || memchr(pass, 0, plen) || ulen == 0 ||
+	    ulen > USER_MAX) {
+		memset(p, 0, 8 + ulen + plen);
+		auth_decide(c, NULL, 0, "bad user name or password bytes");
+		return 8 + ulen + plen;
+	}
+	if ((token = malloc(tlen)) == NULL) {
+		cl_fail(c, "out of memory");
+		return 8 + ulen + plen;
+	}
+	/* RFC 4616: authzid NUL authcid NUL passwd */
+	token[0] = '\0';
+	memcpy(token + 1, user, ulen);
+	token[1 + ulen] = '\0';
+	memcpy(token + 2 + ulen, pass, plen);
+	snprintf(c->mech, sizeof c->mech, "PLAIN");
+	if (gsasl_server_start(c->srv->gsasl, "PLAIN", &c->sasl) == GSASL_OK) {
+		gsasl_session_hook_set(c->sasl, c);
+		r = gsasl_step(c->sasl, token, tlen, &out, &outlen);
+		gsasl_free(out);
+	} else {
+		c->sasl = NULL;
+	}
+	memset(token, 0, tlen);
+	free(token);
+	memset(p, 0, 8 + ulen + plen);
+	if (r == GSASL_OK)
+		sasl_done(c);
+	else
+		auth_decide(c, NULL, 0, c->unknown_user ? "unknown user" :
+		    "wrong password");
+	return 8 + ulen + plen;
+}
+
+static void
+auth_plain(struct client *c)
+{
+	c->state = ST_AUTH;
+	cl_expect(c, h_plain_lens, 8);
+}
+
+/* ---------------------------------------------------------------------
+ * TLS (GnuTLS), non-blocking inside the poll loop, handshake included.
+ * ------------------------------------------------------------------- */
+
+static void
+tls_setup(struct server *s, const char *cert, const char *key,
+    const char *ca)
+{
+	int r;
+
+	/* anonymous DH only exists up to TLS 1.2; gtk-vnc offers ANON-DH
+	 * alone, libvncclient ANON-ECDH too (PROTOCOL 6.1) */
+	if (gnutls_anon_allocate_server_credentials(&s->anon) < 0 ||
+	    gnutls_anon_set_server_known_dh_params(s->anon,
+	    GNUTLS_SEC_PARAM_MEDIUM) < 0 ||
+	    gnutls_priority_init(&s->prio_anon,
+	    "NORMAL:-VERS-TLS1.3:+ANON-ECDH:+ANON-DH", NULL) < 0)
+		die(1, "cannot set up anonymous TLS");
+	if (cert == NULL)
+		return;
+	if (gnutls_certificate_allocate_credentials(&s->x509) < 0)
+		die(1, "out of memory");
+	if ((r = gnutls_certificate_set_x509_key_file(s->x509, cert, key,
+	    GNUTLS_X509_FMT_PEM)) < 0)
+		die(1, "-C %s -K %s: %s", cert, key, gnutls_strerror(r));
+	if (ca != NULL) {
+		if ((r = gnutls_certificate_set_x509_trust_file(s->x509, ca,
+		    GNUTLS_X509_FMT_PEM)) <= 0)
+			die(1, "-T %s: %s", ca, r < 0 ? gnutls_strerror(r) :
+			    "no certificate in it");
+		s->verify_clients = 1;
+	}
+	gnutls_certificate_set_known_dh_params(s->x509, GNUTLS_SEC_PARAM_MEDIUM);
+	if (gnutls_priority_init(&s->prio_x509, "NORMAL", NULL) < 0)
+		die(1, "cannot set up TLS priorities");
+}
+
+static void
+tls_start(struct client *c)
+{
+	const struct server *s = c->srv;
+	int x509 = c->sec->tls == TLS_X509;
+
+	if (gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0) {
+		c->tls = NULL;
+		cl_fail(c, "cannot start TLS");
+		return;
+	}
+	if (x509) {
+		gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, s->x509);
+		gnutls_priority_set(c->tls, s->prio_x509);
+		if (s->verify_clients)
+			gnutls_certificate_server_set_request(c->tls,
+			    GNUTLS_CERT_REQUIRE);
+	} else {
+		gnutls_credentials_set(c->tls, GNUTLS_CRD_ANON, s->anon);
+		gnutls_priority_set(c->tls, s->prio_anon);
+	}
+	gnutls_transport_set_int(c->tls, c->fd);
+	c->state = ST_TLS;
+}
+
+/* -T: the client's certificate must verify; keep its subject for the ACL. */
+static int
+tls_verify_client(struct client *c)
+{
+	const gnutls_datum_t *certs;
+	unsigned status = 0, n = 0;
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t dn = { NULL, 0 }, msg = { NULL, 0 };
+	int r;
+
+	r = gnutls_certificate_verify_peers2(c->tls, &status);
+	if (r < 0 || status != 0) {
+		if (r >= 0)
+			gnutls_certificate_verification_status_print(status,
+			    GNUTLS_CRT_X509, &msg, 0);
+		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
+		    "result=fail reason=client certificate: %s", c->peer,
+		    c->sec->name, r < 0 ? gnutls_strerror(r) :
+		    msg.data ? (char *)msg.data : "not trusted");
+		gnutls_free(msg.data);
+		cl_fail(c, "client certificate rejected");
+		return -1;
+	}
+	if ((certs = gnutls_certificate_get_peers(c->tls, &n)) == NULL ||
+	    n == 0 || gnutls_x509_crt_init(&crt) < 0) {
+		cl_fail(c, "no client certificate");
+		return -1;
+	}
+	r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+	if (r >= 0)
+		r = gnutls_x509_crt_get_dn3(crt, &dn, 0);
+	gnutls_x509_crt_deinit(crt);
+	if (r < 0 || dn.size > DN_MAX) {
+		gnutls_free(dn.data);
+		cl_fail(c, "client certificate subject unreadable or too long");
+		return -1;
+	}
+	memcpy(c->dn, dn.data, dn.size);
+	c->dn[dn.size] = '\0';
+	gnutls_free(dn.data);
+	return 0;
+}
+
+static void cl_read(struct client *);
+
+static void
+tls_handshake(struct client *c)
+{
+	int r = gnutls_handshake(c->tls);
+	char *desc;
+
+	if (r < 0) {
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED ||
+		    !gnutls_error_is_fatal(r)) {
+			c->tls_wdir = gnutls_record_get_direction(c->tls) == 1;
+			return;
+		}
+		cl_fail(c, "TLS handshake: %s", gnutls_strerror(r));
+		return;
+	}
+	c->tls_up = 1;
+	c->tls_wdir = 0;
+	c->ssf = (int)gnutls_cipher_get_key_size(gnutls_cipher_get(c->tls)) * 8;
+	if (c->ssf <= 0) {
+		cl_fail(c, "TLS without a cipher");
+		return;
+	}
+	if (c->srv->verify_clients && c->sec->tls == TLS_X509 &&
+	    tls_verify_client(c) < 0)
+		return;
+	desc = gnutls_session_get_desc(c->tls);
+	logx(c->srv, LOG_INFO, "tls peer=%s sec=%s %s ssf=%d%s%s", c->peer,
+	    c->sec->name, desc ? desc : "?", c->ssf, c->dn[0] ? " dn=" : "",
+	    c->dn);
+	gnutls_free(desc);
+	c->state = ST_AUTH;
+	c->sec->start(c);
+	/* application data may already sit in GnuTLS's buffer */
+	if (!c->dead && c->state != ST_CLOSING)
+		cl_read(c);
+}
+
+/* tls-unique (TLS <= 1.2) or tls-exporter (TLS 1.3), for -PLUS only:
+ * answering for a plain SCRAM session would fail a "y" client as a
+ * downgrade (SASL-NOTES 1). */
+static int
+tls_binding(struct client *c, Gsasl_session *sctx, Gsasl_property prop)
+{
+	gnutls_datum_t cb = { NULL, 0 };
+	char *b64;
+	size_t len;
+	int r;
+
+	if (!c->tls_up || strstr(c->mech, "-PLUS") == NULL)
+		return GSASL_NO_CALLBACK;
+	if (gnutls_session_channel_binding(c->tls, prop == GSASL_CB_TLS_UNIQUE ?
+	    GNUTLS_CB_TLS_UNIQUE : GNUTLS_CB_TLS_EXPORTER, &cb) < 0)
+		return GSASL_NO_CALLBACK;
+	r = gsasl_base64_to((const char *)cb.data, cb.size, &b64, &len);
+	gnutls_free(cb.data);
+	if (r != GSASL_OK)
+		return r;
+	r = gsasl_property_set(sctx, prop, b64);
+	gsasl_free(b64);
+	return r;
+}
+
+/* -- VeNCrypt 0.2 (PROTOCOL 6.1) -- */
+
+static size_t
+h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
+{
+	const struct sectype *const *list;
+	uint32_t sub = be32(p);
+	int i, k;
+
+	list = cl_sectypes(c, &k);
+	for (i = 0; i < k; i++)
+		if (list[i]->type == SEC_VENCRYPT &&
+		    (uint32_t)list[i]->subtype == sub)
+			break;
+	if (i == k) {
+		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=vencrypt"
+		    "-%lu result=fail reason=subtype-not-offered", c->peer,
+		    (unsigned long)sub);
+		wr_u8(c, 0);
+		cl_linger(c, "chose a VeNCrypt subtype that was not offered");
+		return 4;
+	}
+	if (n > 4) {	/* the viewer must wait for our answer */
+		cl_fail(c, "data before the TLS handshake");
+		return n;
+	}
+	c->sec = list[i];
+	wr_u8(c, 1);
+	tls_start(c);
+	cl_flush(c);
+	return 4;
+}
+
+static size_t
+h_vencrypt_version(struct client *c, uint8_t *p, size_t n)
+{
+	const struct sectype *const *list;
+	int i, k, m = 0;
+
+	(void)n;
+	if (p[0] != 0 || p[1] != 2) {
+		wr_u8(c, 1);
+		cl_linger(c, "VeNCrypt version other than 0.2");
+		return 2;
+	}
+	list = cl_sectypes(c, &k);
+	for (i = 0; i < k; i++)
+		m += list[i]->type == SEC_VENCRYPT;
+	wr_u8(c, 0);
+	wr_u8(c, (uint8_t)m);
+	for (i = 0; i < k; i++)
+		if (list[i]->type == SEC_VENCRYPT)
+			wr_u32(c, (uint32_t)list[i]->subtype);
+	cl_expect(c, h_vencrypt_subtype, 4);
+	return 2;
+}
+
+static void
+vencrypt_start(struct client *c)
+{
+	c->state = ST_VENCRYPT;
+	wr_u8(c, 0);
+	wr_u8(c, 2);
+	cl_expect(c, h_vencrypt_version, 2);
 }
 
 /* ---------------------------------------------------------------------
@@ -932,31 +1897,67 @@ cl_reject(struct client *c, const char *why)
 	cl_linger(c, why);
 }
 
-static void
-sec_ok(struct client *c)
+/* Log text from the network: printable ASCII only, bounded. */
+static const char *
+safe(const char *in, char *out, size_t outlen)
 {
+	size_t o = 0;
+
+	if (in == NULL || *in == '\0')
+		return "-";
+	for (; *in && o + 5 < outlen; in++) {
+		unsigned char ch = (unsigned char)*in;
+
+		if (ch > 0x20 && ch < 0x7f && ch != '\\')
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/*
+ * Every authentication ends here: one audit line, then SecurityResult
+ * ok or "Authentication failed" - the same bytes whatever the reason.
+ */
+static void
+auth_decide(struct client *c, const char *user, int ok, const char *why)
+{
+	char u[4 * USER_MAX + 8], m[4 * SASL_MECHNAME_MAX + 8];
+
+	if (ok && user != NULL)
+		snprintf(c->user, sizeof c->user, "%s", user);
+	logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
+	    "auth peer=%s sec=%s mech=%s user=%s ssf=%d result=%s%s%s",
+	    c->peer, c->sec->name, safe(c->mech, m, sizeof m),
+	    safe(user, u, sizeof u), c->ssf, ok ? "ok" : "fail",
+	    ok ? "" : " reason=", ok ? "" : why);
+	if (!ok) {
+		cl_reject(c, why);
+		return;
+	}
+	/* RFB 3.3 and 3.7 send no SecurityResult for plain None */
+	if (c->sec->type == SEC_NONE && c->minor < 8) {
+		start_init(c);
+		return;
+	}
 	wr_u32(c, 0);
 	start_init(c);
 }
 
-/* -- security type None -- */
+/* -- security type None, and VeNCrypt X509None/TLSNone -- */
 
 static void
 auth_none(struct client *c)
 {
-	logx(c->srv, LOG_AUTH | LOG_NOTICE, "auth peer=%s sec=%s user=- "
-	    "result=ok", c->peer, c->sec->name);
-	/* RFB 3.3 and 3.7 send no SecurityResult for None */
-	if (c->minor >= 8 || c->sec->subtype != 0)
-		sec_ok(c);
-	else
-		start_init(c);
+	auth_decide(c, c->dn[0] ? c->dn : NULL, 1, NULL);
 }
 
 /* -- security type VNC authentication (DES challenge) -- */
 
 static size_t
-h_vnc_response(struct client *c, const uint8_t *p, size_t n)
+h_vnc_response(struct client *c, uint8_t *p, size_t n)
 {
 	uint8_t want[16];
 	int ok;
@@ -964,13 +1965,8 @@ h_vnc_response(struct client *c, const uint8_t *p, size_t n)
 	(void)n;
 	des_encrypt(&c->srv->vnc_des, 16, want, c->challenge);
 	ok = memeql_sec(want, p, 16);
-	logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
-	    "auth peer=%s sec=%s user=- result=%s", c->peer, c->sec->name,
-	    ok ? "ok" : "fail reason=wrong-password");
-	if (ok)
-		sec_ok(c);
-	else
-		cl_reject(c, "wrong VNC password");
+	memset(want, 0, sizeof want);
+	auth_decide(c, c->dn[0] ? c->dn : NULL, ok, "wrong VNC password");
 	return 16;
 }
 
@@ -1007,7 +2003,7 @@ sec_start(struct client *c, const struct sectype *st)
 }
 
 static size_t
-h_sectype(struct client *c, const uint8_t *p, size_t n)
+h_sectype(struct client *c, uint8_t *p, size_t n)
 {
 	const struct sectype *const *list;
 	int i, k;
@@ -1015,8 +2011,11 @@ h_sectype(struct client *c, const uint8_t *p, size_t n)
 	(void)n;
 	list = cl_sectypes(c, &k);
 	for (i = 0; i < k; i++)
-		if (list[i]->subtype == 0 && list[i]->type == p[0]) {
-			sec_start(c, list[i]);
+		if (list[i]->type == p[0]) {
+			if (p[0] == SEC_VENCRYPT)
+				vencrypt_start(c);
+			else
+				sec_start(c, list[i]);
 			return 1;
 		}
 	/* QEMU and the spec: SecurityResult failed (+ reason in 3.8) */
@@ -1067,7 +2066,7 @@ send_sectypes(struct client *c)
 }
 
 static size_t
-h_version(struct client *c, const uint8_t *p, size_t n)
+h_version(struct client *c, uint8_t *p, size_t n)
 {
 	int major = 0, minor = 0, i;
 
@@ -1117,10 +2116,10 @@ close_others(struct client *c)
 			cl_fail(o, "another viewer asked for exclusive access");
 }
 
-static size_t h_message(struct client *, const uint8_t *, size_t);
+static size_t h_message(struct client *, uint8_t *, size_t);
 
 static size_t
-h_client_init(struct client *c, const uint8_t *p, size_t n)
+h_client_init(struct client *c, uint8_t *p, size_t n)
 {
 	const struct server *s = c->srv;
 
@@ -1349,7 +2348,7 @@ static const struct msgtype msgtab[256] = {
 };
 
 static size_t
-h_message(struct client *c, const uint8_t *p, size_t n)
+h_message(struct client *c, uint8_t *p, size_t n)
 {
 	const struct msgtype *m = &msgtab[p[0]];
 	size_t len;
@@ -1390,16 +2389,19 @@ h_message(struct client *c, const uint8_t *p, size_t n)
 static void
 cl_process(struct client *c)
 {
-	while (!c->dead && c->state != ST_CLOSING) {
-		size_t avail = buf_used(&c->in), used;
+	while (!c->dead && c->state != ST_CLOSING && c->state != ST_TLS) {
+		size_t avail = buf_used(&c->in), used, need = c->need;
+		handler_fn fn = c->handler;
 
 		if (avail < c->need)
 			break;
-		used = c->handler(c, c->in.data + c->in.off, avail);
-		if (used == 0) {
-			if (c->need <= avail && !c->dead)
-				cl_fail(c, "internal: %s handler stalled",
-				    state_name[c->state]);
+		used = fn(c, c->in.data + c->in.off, avail);
+		/* 0: "call me again once c->need bytes are here", which may
+		 * be now; asking for the same again would never end */
+		if (used == 0 && fn == c->handler && need == c->need &&
+		    !c->dead) {
+			cl_fail(c, "internal: %s handler stalled",
+			    state_name[c->state]);
 			break;
 		}
 		c->in.off += used;
@@ -1408,38 +2410,70 @@ cl_process(struct client *c)
 		c->in.off = c->in.len = 0;
 }
 
+/* One read through TLS or the socket: >0 bytes, 0 end, -1 again, -2 failed. */
+static ssize_t
+io_read(struct client *c, void *buf, size_t n)
+{
+	ssize_t r;
+
+	if (!c->tls_up) {
+		r = read(c->fd, buf, n);
+		if (r >= 0)
+			return r;
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return -1;
+		cl_fail(c, "read: %s", strerror(errno));
+		return -2;
+	}
+	r = gnutls_record_recv(c->tls, buf, n);
+	if (r >= 0)
+		return r;
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		return -1;
+	if (r == GNUTLS_E_PREMATURE_TERMINATION)
+		return 0;
+	cl_fail(c, "TLS: %s", gnutls_strerror((int)r));
+	return -2;
+}
+
 static void
 cl_read(struct client *c)
 {
-	size_t room = IN_CHUNK;
+	size_t room;
 	ssize_t r;
 
 	if (c->state == ST_CLOSING) {	/* drain and ignore */
 		uint8_t junk[512];
 
 		if (read(c->fd, junk, sizeof junk) == 0)
-			cl_fail(c, "%s", c->why);
+			c->dead = 1;	/* c->why says why */
 		return;
 	}
-	if (c->need > buf_used(&c->in) && c->need - buf_used(&c->in) > room)
-		room = c->need - buf_used(&c->in);
-	if (buf_reserve(&c->in, room) < 0) {
-		cl_fail(c, "out of memory for input");
+	if (c->state == ST_TLS) {
+		if (buf_used(&c->out) == 0)	/* our "accepted" went out */
+			tls_handshake(c);
 		return;
 	}
-	r = read(c->fd, c->in.data + c->in.len, room);
-	if (r == 0) {
-		cl_fail(c, "viewer closed the connection in state %s",
-		    state_name[c->state]);
-		return;
-	}
-	if (r < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			cl_fail(c, "read: %s", strerror(errno));
-		return;
-	}
-	c->in.len += (size_t)r;
-	cl_process(c);
+	do {
+		room = IN_CHUNK;
+		if (c->need > buf_used(&c->in) &&
+		    c->need - buf_used(&c->in) > room)
+			room = c->need - buf_used(&c->in);
+		if (buf_reserve(&c->in, room) < 0) {
+			cl_fail(c, "out of memory for input");
+			return;
+		}
+		r = io_read(c, c->in.data + c->in.len, room);
+		if (r == 0)
+			cl_fail(c, "viewer closed the connection in state %s",
+			    state_name[c->state]);
+		if (r <= 0)
+			return;
+		c->in.len += (size_t)r;
+		cl_process(c);
+		/* records GnuTLS already holds wake no poll(): drain them */
+	} while (c->tls_up && !c->dead && c->state != ST_CLOSING &&
+	    gnutls_record_check_pending(c->tls) > 0);
 }
 
 static void
@@ -1448,12 +2482,32 @@ cl_flush(struct client *c)
 	ssize_t w;
 
 	while (!c->dead && buf_used(&c->out) > 0) {
-		w = write(c->fd, c->out.data + c->out.off, buf_used(&c->out));
-		if (w < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != EINTR)
-				cl_fail(c, "write: %s", strerror(errno));
-			return;
+		if (c->tls_up) {
+			size_t n = buf_used(&c->out);
+
+			/* after E_AGAIN GnuTLS resumes its own copy */
+			w = c->tls_wpending ?
+			    gnutls_record_send(c->tls, NULL, 0) :
+			    gnutls_record_send(c->tls, c->out.data + c->out.off,
+			    n < TLS_RECORD_MAX ? n : TLS_RECORD_MAX);
+			if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) {
+				c->tls_wpending = 1;
+				return;
+			}
+			c->tls_wpending = 0;
+			if (w < 0) {
+				cl_fail(c, "TLS: %s", gnutls_strerror((int)w));
+				return;
+			}
+		} else {
+			w = write(c->fd, c->out.data + c->out.off,
+			    buf_used(&c->out));
+			if (w < 0) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK &&
+				    errno != EINTR)
+					cl_fail(c, "write: %s", strerror(errno));
+				return;
+			}
 		}
 		c->out.off += (size_t)w;
 		c->last_out = now_ms();
@@ -1461,7 +2515,7 @@ cl_flush(struct client *c)
 	if (buf_used(&c->out) == 0) {
 		c->out.off = c->out.len = 0;
 		if (c->state == ST_CLOSING)
-			cl_fail(c, "%s", c->why);
+			c->dead = 1;	/* c->why says why */
 	}
 }
 
@@ -1470,13 +2524,22 @@ cl_free(struct client *c)
 {
 	struct server *s = c->srv;
 	double secs = (now_ms() - c->t_start) / 1000.0;
+	char u[4 * USER_MAX + 8];
 
 	logx(s, LOG_AUTH | LOG_INFO, "close peer=%s user=%s secs=%.1f reason=%s",
-	    c->peer, c->user[0] ? c->user : "-", secs, c->why);
+	    c->peer, safe(c->user, u, sizeof u), secs, c->why);
 	if (c->state == ST_NORMAL)
 		fb_source.release(s->fb);
+	if (c->sasl != NULL)
+		gsasl_finish(c->sasl);
+	if (c->tls != NULL) {
+		if (c->tls_up)	/* best effort, never blocks */
+			gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+		gnutls_deinit(c->tls);
+	}
 	close(c->fd);
 	buf_free(&c->in);
+	memset(c->out.data, 0, c->out.cap);
 	buf_free(&c->out);
 	free(c->dirty);
 	free(c);
@@ -1607,11 +2670,11 @@ check_deadlines(struct server *s, long long now)
 	for (c = s->clients; c != NULL; c = c->next) {
 		if (c->dead)
 			continue;
-		if (c->deadline && now >= c->deadline)
-			cl_fail(c, c->state == ST_CLOSING ? "%s" :
-			    "handshake not finished in time (state %s)",
-			    c->state == ST_CLOSING ? c->why :
-			    state_name[c->state]);
+		if (c->deadline && now >= c->deadline && c->state == ST_CLOSING)
+			c->dead = 1;	/* c->why says why */
+		else if (c->deadline && now >= c->deadline)
+			cl_fail(c, "handshake not finished in %d s (state %s)",
+			    HANDSHAKE_MS / 1000, state_name[c->state]);
 		else if (buf_used(&c->out) > 0 && now - c->last_out >= STALL_MS)
 			cl_fail(c, "viewer read nothing for %d s", STALL_MS /
 			    1000);
@@ -1684,7 +2747,8 @@ serve(struct server *s)
 			c->pfd = n;
 			pfd[n].fd = c->fd;
 			pfd[n].events = POLLIN;
-			if (buf_used(&c->out) > 0)
+			if (buf_used(&c->out) > 0 || c->tls_wpending ||
+			    (c->state == ST_TLS && c->tls_wdir))
 				pfd[n].events |= POLLOUT;
 			n++;
 			if (c->deadline)
@@ -1713,10 +2777,12 @@ serve(struct server *s)
 		for (c = s->clients; c != NULL; c = c->next) {
 			if (c->pfd < 0 || c->dead)
 				continue;
-			if (pfd[c->pfd].revents & (POLLIN | POLLHUP | POLLERR))
-				cl_read(c);
 			if (!c->dead && (pfd[c->pfd].revents & POLLOUT))
 				cl_flush(c);
+			if (!c->dead && ((pfd[c->pfd].revents &
+			    (POLLIN | POLLHUP | POLLERR)) || (c->state ==
+			    ST_TLS && (pfd[c->pfd].revents & POLLOUT))))
+				cl_read(c);
 			c->pfd = -1;
 		}
 		check_deadlines(s, now);
@@ -1856,34 +2922,20 @@ listen_unix(struct server *s, const char *path)
 }
 
 /* ---------------------------------------------------------------------
- * Configuration files.
+ * Configuration: files and option values.  Errors here end start-up:
+ * status 2 for what the operator wrote, 1 for what the system did.
  * ------------------------------------------------------------------- */
-
-/* Open a secret file; refuse it if group or others may read or write. */
-static FILE *
-open_secret(const char *opt, const char *path)
-{
-	struct stat st;
-	FILE *f;
-
-	if ((f = fopen(path, "r")) == NULL)
-		die(1, "%s %s: %s", opt, path, strerror(errno));
-	if (fstat(fileno(f), &st) < 0)
-		die(1, "%s %s: %s", opt, path, strerror(errno));
-	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		die(2, "%s %s: group or others may access it; chmod 600 it",
-		    opt, path);
-	return f;
-}
 
 static void
 load_vnc_password(struct server *s, const char *path)
 {
-	char line[256];
+	char line[256], err[512];
 	uint8_t key[8] = { 0 };
 	size_t n, i;
-	FILE *f = open_secret("-w", path);
+	FILE *f;
 
+	if ((f = open_secret(path, err, sizeof err)) == NULL)
+		die(2, "-w %s", err);
 	if (fgets(line, sizeof line, f) == NULL)
 		die(2, "-w %s: empty file", path);
 	fclose(f);
@@ -1924,36 +2976,228 @@ sectype_by_name(const char *name, size_t len)
 	return NULL;
 }
 
-static void
-parse_sectypes(struct server *s, const char *list)
+static int
+parse_seclist(const char *list, const struct sectype **out)
 {
 	const char *p = list;
+	int n = 0, i;
 
-	s->nsec_tcp = 0;
 	while (*p) {
 		size_t len = strcspn(p, ",");
 		const struct sectype *st = sectype_by_name(p, len);
-		int i;
 
 		if (st == NULL)
 			die(2, "-s: unknown security type '%.*s' (known: "
 			    "x509sasl,tlssasl,sasl,x509plain,tlsplain,x509vnc,"
 			    "tlsvnc,x509none,tlsnone,vnc,none)", (int)len, p);
-		if (st->start == NULL)
-			die(2, "-s %s: this build has no support for it yet",
-			    st->name);
-		for (i = 0; i < s->nsec_tcp; i++)
-			if (s->sec_tcp[i] == st)
+		for (i = 0; i < n; i++)
+			if (out[i] == st)
 				die(2, "-s: %s listed twice", st->name);
-		s->sec_tcp[s->nsec_tcp++] = st;
+		out[n++] = st;
 		p += len;
 		if (*p == ',')
 			p++;
 	}
-	if (s->nsec_tcp == 0)
+	if (n == 0)
 		die(2, "-s: empty list");
-	memcpy(s->sec_unix, s->sec_tcp, sizeof s->sec_tcp);
-	s->nsec_unix = s->nsec_tcp;
+	return n;
+}
+
+/*
+ * What each transport offers (DESIGN 2).  TCP: SASL only inside
+ * VeNCrypt unless -I; UNIX sockets are a trusted local transport.
+ */
+static void
+setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
+{
+	const struct sectype *v[NSECTYPES];
+	int i, n;
+
+	if (list == NULL) {
+		if (s->x509 != NULL)
+			s->sec_tcp[s->nsec_tcp++] = sectype_by_name("x509sasl", 8);
+		s->sec_tcp[s->nsec_tcp++] = sectype_by_name("tlssasl", 7);
+		s->sec_unix[s->nsec_unix++] = sectype_by_name("tlssasl", 7);
+		s->sec_unix[s->nsec_unix++] = sectype_by_name("sasl", 4);
+		return;
+	}
+	n = parse_seclist(list, v);
+	for (i = 0; i < n; i++) {
+		if (v[i]->tls == TLS_X509 && s->x509 == NULL)
+			die(2, "-s %s needs a certificate (-C and -K)", v[i]->name);
+		if (v[i]->start == auth_vnc && !s->have_vnc_key)
+			die(2, "-s %s needs a password file (-w)", v[i]->name);
+		s->sec_unix[s->nsec_unix++] = v[i];
+		if (v[i]->type == SEC_SASL && !insecure) {
+			if (tcp)
+				logx(s, LOG_NOTICE, "sasl (type 20) is offered "
+				    "on UNIX sockets only; -I allows it on TCP");
+			continue;
+		}
+		s->sec_tcp[s->nsec_tcp++] = v[i];
+	}
+	if (tcp && s->nsec_tcp == 0)
+		die(2, "-s %s: nothing left to offer on TCP (SASL needs TLS "
+		    "there: use tlssasl or x509sasl, or -I)", list);
+	if (insecure && tcp)
+		for (i = 0; i < s->nsec_tcp; i++)
+			if (s->sec_tcp[i]->type == SEC_SASL)
+				logx(s, LOG_WARNING, "WARNING: -I: SASL without "
+				    "TLS on TCP; nothing protects the session, "
+				    "and PLAIN/LOGIN stay off there");
+}
+
+/* Mechanisms whose credentials this server can check. */
+static const char *const mech_usable[] = {
+	"SCRAM-SHA-256", "SCRAM-SHA-1", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS",
+	"PLAIN", "LOGIN", "GSSAPI", "GS2-KRB5",
+};
+#define NMECH_USABLE (int)(sizeof mech_usable / sizeof mech_usable[0])
+
+static void
+setup_mechs(struct server *s, const char *list, int keytab)
+{
+	const char *p = list;
+	int i, j;
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+
+		for (i = 0; i < NMECH_USABLE; i++)
+			if (strlen(mech_usable[i]) == len &&
+			    strncmp(mech_usable[i], p, len) == 0)
+				break;
+		if (i == NMECH_USABLE)
+			die(2, "-m: '%.*s' is not a mechanism vncsasl can check "
+			    "(SCRAM-SHA-256, SCRAM-SHA-1, their -PLUS forms, "
+			    "PLAIN, LOGIN, GSSAPI, GS2-KRB5)", (int)len, p);
+		if (!gsasl_server_support_p(s->gsasl, mech_usable[i]))
+			die(2, "-m %s: this GNU SASL cannot serve it",
+			    mech_usable[i]);
+		if (strstr(mech_usable[i], "GS") == mech_usable[i] && !keytab)
+			die(2, "-m %s needs a keytab (-G): Cyrus viewers pick "
+			    "it whenever it is listed, with no fallback",
+			    mech_usable[i]);
+		for (j = 0; j < s->nmechs; j++)
+			if (s->mechs[j] == mech_usable[i])
+				die(2, "-m: %s listed twice", mech_usable[i]);
+		s->mechs[s->nmechs++] = mech_usable[i];
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (s->nmechs == 0)
+		die(2, "-m: empty list");
+}
+
+/* -k: the password from the terminal (twice, no echo) or stdin's line. */
+static void
+read_password(const char *user, char *pass, size_t size)
+{
+	char again[PASSWORD_MAX + 2];
+	struct termios t, quiet;
+	FILE *tty = NULL;
+	size_t n;
+
+	if (isatty(STDIN_FILENO) && (tty = fopen("/dev/tty", "r+")) != NULL &&
+	    tcgetattr(fileno(tty), &t) == 0) {
+		quiet = t;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+		fprintf(tty, "Password for %s: ", user);
+		fflush(tty);
+		if (fgets(pass, (int)size, tty) == NULL)
+			pass[0] = '\0';
+		fprintf(tty, "\nAgain: ");
+		fflush(tty);
+		if (fgets(again, sizeof again, tty) == NULL)
+			again[0] = '\0';
+		fputc('\n', tty);
+		tcsetattr(fileno(tty), TCSAFLUSH, &t);
+		fclose(tty);
+		if (strcmp(pass, again) != 0)
+			die(2, "-k: the passwords differ");
+		memset(again, 0, sizeof again);
+	} else {
+		if (tty != NULL)
+			fclose(tty);
+		if (fgets(pass, (int)size, stdin) == NULL)
+			die(2, "-k: no password on standard input");
+	}
+	n = strlen(pass);
+	if (n > 0 && pass[n - 1] != '\n' && n == size - 1)
+		die(2, "-k: password longer than %d bytes", PASSWORD_MAX);
+	pass[strcspn(pass, "\r\n")] = '\0';
+	if (pass[0] == '\0')
+		die(2, "-k: empty password");
+}
+
+static void
+passwd_record(FILE *f, const char *user, Gsasl_hash h, const char *pass,
+    const uint8_t *salt, size_t saltlen)
+{
+	char salted[GSASL_HASH_MAX_SIZE], ck[GSASL_HASH_MAX_SIZE];
+	char sk[GSASL_HASH_MAX_SIZE], stk[GSASL_HASH_MAX_SIZE];
+	char s64[2 * SALT_MAX], st64[64], sv64[64];
+	size_t n = gsasl_hash_length(h);
+
+	if (gsasl_scram_secrets_from_password(h, pass, SCRAM_ITER_DEFAULT,
+	    (const char *)salt, saltlen, salted, ck, sk, stk) != GSASL_OK ||
+	    b64_encode(salt, saltlen, s64, sizeof s64) < 0 ||
+	    b64_encode((uint8_t *)stk, n, st64, sizeof st64) < 0 ||
+	    b64_encode((uint8_t *)sk, n, sv64, sizeof sv64) < 0)
+		die(1, "-k: cannot derive the SCRAM keys");
+	fprintf(f, "%s:{%s}%d,%s,%s,%s\n", user, h == GSASL_HASH_SHA256 ?
+	    "SCRAM-SHA-256" : "SCRAM-SHA-1", SCRAM_ITER_DEFAULT, s64, st64, sv64);
+	memset(salted, 0, sizeof salted);
+	memset(ck, 0, sizeof ck);
+}
+
+/* vncsasl -k FILE USER: add or replace USER, keeping every other line. */
+static int
+passwd_add(const char *path, const char *user)
+{
+	char pass[PASSWORD_MAX + 2], line[PASSWD_LINE_MAX + 2], err[512];
+	char tmp[PATH_MAX];
+	uint8_t salt[16], key[SHA256_DIGEST_SIZE];
+	struct cred *v;
+	size_t n, ulen = strlen(user);
+	FILE *in = NULL, *out;
+	int fd;
+
+	if (!user_valid(user, ulen))
+		die(2, "-k: bad user name (1-%d bytes, no ':' or control "
+		    "characters, not starting with '#')", USER_MAX);
+	if (access(path, F_OK) == 0) {	/* must parse, and be private */
+		if (passwd_read(path, &v, &n, key, err, sizeof err) < 0)
+			die(2, "-k %s", err);
+		free(v);
+		if ((in = fopen(path, "r")) == NULL)
+			die(1, "-k %s: %s", path, strerror(errno));
+	}
+	read_password(user, pass, sizeof pass);
+	if (gnutls_rnd(GNUTLS_RND_RANDOM, salt, sizeof salt) < 0)
+		die(1, "-k: no random bytes");
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= sizeof tmp)
+		die(2, "-k %s: path too long", path);
+	if ((fd = mkstemp(tmp)) < 0 || (out = fdopen(fd, "w")) == NULL)
+		die(1, "-k %s: %s", tmp, strerror(errno));
+	while (in != NULL && fgets(line, sizeof line, in) != NULL)
+		if (!(strncmp(line, user, ulen) == 0 && line[ulen] == ':'))
+			fputs(line, out);
+	passwd_record(out, user, GSASL_HASH_SHA256, pass, salt, sizeof salt);
+	passwd_record(out, user, GSASL_HASH_SHA1, pass, salt, sizeof salt);
+	memset(pass, 0, sizeof pass);
+	if (in != NULL)
+		fclose(in);
+	if (fflush(out) != 0 || fsync(fd) != 0 || fclose(out) != 0 ||
+	    rename(tmp, path) != 0) {
+		unlink(tmp);
+		die(1, "-k %s: %s", path, strerror(errno));
+	}
+	fprintf(stderr, "vncsasl: %s: %s set (SCRAM-SHA-256 and SCRAM-SHA-1, "
+	    "%d iterations)\n", path, user, SCRAM_ITER_DEFAULT);
+	return 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -1964,12 +3208,25 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-"usage: vncsasl [-1vV] [-l addr]... [-p port] [-U path] [-s types]\n"
-"               [-w file] [-x arg] [-n name] [-M max] [-L stderr|syslog]\n"
+"usage: vncsasl [-1IvV] [-l addr]... [-p port] [-U path] [-s types]\n"
+"               [-m mechs] [-P file] [-C cert -K key [-T ca]] [-G keytab]\n"
+"               [-H host] [-w file] [-x arg] [-n name] [-M max]\n"
+"               [-L stderr|syslog]\n"
+"       vncsasl -k file user\n"
 "  -l ADDR   listen address, repeatable (default 127.0.0.1 and ::1)\n"
 "  -p PORT   TCP port, 0 for none (default 5900)\n"
 "  -U PATH   also listen on a UNIX socket\n"
-"  -s LIST   security types offered, in order (none,vnc)\n"
+"  -s LIST   security types offered, in order: x509sasl,tlssasl,sasl,\n"
+"            x509plain,tlsplain,x509vnc,tlsvnc,x509none,tlsnone,vnc,none\n"
+"            (default TCP: x509sasl if -C, tlssasl; UNIX: tlssasl,sasl)\n"
+"  -I        also offer sasl (type 20) on TCP without TLS (insecure)\n"
+"  -m LIST   SASL mechanisms (default SCRAM-SHA-256,SCRAM-SHA-1)\n"
+"  -P FILE   password file (mode 600; see -k)\n"
+"  -k F U    add or replace user U in password file F, then exit\n"
+"  -C FILE   TLS certificate chain (PEM), with -K FILE its key\n"
+"  -T FILE   CA: require and verify client certificates (x509 types)\n"
+"  -G FILE   Kerberos keytab (service vnc/HOST) for GSSAPI, GS2-KRB5\n"
+"  -H HOST   host name viewers connect to, for Kerberos (default: ours)\n"
 "  -w FILE   VNC authentication password (first line, mode 600)\n"
 "  -x ARG    framebuffer source: %s\n"
 "  -n NAME   desktop name (default: host name)\n"
@@ -1984,11 +3241,23 @@ usage(FILE *f)
 static void
 version(void)
 {
+	Gsasl *g;
+	int i;
+
 	printf("vncsasl %s\n", VNCSASL_VERSION);
 	printf("framebuffer: %s\n", fb_source.name);
-	printf("tls: gnutls %s (VeNCrypt not in this build yet)\n",
+	printf("tls: on (GnuTLS %s): VeNCrypt x509sasl tlssasl x509plain "
+	    "tlsplain x509vnc tlsvnc x509none tlsnone\n",
 	    gnutls_check_version(NULL));
-	printf("security: none vnc\n");
+	printf("sasl: GNU SASL %s:", gsasl_check_version(NULL));
+	if (gsasl_init(&g) == GSASL_OK) {
+		for (i = 0; i < NMECH_USABLE; i++)
+			if (gsasl_server_support_p(g, mech_usable[i]))
+				printf(" %s", mech_usable[i]);
+		gsasl_done(g);
+	}
+	printf("\nsecurity types: x509sasl tlssasl sasl x509plain tlsplain "
+	    "x509vnc tlsvnc x509none tlsnone vnc none\n");
 	printf("encodings: raw; pseudo: DesktopSize ExtendedDesktopSize\n");
 }
 
@@ -2010,15 +3279,18 @@ main(int argc, char **argv)
 {
 	static struct server srv;
 	struct server *s = &srv;
-	char *addrs[MAX_LISTENERS], err[256];
+	char *addrs[MAX_LISTENERS], err[512], hostname[256];
 	const char *port = "5900", *fbarg = NULL, *seclist = NULL;
-	const char *vncpass = NULL, *unix_path = NULL;
-	int naddrs = 0, ch, i;
+	const char *vncpass = NULL, *unix_path = NULL, *mechs = NULL;
+	const char *cert = NULL, *key = NULL, *ca = NULL, *keytab = NULL;
+	const char *kfile = NULL;
+	int naddrs = 0, ch, i, insecure = 0;
 	struct sigaction sa;
 
 	s->max_clients = MAX_CLIENTS;
 	opterr = 0;		/* our own one-line errors, exit status 2 */
-	while ((ch = getopt(argc, argv, ":1hl:p:U:s:w:x:n:M:L:vV")) != -1) {
+	while ((ch = getopt(argc, argv,
+	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:C:K:T:G:H:Ik:")) != -1) {
 		switch (ch) {
 		case '1':
 			s->once = 1;
@@ -2038,6 +3310,35 @@ main(int argc, char **argv)
 			break;
 		case 's':
 			seclist = optarg;
+			break;
+		case 'I':
+			insecure = 1;
+			break;
+		case 'm':
+			mechs = optarg;
+			break;
+		case 'P':
+			s->passwd_path = optarg;
+			break;
+		case 'k':
+			kfile = optarg;
+			break;
+		case 'C':
+			cert = optarg;
+			break;
+		case 'K':
+			key = optarg;
+			break;
+		case 'T':
+			ca = optarg;
+			break;
+		case 'G':
+			keytab = optarg;
+			break;
+		case 'H':
+			if (strlen(optarg) == 0 || strlen(optarg) > 255)
+				die(2, "-H: want a host name of 1-255 bytes");
+			s->sasl_host = optarg;
 			break;
 		case 'w':
 			vncpass = optarg;
@@ -2077,23 +3378,61 @@ main(int argc, char **argv)
 			die(2, "unknown option -%c (vncsasl -h for help)", optopt);
 		}
 	}
+	if (kfile != NULL) {
+		if (argc - optind != 1)
+			die(2, "-k FILE USER: want exactly one user name");
+		if (gnutls_global_init() < 0)
+			die(1, "cannot initialise GnuTLS");
+		return passwd_add(kfile, argv[optind]);
+	}
 	if (optind != argc)
 		die(2, "unexpected argument '%s'", argv[optind]);
-
-	if (seclist == NULL)
-		die(2, "-s: no security type given; this build offers none,vnc");
-	parse_sectypes(s, seclist);
-	if (vncpass != NULL)
-		load_vnc_password(s, vncpass);
-	for (i = 0; i < s->nsec_tcp; i++)
-		if (s->sec_tcp[i]->start == auth_vnc && !s->have_vnc_key)
-			die(2, "-s %s needs a password file (-w)",
-			    s->sec_tcp[i]->name);
-	if (s->name[0] == '\0' && gethostname(s->name, sizeof s->name - 1) < 0)
-		snprintf(s->name, sizeof s->name, "vncsasl");
+	if ((cert == NULL) != (key == NULL))
+		die(2, "-C and -K go together");
+	if (ca != NULL && cert == NULL)
+		die(2, "-T needs a server certificate (-C and -K)");
 
 	if (s->use_syslog)
 		openlog("vncsasl", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	if (gnutls_global_init() < 0)
+		die(1, "cannot initialise GnuTLS");
+	tls_setup(s, cert, key, ca);
+	if (gsasl_init(&s->gsasl) != GSASL_OK)
+		die(1, "cannot initialise GNU SASL");
+	gsasl_callback_set(s->gsasl, sasl_callback);
+	gsasl_callback_hook_set(s->gsasl, s);
+	if (keytab != NULL) {
+		if (access(keytab, R_OK) != 0)
+			die(1, "-G %s: %s", keytab, strerror(errno));
+		setenv("KRB5_KTNAME", keytab, 1);
+	}
+	setup_mechs(s, mechs ? mechs : "SCRAM-SHA-256,SCRAM-SHA-1",
+	    keytab != NULL);
+	if (gethostname(hostname, sizeof hostname - 1) < 0)
+		snprintf(hostname, sizeof hostname, "localhost");
+	hostname[sizeof hostname - 1] = '\0';
+	if (s->sasl_host == NULL)
+		s->sasl_host = hostname;
+	if (s->passwd_path != NULL) {
+		struct cred *v;
+		size_t n;
+		uint8_t fk[SHA256_DIGEST_SIZE];
+
+		if (passwd_read(s->passwd_path, &v, &n, fk, err, sizeof err) < 0)
+			die(2, "-P %s", err);
+		passwd_install(s, v, n, fk);
+	} else {
+		if (gnutls_rnd(GNUTLS_RND_RANDOM, s->fake_key,
+		    sizeof s->fake_key) < 0)
+			die(1, "no random bytes");
+		s->fake_iter = SCRAM_ITER_DEFAULT;
+	}
+	if (vncpass != NULL)
+		load_vnc_password(s, vncpass);
+	setup_sectypes(s, seclist, insecure, strcmp(port, "0") != 0);
+	if (s->name[0] == '\0')
+		snprintf(s->name, sizeof s->name, "%s", hostname);
+
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
@@ -2102,8 +3441,6 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 
-	if (gnutls_global_init() < 0)
-		die(1, "cannot initialise GnuTLS");
 	s->host.srv = s;
 	s->host.damage = srv_damage;
 	s->host.resized = srv_resized;
@@ -2124,8 +3461,23 @@ main(int argc, char **argv)
 
 	{
 		char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)];
+		char tcp[160] = "", uni[160] = "", ml[SASL_MECHLIST_MAX + 1] = "";
 		size_t off = 0;
 
+		for (i = 0; i < s->nsec_tcp; i++)
+			snprintf(tcp + strlen(tcp), sizeof tcp - strlen(tcp),
+			    "%s%s", i ? "," : "", s->sec_tcp[i]->name);
+		for (i = 0; i < s->nsec_unix; i++)
+			snprintf(uni + strlen(uni), sizeof uni - strlen(uni),
+			    "%s%s", i ? "," : "", s->sec_unix[i]->name);
+		for (i = 0; i < s->nmechs; i++)
+			snprintf(ml + strlen(ml), sizeof ml - strlen(ml),
+			    "%s%s", i ? "," : "", s->mechs[i]);
+		logx(s, LOG_INFO, "security tcp=%s unix=%s sasl=%s users=%zu",
+		    tcp, uni, ml, s->ncreds);
+		if (s->passwd_path == NULL)
+			logx(s, LOG_NOTICE, "no password file (-P): password "
+			    "mechanisms refuse everyone");
 		for (i = 0; i < s->nlst; i++)
 			off += (size_t)snprintf(line + off, sizeof line - off,
 			    "%s%s", i ? " " : "", s->lst[i].name);
@@ -2149,6 +3501,7 @@ main(int argc, char **argv)
 	if (s->unix_path != NULL)
 		unlink(s->unix_path);
 	fb_source.close(s->fb);
+	gsasl_done(s->gsasl);
 	gnutls_global_deinit();
 	logx(s, LOG_INFO, "exit");
 	return 0;
