@@ -111,6 +111,7 @@
 #define SCRAM_ITER_MAX	65536	/* Cyrus SCRAM clients refuse more */
 #define SCRAM_ITER_DEFAULT 4096	/* RFC 7677's minimum; Cyrus's default */
 #define SALT_MAX	64	/* decoded SCRAM salt */
+#define CURSOR_MAX	256	/* cursor side; X cursors are <= 64 */
 
 #define RFB_GREETING	"RFB 003.008\n"
 
@@ -128,6 +129,7 @@ enum {
 };
 enum {
 	ENC_RAW = 0,
+	ENC_CURSOR = -239,
 	ENC_DESKTOP_SIZE = -223,
 	ENC_EXT_DESKTOP_SIZE = -308,
 };
@@ -224,6 +226,8 @@ struct client {
 	int bytes_pp, native;
 	uint32_t tr[3][256];	/* 8-bit channel -> shifted client value */
 	unsigned enc_desktop_size : 1, enc_ext_desktop_size : 1;
+	unsigned enc_cursor : 1;
+	unsigned cursor_sent;	/* srv->cursor_serial last sent */
 	unsigned want_update : 1;	/* a FramebufferUpdateRequest waits */
 	unsigned size_changed : 1;	/* tell the new size, alone */
 	unsigned size_announce : 1;	/* ExtendedDesktopSize, first update */
@@ -297,6 +301,10 @@ struct server {
 	struct client *clients;
 	int nclients, served;
 	long long grab_due;
+	uint32_t *cursor;	/* ARGB, cursor_w * cursor_h */
+	int cursor_w, cursor_h, cursor_x, cursor_y;
+	unsigned cursor_serial;	/* 0: the source has no cursor */
+	int cursor_drawn;	/* what we last told the source */
 };
 
 /* ---------------------------------------------------------------------
@@ -1731,6 +1739,74 @@ srv_cut_text(void *p, const char *text, size_t len)
 	}
 }
 
+static void
+srv_cursor(void *p, int w, int h, int hotx, int hoty, const uint32_t *argb)
+{
+	struct server *s = p;
+	uint32_t *px = NULL;
+
+	if (w < 0 || h < 0 || w > CURSOR_MAX || h > CURSOR_MAX)
+		return;
+	if (w > 0 && h > 0) {
+		if ((px = malloc((size_t)w * h * sizeof *px)) == NULL)
+			return;
+		memcpy(px, argb, (size_t)w * h * sizeof *px);
+	} else {
+		w = h = 0;
+	}
+	free(s->cursor);
+	s->cursor = px;
+	s->cursor_w = w;
+	s->cursor_h = h;
+	s->cursor_x = hotx < 0 || hotx >= w ? 0 : hotx;
+	s->cursor_y = hoty < 0 || hoty >= h ? 0 : hoty;
+	s->cursor_serial++;
+}
+
+/* Tell the source whether some viewer needs the cursor in the picture. */
+static void
+cursor_policy(struct server *s)
+{
+	struct client *c;
+	int draw = 0;
+
+	if (fb_source.draw_cursor == NULL)
+		return;
+	for (c = s->clients; c != NULL; c = c->next)
+		if (c->state == ST_NORMAL && !c->dead && !c->enc_cursor)
+			draw = 1;
+	if (draw != s->cursor_drawn) {
+		s->cursor_drawn = draw;
+		fb_source.draw_cursor(s->fb, draw);
+	}
+}
+
+/* Cursor pseudo-rectangle: pixels in the client's format, then a mask. */
+static void
+wr_cursor_rect(struct client *c)
+{
+	const struct server *s = c->srv;
+	size_t mrow = ((size_t)s->cursor_w + 7) / 8;
+	uint8_t *p, *m;
+	int x, y;
+
+	wr_rect_header(c, s->cursor_x, s->cursor_y, s->cursor_w, s->cursor_h,
+	    ENC_CURSOR);
+	if ((p = wr_space(c, (size_t)s->cursor_w * s->cursor_h * c->bytes_pp)) ==
+	    NULL)
+		return;
+	for (y = 0; y < s->cursor_h; y++, p += (size_t)s->cursor_w * c->bytes_pp)
+		put_pixels(c, p, s->cursor + (size_t)y * s->cursor_w, s->cursor_w);
+	if ((m = wr_space(c, mrow * s->cursor_h)) == NULL)
+		return;
+	memset(m, 0, mrow * s->cursor_h);
+	for (y = 0; y < s->cursor_h; y++)
+		for (x = 0; x < s->cursor_w; x++)
+			if (s->cursor[(size_t)y * s->cursor_w + x] >> 24 >= 0x80)
+				m[y * mrow + x / 8] |= (uint8_t)(0x80 >> (x % 8));
+	c->cursor_sent = s->cursor_serial;
+}
+
 /* Dirty tiles as rectangles: runs in a row, merged down equal runs. */
 static int
 collect_rects(struct server *s, struct client *c)
@@ -1808,7 +1884,7 @@ static void
 cl_update(struct client *c)
 {
 	struct server *s = c->srv;
-	int i, n;
+	int i, n, cursor;
 
 	if (c->size_changed) {
 		/* RFB: a new size is the last rectangle of its update; the
@@ -1822,11 +1898,14 @@ cl_update(struct client *c)
 		return;
 	}
 	n = collect_rects(s, c);
-	if (n == 0 && !c->size_announce)
+	cursor = c->enc_cursor && c->cursor_sent != s->cursor_serial;
+	if (n == 0 && !c->size_announce && !cursor)
 		return;
 	wr_u8(c, SMSG_UPDATE);
 	wr_u8(c, 0);
-	wr_u16(c, (uint16_t)(n + c->size_announce));
+	wr_u16(c, (uint16_t)(n + c->size_announce + cursor));
+	if (cursor)
+		wr_cursor_rect(c);
 	for (i = 0; i < n && !c->dead; i++)
 		enc_raw(c, &s->rects[i]);
 	if (c->size_announce)
@@ -2135,6 +2214,7 @@ h_client_init(struct client *c, uint8_t *p, size_t n)
 	wr_string(c, s->name);
 	c->state = ST_NORMAL;
 	c->deadline = 0;
+	cursor_policy(c->srv);
 	dirty_mark(c, 0, 0, s->frame.width, s->frame.height);
 	cl_expect(c, h_message, 1);
 	logx(s, LOG_INFO, "session peer=%s shared=%d %dx%d", c->peer, p[0] != 0,
@@ -2199,7 +2279,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 
 	rd_u8(r);
 	n = rd_u16(r);
-	c->enc_desktop_size = c->enc_ext_desktop_size = 0;
+	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
 	for (i = 0; i < n; i++) {
 		int32_t e = (int32_t)rd_u32(r);
 
@@ -2207,7 +2287,11 @@ msg_set_encodings(struct client *c, struct rd *r)
 			c->enc_desktop_size = 1;
 		else if (e == ENC_EXT_DESKTOP_SIZE)
 			c->enc_ext_desktop_size = 1;
+		else if (e == ENC_CURSOR)
+			c->enc_cursor = 1;
 	}
+	c->cursor_sent = 0;	/* (re)send the shape if it is wanted */
+	cursor_policy(c->srv);
 	/* ExtendedDesktopSize: the first update announces the screen */
 	if (c->enc_ext_desktop_size && !had_ext) {
 		c->size_announce = 1;
@@ -2650,16 +2734,20 @@ static void
 reap(struct server *s)
 {
 	struct client **pp = &s->clients, *c;
+	int gone = 0;
 
 	while ((c = *pp) != NULL) {
 		if (c->dead) {
 			*pp = c->next;
 			s->nclients--;
 			cl_free(c);
+			gone = 1;
 		} else {
 			pp = &c->next;
 		}
 	}
+	if (gone)
+		cursor_policy(s);
 }
 
 static void
@@ -3445,6 +3533,7 @@ main(int argc, char **argv)
 	s->host.damage = srv_damage;
 	s->host.resized = srv_resized;
 	s->host.cut_text = srv_cut_text;
+	s->host.cursor = srv_cursor;
 	if ((s->fb = fb_source.open(fbarg, &s->host, err, sizeof err)) == NULL)
 		die(1, "framebuffer %s: %s", fb_source.name, err);
 	if (grid_setup(s) < 0)

@@ -42,6 +42,10 @@ struct fb_host {
 	void (*resized)(void *srv);
 	/* the source's clipboard changed (Latin-1, as RFB carries it) */
 	void (*cut_text)(void *srv, const char *text, size_t len);
+	/* the pointer's shape changed: w*h pixels 0xAARRGGBB, alpha 0 is
+	 * transparent; hotspot inside; w == 0 hides it */
+	void (*cursor)(void *srv, int w, int h, int hotx, int hoty,
+	    const uint32_t *argb);
 };
 
 struct fb_frame {
@@ -68,6 +72,9 @@ struct fb_source {
 	/* a client asked for a new size; 0 if done, -1 if refused */
 	int (*resize)(struct fb *, int w, int h);
 	void (*release)(struct fb *);
+	/* optional: 1 if some viewer cannot draw the cursor itself (no
+	 * Cursor encoding), so the source should draw it into the picture */
+	void (*draw_cursor)(struct fb *, int yes);
 };
 
 extern const struct fb_source fb_source;

@@ -1,0 +1,38 @@
+#!/bin/sh
+# ./test.sh [NAME...] - install what the tests need, build, run every
+# tests/t-*.sh (or those whose names contain NAME), and end with
+# "N passed, N failed".  Exit status 0 only if nothing failed.
+set -u
+cd "$(dirname "$0")" || exit 1
+TOP=$(pwd)
+sh tests/deps.sh test || exit 1
+make -s WERROR=1 FB=dummy all tests >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+rm -rf tests/tmp
+mkdir -p tests/tmp
+pass=0 failed=0 skipped=0 i=0
+for t in tests/t-*.sh; do
+	name=$(basename "$t" .sh)
+	if [ $# -gt 0 ]; then
+		sel=0
+		for want in "$@"; do case $name in *"$want"*) sel=1 ;; esac; done
+		[ $sel -eq 1 ] || continue
+	fi
+	i=$((i + 1))
+	dir="$TOP/tests/tmp/$name"
+	mkdir -p "$dir"
+	echo "== $name"
+	out="$dir/output"
+	TOP=$TOP PORT=$((16000 + 40 * i)) T=$dir timeout -k 10 900 bash "$t" >"$out" 2>"$dir/stderr"
+	rc=$?
+	cat "$out"
+	p=$(grep -c '^ok ' "$out")
+	f=$(grep -c '^FAIL ' "$out")
+	s=$(grep -c '^skip ' "$out")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "FAIL $name: script exited $rc: $(tail -n 3 "$dir/stderr" | tr '\n' ' ')"
+		f=1
+	fi
+	pass=$((pass + p)) failed=$((failed + f)) skipped=$((skipped + s))
+done
+echo "$pass passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
