@@ -34,8 +34,13 @@ fb-$(FB).o: fb-$(FB).c vncsasl.h .fbstamp-$(FB)
 vncsasl: vncsasl.o fb-$(FB).o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ vncsasl.o fb-$(FB).o $(CORE_LIBS) $(FB_LIBS)
 
+# The X11 server beside the default one, for tests and benchmarks.
+vncsasl-x11: vncsasl.c vncsasl.h fb-x11.c
+	$(CC) $(WARN) $(CFLAGS) $(CORE_CFLAGS) $(X11_CFLAGS) -o $@ vncsasl.c fb-x11.c $(CORE_LIBS) $(X11_LIBS)
+
 # Test programs (tests/): real viewers and helpers.
-TESTS = tests/lvc tests/gvnc tests/dummyref
+TESTS = tests/lvc tests/gvnc tests/dummyref tests/cbclient \
+	$(patsubst %.c,%,$(wildcard tests/x11-*.c))
 
 tests: $(TESTS)
 
@@ -47,6 +52,12 @@ tests/gvnc: tests/gvnc.c fb-dummy.c vncsasl.h
 
 tests/dummyref: tests/dummyref.c fb-dummy.c vncsasl.h
 	$(CC) $(TEST_CFLAGS) -o $@ tests/dummyref.c fb-dummy.c
+
+tests/cbclient: tests/cbclient.c
+	$(CC) $(TEST_CFLAGS) -o $@ tests/cbclient.c $(shell $(PKG_CONFIG) --cflags --libs gnutls libgsasl)
+
+tests/x11-%: tests/x11-%.c
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(X11_CFLAGS) $(X11_LIBS)
 
 deps:
 	sh tests/deps.sh build
@@ -67,6 +78,6 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/vncsasl
 
 clean:
-	rm -f vncsasl *.o .fbstamp-* $(TESTS)
+	rm -f vncsasl vncsasl-x11 *.o .fbstamp-* $(TESTS)
 
 .PHONY: all tests deps run check test install uninstall clean
