@@ -51,6 +51,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
@@ -112,6 +113,11 @@
 #define SCRAM_ITER_DEFAULT 4096	/* RFC 7677's minimum; Cyrus's default */
 #define SALT_MAX	64	/* decoded SCRAM salt */
 #define CURSOR_MAX	256	/* cursor side; X cursors are <= 64 */
+#define ACL_RULES_MAX	1024	/* rules in one ACL file: checked per login */
+#define ACL_LINE_MAX	1024	/* a rule with a long DN pattern fits */
+
+#define STR(x)		#x
+#define XSTR(x)		STR(x)
 
 #define RFB_GREETING	"RFB 003.008\n"
 
@@ -196,7 +202,7 @@ struct client {
 	size_t need;
 	struct buf in, out;
 	int dead;
-	char why[160];		/* close reason for the log */
+	char why[256];		/* close reason for the log */
 	long long t_start, deadline, last_out;
 
 	int minor;		/* RFB 3.minor in use: 3, 7 or 8 */
@@ -220,6 +226,8 @@ struct client {
 	Gsasl_session *sasl;
 	char mechlist[SASL_MECHLIST_MAX + 1];
 	unsigned unknown_user : 1;
+	unsigned view_only : 1;	/* ACL "view": input is dropped */
+	unsigned view_logged : 1;
 
 	/* initialised clients */
 	struct pixfmt pf;
@@ -247,6 +255,23 @@ struct sectype {
 	int subtype;		/* VeNCrypt subtype, 0 for plain RFB */
 	enum tlskind tls;
 	void (*start)(struct client *);	/* the exchange, inside TLS if any */
+};
+
+enum acl_action { ACL_ALLOW, ACL_DENY, ACL_VIEW };
+
+struct acl_rule {
+	enum acl_action action;
+	int dn;			/* pattern matches the certificate subject */
+	char *pattern;		/* fnmatch(3) glob */
+	char *from;		/* glob on the peer address, or NULL */
+	int line;
+};
+
+struct acl {
+	struct acl_rule *rule;
+	int n, cap;
+	enum acl_action policy;	/* when no rule matches */
+	char path[PATH_MAX];
 };
 
 /* One password-file record: SCRAM secrets for one user and hash. */
@@ -290,6 +315,8 @@ struct server {
 	size_t ncreds;
 	uint8_t fake_key[SHA256_DIGEST_SIZE];	/* unknown users' salts */
 	unsigned fake_iter;
+	struct acl *acl;	/* NULL: every authenticated user may */
+	const char *acl_path;
 
 	/* state */
 	struct fb *fb;
@@ -569,6 +596,240 @@ wr_string(struct client *c, const char *s)
 
 	wr_u32(c, (uint32_t)n);
 	wr_bytes(c, s, n);
+}
+
+/* ---------------------------------------------------------------------
+ * ACL: who may use this screen, after they proved who they are.
+ *
+ * A flat file of rules checked in order, first match wins (QEMU's
+ * authz-list, seeds/003).  See acl.txt.example for the format.  The
+ * identity is what authentication established (SASL identity, VeNCrypt
+ * Plain user, or for certificate-only logins the client certificate's
+ * subject); "dn:" rules match the verified certificate subject; "from"
+ * matches the peer address.
+ * ------------------------------------------------------------------- */
+
+static const char *const acl_action_name[] = { "allow", "deny", "view" };
+
+static void
+acl_free(struct acl *a)
+{
+	int i;
+
+	if (a == NULL)
+		return;
+	for (i = 0; i < a->n; i++) {
+		free(a->rule[i].pattern);
+		free(a->rule[i].from);
+	}
+	free(a->rule);
+	free(a);
+}
+
+/* Next token: a word, or a "double-quoted string" (no escapes). */
+static int
+acl_token(char **pp, char **tok)
+{
+	char *p = *pp;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0' || *p == '#')
+		return 0;
+	if (*p == '"') {
+		*tok = ++p;
+		if ((p = strchr(p, '"')) == NULL)
+			return -1;
+		*p++ = '\0';
+		if (*p != '\0' && *p != ' ' && *p != '\t')
+			return -1;
+	} else {
+		*tok = p;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+	}
+	if (*p)
+		*p++ = '\0';
+	*pp = p;
+	return 1;
+}
+
+/* Parse one line into a; NULL if good, else why not. */
+static const char *
+acl_line(struct acl *a, char *line, int lineno, int *policy_line)
+{
+	char *tok[5];
+	int n = 0, r, i;
+	struct acl_rule *nr;
+
+	while (n < 5 && (r = acl_token(&line, &tok[n])) > 0)
+		n++;
+	if (r < 0)
+		return "unterminated quote";
+	if (n == 0)
+		return NULL;
+	if (strcmp(tok[0], "policy") == 0) {
+		if (n != 2 || (strcmp(tok[1], "allow") && strcmp(tok[1], "deny")))
+			return "want: policy allow|deny";
+		if (*policy_line)
+			return "a second policy line";
+		*policy_line = lineno;
+		a->policy = strcmp(tok[1], "allow") == 0 ? ACL_ALLOW : ACL_DENY;
+		return NULL;
+	}
+	for (i = 0; i < 3; i++)
+		if (strcmp(tok[0], acl_action_name[i]) == 0)
+			break;
+	if (i == 3)
+		return "unknown keyword (want policy, allow, deny or view)";
+	if (n < 2)
+		return "missing pattern";
+	if (n == 3 || n > 4 || (n == 4 && strcmp(tok[2], "from") != 0))
+		return "want: allow|deny|view PATTERN [from ADDRESS-GLOB]";
+	if (strcmp(tok[1], "dn:") == 0 || tok[1][0] == '\0')
+		return "empty pattern";
+	if (a->n == ACL_RULES_MAX)
+		return "too many rules (limit " XSTR(ACL_RULES_MAX) ")";
+	if (a->n == a->cap) {
+		a->cap = a->cap ? 2 * a->cap : 16;
+		if ((nr = realloc(a->rule, a->cap * sizeof *nr)) == NULL)
+			return "out of memory";
+		a->rule = nr;
+	}
+	nr = &a->rule[a->n];
+	memset(nr, 0, sizeof *nr);
+	nr->action = (enum acl_action)i;
+	nr->line = lineno;
+	nr->dn = strncmp(tok[1], "dn:", 3) == 0;
+	nr->pattern = strdup(tok[1] + (nr->dn ? 3 : 0));
+	nr->from = n == 4 ? strdup(tok[3]) : NULL;
+	if (nr->pattern == NULL || (n == 4 && nr->from == NULL))
+		return "out of memory";
+	a->n++;
+	return NULL;
+}
+
+/* Read an ACL file; NULL with "FILE:LINE: reason" in err if it is bad. */
+static struct acl *
+acl_load(const char *path, char *err, size_t errlen)
+{
+	char line[ACL_LINE_MAX + 2];
+	struct acl *a;
+	struct stat st;
+	const char *why;
+	int lineno = 0, policy_line = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	/* who may write the rules may grant themselves the screen */
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(err, errlen, "%s: %s", path, S_ISREG(st.st_mode) ?
+		    "group or others may write it; chmod go-w it" :
+		    "not a regular file");
+		fclose(f);
+		return NULL;
+	}
+	if ((a = calloc(1, sizeof *a)) == NULL) {
+		fclose(f);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	a->policy = ACL_DENY;	/* a file that says nothing denies */
+	snprintf(a->path, sizeof a->path, "%s", path);
+	while (fgets(line, sizeof line, f) != NULL) {
+		size_t len = strlen(line);
+
+		lineno++;
+		if (len > 0 && line[len - 1] == '\n')
+			line[--len] = '\0';
+		else if (!feof(f)) {
+			snprintf(err, errlen, "%s:%d: line longer than %d bytes",
+			    path, lineno, ACL_LINE_MAX);
+			goto fail;
+		}
+		if (len > 0 && line[len - 1] == '\r')
+			line[--len] = '\0';
+		if ((why = acl_line(a, line, lineno, &policy_line)) != NULL) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			goto fail;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		goto fail;
+	}
+	fclose(f);
+	return a;
+fail:
+	fclose(f);
+	acl_free(a);
+	return NULL;
+}
+
+/* "CN=alice,O=ACME,C=GB" (RFC 4514) as "C=GB,O=ACME,CN=alice" (X.500
+ * order, as QEMU's examples write it). */
+static void
+dn_reverse(const char *dn, char *out, size_t outlen)
+{
+	const char *end = dn + strlen(dn), *p = end, *q;
+	size_t o = 0;
+
+	out[0] = '\0';
+	while (p > dn) {
+		for (q = p; q > dn; q--)	/* back to an unescaped comma */
+			if (q[-1] == ',' && (q - 1 == dn || q[-2] != '\\'))
+				break;
+		if (o + (size_t)(p - q) + 2 > outlen)
+			return;
+		if (o > 0)
+			out[o++] = ',';
+		memcpy(out + o, q, (size_t)(p - q));
+		o += (size_t)(p - q);
+		out[o] = '\0';
+		p = q > dn ? q - 1 : q;
+	}
+}
+
+static int
+acl_rule_matches(const struct acl_rule *r, const char *user, const char *dn,
+    const char *addr)
+{
+	char rev[DN_MAX + 2];
+
+	if (r->from != NULL && fnmatch(r->from, addr, 0) != 0)
+		return 0;
+	if (!r->dn)
+		return fnmatch(r->pattern, user, 0) == 0;
+	if (dn[0] == '\0')
+		return 0;
+	if (fnmatch(r->pattern, dn, 0) == 0)
+		return 1;
+	dn_reverse(dn, rev, sizeof rev);
+	return fnmatch(r->pattern, rev, 0) == 0;
+}
+
+/* The decision for an identity, and the rule that made it. */
+static enum acl_action
+acl_check(const struct acl *a, const char *user, const char *dn,
+    const char *addr, char *rule, size_t rulelen)
+{
+	int i;
+
+	if (a == NULL) {
+		snprintf(rule, rulelen, "-");
+		return ACL_ALLOW;
+	}
+	for (i = 0; i < a->n; i++)
+		if (acl_rule_matches(&a->rule[i], user, dn, addr)) {
+			snprintf(rule, rulelen, "%s:%d", a->path, a->rule[i].line);
+			return a->rule[i].action;
+		}
+	snprintf(rule, rulelen, "%s:policy", a->path);
+	return a->policy;
 }
 
 /* ---------------------------------------------------------------------
@@ -1730,7 +1991,7 @@ srv_cut_text(void *p, const char *text, size_t len)
 	if (len > CUT_TEXT_MAX)
 		len = CUT_TEXT_MAX;
 	for (c = s->clients; c != NULL; c = c->next) {
-		if (c->state != ST_NORMAL)
+		if (c->state != ST_NORMAL || c->view_only)
 			continue;
 		wr_u8(c, SMSG_CUT_TEXT);
 		wr_bytes(c, "\0\0\0", 3);
@@ -1955,7 +2216,7 @@ cl_fail(struct client *c, const char *fmt, ...)
 static void
 cl_linger(struct client *c, const char *why)
 {
-	snprintf(c->why, sizeof c->why, "%s", why);
+	snprintf(c->why, sizeof c->why, "%.*s", (int)sizeof c->why - 1, why);
 	c->state = ST_CLOSING;
 	c->deadline = now_ms() + LINGER_MS;
 }
@@ -2004,14 +2265,32 @@ static void
 auth_decide(struct client *c, const char *user, int ok, const char *why)
 {
 	char u[4 * USER_MAX + 8], m[4 * SASL_MECHNAME_MAX + 8];
+	char rule[PATH_MAX + 16], reason[PATH_MAX + 64];
+	enum acl_action act = ACL_DENY;
 
+	if (ok) {
+		act = acl_check(c->srv->acl, user ? user : "", c->dn, c->addr,
+		    rule, sizeof rule);
+		if (act == ACL_DENY) {
+			ok = 0;
+			snprintf(reason, sizeof reason, "denied by %s", rule);
+			why = reason;
+		}
+	}
 	if (ok && user != NULL)
 		snprintf(c->user, sizeof c->user, "%s", user);
-	logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
-	    "auth peer=%s sec=%s mech=%s user=%s ssf=%d result=%s%s%s",
-	    c->peer, c->sec->name, safe(c->mech, m, sizeof m),
-	    safe(user, u, sizeof u), c->ssf, ok ? "ok" : "fail",
-	    ok ? "" : " reason=", ok ? "" : why);
+	c->view_only = act == ACL_VIEW;
+	if (ok || act == ACL_DENY)
+		logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
+		    "auth peer=%s sec=%s mech=%s user=%s ssf=%d result=%s "
+		    "acl=%s rule=%s", c->peer, c->sec->name,
+		    safe(c->mech, m, sizeof m), safe(user, u, sizeof u), c->ssf,
+		    ok ? "ok" : "fail", acl_action_name[act], rule);
+	else
+		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
+		    "mech=%s user=%s ssf=%d result=fail reason=%s", c->peer,
+		    c->sec->name, safe(c->mech, m, sizeof m),
+		    safe(user, u, sizeof u), c->ssf, why);
 	if (!ok) {
 		cl_reject(c, why);
 		return;
@@ -2321,6 +2600,20 @@ msg_update_request(struct client *c, struct rd *r)
 	c->want_update = 1;
 }
 
+/* ACL "view": the viewer watches; its input goes nowhere. */
+static int
+cl_input_dropped(struct client *c, const char *what)
+{
+	if (!c->view_only)
+		return 0;
+	if (!c->view_logged)
+		logx(c->srv, LOG_AUTH | LOG_NOTICE, "view-only peer=%s user=%s: "
+		    "dropping its %s and all further input", c->peer,
+		    c->user[0] ? c->user : "-", what);
+	c->view_logged = 1;
+	return 1;
+}
+
 static void
 msg_key(struct client *c, struct rd *r)
 {
@@ -2329,7 +2622,8 @@ msg_key(struct client *c, struct rd *r)
 
 	rd_u16(r);
 	keysym = rd_u32(r);
-	fb_source.key(c->srv->fb, keysym, down);
+	if (!cl_input_dropped(c, "key events"))
+		fb_source.key(c->srv->fb, keysym, down);
 }
 
 static void
@@ -2343,7 +2637,8 @@ msg_pointer(struct client *c, struct rd *r)
 		x = s->frame.width - 1;
 	if (y >= s->frame.height)
 		y = s->frame.height - 1;
-	fb_source.pointer(s->fb, x, y, buttons);
+	if (!cl_input_dropped(c, "pointer events"))
+		fb_source.pointer(s->fb, x, y, buttons);
 }
 
 static size_t
@@ -2367,7 +2662,8 @@ msg_cut_text(struct client *c, struct rd *r)
 
 	rd_bytes(r, 3);
 	n = rd_u32(r);
-	if ((text = rd_bytes(r, n)) != NULL)
+	if ((text = rd_bytes(r, n)) != NULL &&
+	    !cl_input_dropped(c, "clipboard"))
 		fb_source.cut_text(c->srv->fb, (const char *)text, n);
 }
 
@@ -2629,27 +2925,37 @@ cl_free(struct client *c)
 	free(c);
 }
 
-static void
-peer_name(struct client *c, const struct sockaddr_storage *ss)
+/* An address as ACL "from" rules see it: IPv4-mapped IPv6 as IPv4. */
+static int
+addr_text(const struct sockaddr_storage *ss, char *host, size_t len)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)ss;
 
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-		port = ntohs(in->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)len);
+		return ntohs(in->sin_port);
+	}
+	if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const void *)ss;
 
 		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
 			inet_ntop(AF_INET, in6->sin6_addr.s6_addr + 12, host,
-			    sizeof host);
+			    (socklen_t)len);
 		else
-			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-		port = ntohs(in6->sin6_port);
-	} else {
+			inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len);
+		return ntohs(in6->sin6_port);
+	}
+	snprintf(host, len, "unix");
+	return -1;
+}
+
+static void
+peer_name(struct client *c, const struct sockaddr_storage *ss)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = addr_text(ss, host, sizeof host);
+
+	if (port < 0) {
 		c->is_unix = 1;
 		snprintf(c->addr, sizeof c->addr, "unix");
 		snprintf(c->peer, sizeof c->peer, "unix");
@@ -2806,6 +3112,61 @@ send_updates(struct server *s, long long now)
 		}
 }
 
+/*
+ * SIGHUP: read the password file and the ACL again.  Each is swapped in
+ * only if it parses; then every authenticated session is checked against
+ * the new rules, and only those whose answer changed are touched.
+ */
+static void
+reload(struct server *s)
+{
+	char err[PATH_MAX + 128], rule[PATH_MAX + 16], u[4 * USER_MAX + 8];
+	uint8_t key[SHA256_DIGEST_SIZE];
+	struct cred *v;
+	struct client *c;
+	struct acl *a;
+	size_t n;
+
+	if (s->passwd_path != NULL) {
+		if (passwd_read(s->passwd_path, &v, &n, key, err, sizeof err) < 0)
+			logx(s, LOG_ERR, "reload: %s; keeping the old users", err);
+		else {
+			passwd_install(s, v, n, key);
+			logx(s, LOG_INFO, "reload: %s: %zu records",
+			    s->passwd_path, n);
+		}
+	}
+	if (s->acl_path == NULL)
+		return;
+	if ((a = acl_load(s->acl_path, err, sizeof err)) == NULL) {
+		logx(s, LOG_ERR, "reload: %s; keeping the old rules", err);
+		return;
+	}
+	acl_free(s->acl);
+	s->acl = a;
+	logx(s, LOG_INFO, "reload: %s: %d rules, policy %s", a->path, a->n,
+	    acl_action_name[a->policy]);
+	for (c = s->clients; c != NULL; c = c->next) {
+		enum acl_action act;
+
+		if (c->dead || (c->state != ST_INIT && c->state != ST_NORMAL))
+			continue;
+		act = acl_check(a, c->user, c->dn, c->addr, rule, sizeof rule);
+		if (act == ACL_DENY) {
+			logx(s, LOG_AUTH | LOG_NOTICE, "recheck peer=%s user=%s "
+			    "acl=deny rule=%s", c->peer, safe(c->user, u,
+			    sizeof u), rule);
+			cl_fail(c, "access withdrawn by %s", rule);
+		} else if ((act == ACL_VIEW) != c->view_only) {
+			logx(s, LOG_AUTH | LOG_NOTICE, "recheck peer=%s user=%s "
+			    "acl=%s rule=%s", c->peer, safe(c->user, u,
+			    sizeof u), acl_action_name[act], rule);
+			c->view_only = act == ACL_VIEW;
+			c->view_logged = 0;
+		}
+	}
+}
+
 static int
 serve(struct server *s)
 {
@@ -2818,6 +3179,11 @@ serve(struct server *s)
 		die(1, "out of memory");
 	while (!got_stop) {
 		long long now = now_ms();
+
+		if (got_hup) {
+			got_hup = 0;
+			reload(s);
+		}
 
 		n = 0;
 		timeout = -1;
@@ -3288,6 +3654,36 @@ passwd_add(const char *path, const char *user)
 	return 0;
 }
 
+/* -t USER [ADDR [DN]]: what would the ACL say? (like doas -C) */
+static int
+acl_test(const struct server *s, char **argv, int argc)
+{
+	struct sockaddr_storage ss;
+	char addr[INET6_ADDRSTRLEN] = "unix", rule[PATH_MAX + 16];
+	enum acl_action act;
+
+	if (argc < 1 || argc > 3)
+		die(2, "-t USER [ADDRESS [DN]]: want one to three arguments");
+	memset(&ss, 0, sizeof ss);
+	if (argc >= 2 && strcmp(argv[1], "unix") != 0) {
+		if (inet_pton(AF_INET, argv[1],
+		    &((struct sockaddr_in *)(void *)&ss)->sin_addr) == 1)
+			ss.ss_family = AF_INET;
+		else if (inet_pton(AF_INET6, argv[1],
+		    &((struct sockaddr_in6 *)(void *)&ss)->sin6_addr) == 1)
+			ss.ss_family = AF_INET6;
+		else
+			die(2, "-t: '%s' is not an IP address or unix", argv[1]);
+		addr_text(&ss, addr, sizeof addr);
+	}
+	if (argc == 3 && strlen(argv[2]) > DN_MAX)
+		die(2, "-t: DN longer than %d bytes", DN_MAX);
+	act = acl_check(s->acl, argv[0], argc == 3 ? argv[2] : "", addr, rule,
+	    sizeof rule);
+	printf("%s rule=%s from=%s\n", acl_action_name[act], rule, addr);
+	return 0;
+}
+
 /* ---------------------------------------------------------------------
  * main
  * ------------------------------------------------------------------- */
@@ -3297,10 +3693,12 @@ usage(FILE *f)
 {
 	fprintf(f,
 "usage: vncsasl [-1IvV] [-l addr]... [-p port] [-U path] [-s types]\n"
-"               [-m mechs] [-P file] [-C cert -K key [-T ca]] [-G keytab]\n"
-"               [-H host] [-w file] [-x arg] [-n name] [-M max]\n"
+"               [-m mechs] [-P file] [-A acl] [-C cert -K key [-T ca]]\n"
+"               [-G keytab]"
+" [-H host] [-w file] [-x arg] [-n name] [-M max]\n"
 "               [-L stderr|syslog]\n"
 "       vncsasl -k file user\n"
+"       vncsasl -A acl -t user [address [dn]]\n"
 "  -l ADDR   listen address, repeatable (default 127.0.0.1 and ::1)\n"
 "  -p PORT   TCP port, 0 for none (default 5900)\n"
 "  -U PATH   also listen on a UNIX socket\n"
@@ -3311,6 +3709,10 @@ usage(FILE *f)
 "  -m LIST   SASL mechanisms (default SCRAM-SHA-256,SCRAM-SHA-1)\n"
 "  -P FILE   password file (mode 600; see -k)\n"
 "  -k F U    add or replace user U in password file F, then exit\n"
+"  -A FILE   ACL: allow/deny/view rules (see acl.txt.example; SIGHUP\n"
+"            reloads it and the password file)\n"
+"  -t U [A [DN]]  with -A: print the ACL's answer for user U from\n"
+"            address A (or unix) with certificate subject DN, then exit\n"
 "  -C FILE   TLS certificate chain (PEM), with -K FILE its key\n"
 "  -T FILE   CA: require and verify client certificates (x509 types)\n"
 "  -G FILE   Kerberos keytab (service vnc/HOST) for GSSAPI, GS2-KRB5\n"
@@ -3371,14 +3773,13 @@ main(int argc, char **argv)
 	const char *port = "5900", *fbarg = NULL, *seclist = NULL;
 	const char *vncpass = NULL, *unix_path = NULL, *mechs = NULL;
 	const char *cert = NULL, *key = NULL, *ca = NULL, *keytab = NULL;
-	const char *kfile = NULL;
-	int naddrs = 0, ch, i, insecure = 0;
+	int naddrs = 0, ch, i, insecure = 0, kmode = 0, tmode = 0;
 	struct sigaction sa;
 
 	s->max_clients = MAX_CLIENTS;
 	opterr = 0;		/* our own one-line errors, exit status 2 */
 	while ((ch = getopt(argc, argv,
-	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:C:K:T:G:H:Ik:")) != -1) {
+	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:A:C:K:T:G:H:Ikt")) != -1) {
 		switch (ch) {
 		case '1':
 			s->once = 1;
@@ -3409,7 +3810,13 @@ main(int argc, char **argv)
 			s->passwd_path = optarg;
 			break;
 		case 'k':
-			kfile = optarg;
+			kmode = 1;
+			break;
+		case 't':
+			tmode = 1;
+			break;
+		case 'A':
+			s->acl_path = optarg;
 			break;
 		case 'C':
 			cert = optarg;
@@ -3466,12 +3873,18 @@ main(int argc, char **argv)
 			die(2, "unknown option -%c (vncsasl -h for help)", optopt);
 		}
 	}
-	if (kfile != NULL) {
-		if (argc - optind != 1)
-			die(2, "-k FILE USER: want exactly one user name");
+	if (kmode) {
+		if (argc - optind != 2)
+			die(2, "-k FILE USER: want a file and a user name");
 		if (gnutls_global_init() < 0)
 			die(1, "cannot initialise GnuTLS");
-		return passwd_add(kfile, argv[optind]);
+		return passwd_add(argv[optind], argv[optind + 1]);
+	}
+	if (tmode) {
+		if (s->acl_path != NULL &&
+		    (s->acl = acl_load(s->acl_path, err, sizeof err)) == NULL)
+			die(2, "-A %s", err);
+		return acl_test(s, argv + optind, argc - optind);
 	}
 	if (optind != argc)
 		die(2, "unexpected argument '%s'", argv[optind]);
@@ -3515,6 +3928,9 @@ main(int argc, char **argv)
 			die(1, "no random bytes");
 		s->fake_iter = SCRAM_ITER_DEFAULT;
 	}
+	if (s->acl_path != NULL &&
+	    (s->acl = acl_load(s->acl_path, err, sizeof err)) == NULL)
+		die(2, "-A %s", err);
 	if (vncpass != NULL)
 		load_vnc_password(s, vncpass);
 	setup_sectypes(s, seclist, insecure, strcmp(port, "0") != 0);
