@@ -62,9 +62,16 @@ tests/x11-%: tests/x11-%.c
 deps:
 	sh tests/deps.sh build
 
+# A demo on 127.0.0.1:5900: TLSSASL with SCRAM-SHA-256, user "demo" with a
+# fresh password printed once (only SCRAM keys are stored, in demo/passwd).
 run: deps
 	$(MAKE) FB=dummy
-	sh tests/run-demo.sh
+	@mkdir -p demo && chmod 700 demo
+	@pw=$$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n'); \
+	printf '%s\n' "$$pw" | ./vncsasl -k demo/passwd demo 2>/dev/null && \
+	echo "vncsasl demo: user 'demo', password '$$pw' (shown once)" && \
+	echo "connect with: remote-viewer vnc://127.0.0.1:5900   (Ctrl-C stops the server)"
+	./vncsasl -l 127.0.0.1 -p 5900 -s tlssasl -m SCRAM-SHA-256 -P demo/passwd -n "vncsasl demo"
 
 check test:
 	./test.sh

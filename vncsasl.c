@@ -3978,7 +3978,7 @@ main(int argc, char **argv)
 		for (i = 0; i < s->nmechs; i++)
 			snprintf(ml + strlen(ml), sizeof ml - strlen(ml),
 			    "%s%s", i ? "," : "", s->mechs[i]);
-		logx(s, LOG_INFO, "security tcp=%s unix=%s sasl=%s users=%zu",
+		logx(s, LOG_INFO, "security tcp=%s unix=%s sasl=%s records=%zu",
 		    tcp, uni, ml, s->ncreds);
 		if (s->passwd_path == NULL)
 			logx(s, LOG_NOTICE, "no password file (-P): password "
