@@ -281,6 +281,7 @@ dummy_open(const char *arg, const struct fb_host *host, char *err,
 	int w, h, fps;
 
 	if (parse_arg(arg, &w, &h, &fps) < 0) {
+		errno = EINVAL;
 		snprintf(err, errlen, "bad dummy geometry '%s': want WxH[@FPS], "
 		    "%dx%d to %dx%d, FPS 0-%d", arg, DUMMY_MIN_W, DUMMY_MIN_H,
 		    DUMMY_MAX_WH, DUMMY_MAX_WH, MAX_FPS);

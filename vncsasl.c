@@ -3465,7 +3465,7 @@ static void
 setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 {
 	const struct sectype *v[NSECTYPES];
-	int i, n;
+	int i, n, dropped = 0;
 
 	if (list == NULL) {
 		if (s->x509 != NULL)
@@ -3483,9 +3483,7 @@ setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 			die(2, "-s %s needs a password file (-w)", v[i]->name);
 		s->sec_unix[s->nsec_unix++] = v[i];
 		if (v[i]->type == SEC_SASL && !insecure) {
-			if (tcp)
-				logx(s, LOG_NOTICE, "sasl (type 20) is offered "
-				    "on UNIX sockets only; -I allows it on TCP");
+			dropped = tcp;
 			continue;
 		}
 		s->sec_tcp[s->nsec_tcp++] = v[i];
@@ -3493,6 +3491,9 @@ setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 	if (tcp && s->nsec_tcp == 0)
 		die(2, "-s %s: nothing left to offer on TCP (SASL needs TLS "
 		    "there: use tlssasl or x509sasl, or -I)", list);
+	if (dropped)
+		logx(s, LOG_NOTICE, "sasl (type 20) is offered on UNIX sockets "
+		    "only; -I allows it on TCP");
 	if (insecure && tcp)
 		for (i = 0; i < s->nsec_tcp; i++)
 			if (s->sec_tcp[i]->type == SEC_SASL)
@@ -3950,8 +3951,10 @@ main(int argc, char **argv)
 	s->host.resized = srv_resized;
 	s->host.cut_text = srv_cut_text;
 	s->host.cursor = srv_cursor;
+	errno = 0;
 	if ((s->fb = fb_source.open(fbarg, &s->host, err, sizeof err)) == NULL)
-		die(1, "framebuffer %s: %s", fb_source.name, err);
+		die(errno == EINVAL ? 2 : 1, "-x: %s source: %s", fb_source.name,
+		    err);
 	if (grid_setup(s) < 0)
 		die(1, "out of memory");
 

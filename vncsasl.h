@@ -57,7 +57,8 @@ struct fb_frame {
 struct fb_source {
 	const char *name;		/* "dummy", "x11" */
 	const char *arg_help;		/* what -x means for this source */
-	/* NULL on failure with a one-line reason in err */
+	/* NULL on failure with a one-line reason in err, and errno EINVAL
+	 * if the argument itself is bad (the server exits 2, else 1) */
 	struct fb *(*open)(const char *arg, const struct fb_host *host,
 	    char *err, size_t errlen);
 	void (*close)(struct fb *);

@@ -1,0 +1,97 @@
+#!/bin/bash
+# The command-line contract (DESIGN.md 3): one-line errors with status 2,
+# -V, secret files refused when others can read them, password-file
+# errors naming file and line, -k, -1, and "make run" as a newcomer runs it.
+. "$(dirname "$0")/lib.sh"
+set -u
+LVC="$TOP/tests/lvc"
+
+# usage NAME ARGS...: exit status 2 and exactly one line naming the option
+usage_error() {
+	local name=$1 out rc; shift
+	out=$("$VNCSASL" "$@" 2>&1); rc=$?
+	if [ $rc -eq 2 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]; then ok "cli-$name"
+	else fail "cli-$name" "rc=$rc: $out"; fi
+}
+usage_error unknown-option -q
+usage_error missing-value -p
+usage_error bad-port -p 70000
+usage_error bad-port-text -p http
+usage_error bad-sectype -s none,bogus
+usage_error duplicate-sectype -s none,none
+usage_error x509-without-cert -s x509sasl
+usage_error vnc-without-password -s vnc
+usage_error bad-mech -m SCRAM-SHA-256,CRAM-MD5
+usage_error gssapi-without-keytab -m GSSAPI
+usage_error cert-without-key -C /etc/hostname
+usage_error ca-without-cert -T /etc/hostname
+usage_error bad-geometry -x 10x10
+usage_error bad-log -L file
+usage_error sasl-only-on-tcp -s sasl
+usage_error stray-argument -s none extra
+usage_error k-without-user -k "$T/pw"
+out=$("$VNCSASL" -V); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$out" | grep -q '^framebuffer: dummy' &&
+    printf '%s' "$out" | grep -q '^tls: on' && printf '%s' "$out" | grep -q 'SCRAM-SHA-256' &&
+    printf '%s' "$out" | grep -q '^encodings: raw'; then ok cli-version
+else fail cli-version "rc=$rc: $out"; fi
+check cli-help "$VNCSASL" -h
+
+# secrets refused when group/others may read them
+printf 'sekrit\n' >"$T/vncpw"; chmod 640 "$T/vncpw"
+usage_error vnc-password-file-readable -s vnc -w "$T/vncpw"
+printf 'secret\n' | "$VNCSASL" -k "$T/pw" alice 2>/dev/null
+chmod 644 "$T/pw"
+usage_error passwd-file-readable -P "$T/pw"
+chmod 600 "$T/pw"
+
+# password file errors: FILE:LINE: reason
+pwbad() {	# pwbad NAME LINE TEXT (file body on stdin)
+	local name=$1 line=$2 msg=$3 out rc
+	cat >"$T/pw-$name"; chmod 600 "$T/pw-$name"
+	out=$("$VNCSASL" -P "$T/pw-$name" -p 0 -U "$T/sock" 2>&1 </dev/null); rc=$?
+	if [ $rc -eq 2 ] && printf '%s' "$out" | grep -q "$T/pw-$name:$line: .*$msg"; then ok "passwd-error-$name"
+	else fail "passwd-error-$name" "rc=$rc: $out"; fi
+}
+printf '# c\nalice\n' | pwbad no-colon 2 "no ':'"
+printf 'alice:{SHA}x\n' | pwbad scheme 1 "unknown scheme"
+printf 'alice:{SCRAM-SHA-256}4096,c2FsdA==,AAAA\n' | pwbad fields 1 "want ITER"
+printf 'alice:{SCRAM-SHA-256}70000,c2FsdA==,%s,%s\n' "$(head -c 32 /dev/zero | base64)" "$(head -c 32 /dev/zero | base64)" | pwbad iterations 1 "65536"
+printf 'alice:{SCRAM-SHA-256}4096,c2FsdA==,AAAA,AAAA\n' | pwbad key-size 1 "hash size"
+{ grep SCRAM-SHA-256 "$T/pw"; grep SCRAM-SHA-256 "$T/pw"; } | pwbad duplicate 2 "second record"
+printf 'alice:{SCRAM-SHA-256}4096,c2FsdA==,%s,%s,ff00\n' "$(head -c 32 /dev/zero | base64)" "$(head -c 32 /dev/zero | base64)" | pwbad salted-password 1 "salted password"
+
+# -k replaces a user and keeps other lines
+printf '# my users\n' >"$T/pw2"; chmod 600 "$T/pw2"
+printf 'one\n' | "$VNCSASL" -k "$T/pw2" alice 2>/dev/null
+printf 'two\n' | "$VNCSASL" -k "$T/pw2" bob 2>/dev/null
+printf 'three\n' | "$VNCSASL" -k "$T/pw2" alice 2>/dev/null
+if [ "$(grep -c '^alice:' "$T/pw2")" = 2 ] && [ "$(grep -c '^bob:' "$T/pw2")" = 2 ] &&
+    head -n 1 "$T/pw2" | grep -q '^# my users'; then ok cli-k-replaces-user
+else fail cli-k-replaces-user "$(cat "$T/pw2")"; fi
+check_fails cli-k-bad-user sh -c "printf 'x\n' | '$VNCSASL' -k '$T/pw2' 'a:b'"
+check_fails cli-k-empty-password sh -c "printf '\n' | '$VNCSASL' -k '$T/pw2' carol"
+
+# -1: the server exits after its first client leaves
+"$VNCSASL" -1 -s none -p $PORT -x 1024x768@0 2>"$T/once.log" & once=$!
+for _ in $(seq 1 50); do grep -q listening "$T/once.log" && break; sleep 0.1; done
+timeout 20 $LVC -a none -F0 127.0.0.1 $PORT >/dev/null 2>&1
+for _ in $(seq 1 50); do kill -0 $once 2>/dev/null || break; sleep 0.1; done
+if kill -0 $once 2>/dev/null; then fail cli-run-once "still running"; kill $once
+else wait $once; rc=$?; [ $rc -eq 0 ] && ok cli-run-once || fail cli-run-once "exit $rc"; fi
+
+# make run, as the README says, then a real viewer with the printed password
+if ss -ltn 2>/dev/null | grep -q '127.0.0.1:5900 '; then
+	skip make-run "port 5900 is taken on this machine"
+else
+	(cd "$TOP" && exec make run) >"$T/makerun.log" 2>&1 & mr=$!
+	for _ in $(seq 1 300); do grep -q 'listening on' "$T/makerun.log" && break; sleep 0.1; done
+	pw=$(sed -n "s/.*password '\([0-9a-f]*\)'.*/\1/p" "$T/makerun.log")
+	if [ -n "$pw" ] && timeout 30 $LVC -u demo -p "$pw" -m SCRAM-SHA-256 -f 2 127.0.0.1 5900 >"$T/mr.out" 2>&1 &&
+	    grep -q 'sec=tlssasl mech=SCRAM-SHA-256 user=demo' "$T/makerun.log"; then ok make-run
+	else fail make-run "$(tail -n 3 "$T/makerun.log" | tr '\n' ' ') $(cat "$T/mr.out")"; fi
+	pkill -f -- "-P demo/passwd -n vncsasl demo" 2>/dev/null
+	wait $mr 2>/dev/null
+	if grep -q "^demo:{SCRAM" "$TOP/demo/passwd" && ! grep -q "$pw" "$TOP/demo/passwd"; then ok make-run-no-password-stored
+	else fail make-run-no-password-stored "demo/passwd"; fi
+fi
