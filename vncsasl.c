@@ -55,6 +55,9 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pwd.h>
+#include <grp.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -82,6 +85,12 @@
  * ------------------------------------------------------------------- */
 
 #define MAX_CLIENTS	64	/* default cap; -M changes it */
+#define PREAUTH_MAX	32	/* unauthenticated connections at once */
+#define PREAUTH_PER_ADDR 8	/* ... from one address: parallel guessing */
+#define FAIL_DELAY_MS	250	/* first failed login's answer waits this */
+#define FAIL_DELAY_CAP	8	/* seconds; each failure doubles the wait */
+#define FAIL_FORGET_MS	(10 * 60 * 1000) /* a quiet address starts over */
+#define FAIL_ADDRS	1024	/* addresses remembered; oldest forgotten */
 #define MAX_LISTENERS	16	/* -l addresses times address families */
 #define IN_CHUNK	16384	/* bytes read per client per turn: fairness */
 #define CUT_TEXT_MAX	(1 << 20) /* ClientCutText: a big Latin-1 clipboard */
@@ -92,7 +101,7 @@
 #define OUT_LOW		(256 * 1024) /* encode updates only below this */
 #define OUT_SLACK	(2 * CUT_TEXT_MAX + 65536) /* non-update output on
 				   top of one frame before a client is cut */
-#define HANDSHAKE_MS	30000	/* connect to ServerInit, slow links too */
+#define HANDSHAKE_S	30	/* connect to ServerInit, slow links too */
 #define STALL_MS	60000	/* queued output not drained at all */
 #define LINGER_MS	2000	/* time to deliver a failure reason */
 #define TILE		64	/* damage granularity in pixels */
@@ -195,8 +204,9 @@ typedef size_t (*handler_fn)(struct client *, uint8_t *, size_t);
 struct client {
 	struct server *srv;
 	struct client *next;
-	int fd;
-	int pfd;		/* index in this turn's pollfd set, or -1 */
+	int fd, wfd;		/* read and write ends (differ with -i pipes) */
+	int pfd, pfdw;		/* indexes in this turn's pollfd set, or -1 */
+	unsigned authed : 1;	/* passed authentication and the ACL */
 	enum state state;
 	handler_fn handler;
 	size_t need;
@@ -204,6 +214,7 @@ struct client {
 	int dead;
 	char why[256];		/* close reason for the log */
 	long long t_start, deadline, last_out;
+	long long hold_until;	/* failed login: answer no sooner */
 
 	int minor;		/* RFB 3.minor in use: 3, 7 or 8 */
 	const struct sectype *sec;
@@ -298,6 +309,7 @@ struct server {
 	int have_vnc_key;
 	char name[NAME_MAX_LEN + 1];
 	int max_clients, verbose, once, use_syslog;
+	int preauth_max, preauth_per_addr, handshake_s, fail_delay_cap;
 
 	/* TLS */
 	gnutls_certificate_credentials_t x509;
@@ -317,6 +329,14 @@ struct server {
 	unsigned fake_iter;
 	struct acl *acl;	/* NULL: every authenticated user may */
 	const char *acl_path;
+
+	/* failed logins per address: the answer to the next one waits */
+	struct fail_rec {
+		char addr[INET6_ADDRSTRLEN];
+		unsigned count;
+		long long last;
+	} fails[FAIL_ADDRS];
+	int nfails;
 
 	/* state */
 	struct fb *fb;
@@ -1373,11 +1393,19 @@ h_sasl_data(struct client *c, uint8_t *p, size_t n)
 
 	(void)n;
 	if (len > 0) {
-		/* the NUL pad is checked, never trusted (QEMU 1a225f57) */
-		if (p[4 + len - 1] != '\0') {
-			cl_fail(c, "SASL data without its NUL pad");
-			return 4 + len;
-		}
+		/*
+		 * The last byte is the pad: dropped, never trusted, and not
+		 * required to be a NUL.  gtk-vnc and libvncclient send
+		 * clientoutlen + 1 bytes straight from Cyrus's buffer; after
+		 * a binary token (GSSAPI's wrapped layer reply, GS2-KRB5's
+		 * empty final response) that byte is whatever followed it in
+		 * memory (measured), so QEMU's 2024 check (1a225f57) would
+		 * refuse real Kerberos logins.
+		 */
+		if (p[4 + len - 1] != '\0')
+			logx(c->srv, LOG_DEBUG, "peer=%s SASL pad byte 0x%02x "
+			    "ignored", c->peer, p[4 + len - 1]);
+		p[4 + len - 1] = '\0';
 		in = (const char *)p + 4;	/* non-NULL even when empty */
 		inlen = len - 1;
 	}
@@ -1544,7 +1572,7 @@ tls_start(struct client *c)
 		gnutls_credentials_set(c->tls, GNUTLS_CRD_ANON, s->anon);
 		gnutls_priority_set(c->tls, s->prio_anon);
 	}
-	gnutls_transport_set_int(c->tls, c->fd);
+	gnutls_transport_set_int2(c->tls, c->fd, c->wfd);
 	c->state = ST_TLS;
 }
 
@@ -2258,6 +2286,65 @@ safe(const char *in, char *out, size_t outlen)
 }
 
 /*
+ * Login throttling without lockout: each failure from an address makes
+ * the answer to its next failure wait twice as long, up to a cap, and a
+ * quiet address is forgotten.  Only decided logins count (not cancelled
+ * or half-open handshakes); a success clears the address; one address
+ * never slows another.  The wait is a deadline in the poll loop.
+ */
+static struct fail_rec *
+fail_find(struct server *s, const char *addr, long long now)
+{
+	int i;
+
+	for (i = 0; i < s->nfails; i++)
+		if (strcmp(s->fails[i].addr, addr) == 0) {
+			if (now - s->fails[i].last > FAIL_FORGET_MS)
+				s->fails[i].count = 0;
+			return &s->fails[i];
+		}
+	return NULL;
+}
+
+/* A failure from addr: how long its answer must wait (ms). */
+static long long
+fail_note(struct server *s, const char *addr, long long now)
+{
+	struct fail_rec *f = fail_find(s, addr, now);
+	long long delay;
+	int i, old = 0;
+
+	if (f == NULL) {
+		if (s->nfails < FAIL_ADDRS) {
+			f = &s->fails[s->nfails++];
+		} else {	/* forget the address quiet the longest */
+			for (i = 1; i < s->nfails; i++)
+				if (s->fails[i].last < s->fails[old].last)
+					old = i;
+			f = &s->fails[old];
+		}
+		snprintf(f->addr, sizeof f->addr, "%s", addr);
+		f->count = 0;
+	}
+	f->last = now;
+	if (f->count < 30)
+		f->count++;
+	delay = (long long)FAIL_DELAY_MS << (f->count - 1);
+	if (delay > (long long)s->fail_delay_cap * 1000)
+		delay = (long long)s->fail_delay_cap * 1000;
+	return delay;
+}
+
+static void
+fail_clear(struct server *s, const char *addr)
+{
+	struct fail_rec *f = fail_find(s, addr, 0);
+
+	if (f != NULL)
+		*f = s->fails[--s->nfails];
+}
+
+/*
  * Every authentication ends here: one audit line, then SecurityResult
  * ok or "Authentication failed" - the same bytes whatever the reason.
  */
@@ -2292,9 +2379,15 @@ auth_decide(struct client *c, const char *user, int ok, const char *why)
 		    c->sec->name, safe(c->mech, m, sizeof m),
 		    safe(user, u, sizeof u), c->ssf, why);
 	if (!ok) {
+		long long now = now_ms();
+
 		cl_reject(c, why);
+		c->hold_until = now + fail_note(c->srv, c->addr, now);
+		c->deadline = c->hold_until + LINGER_MS;
 		return;
 	}
+	fail_clear(c->srv, c->addr);
+	c->authed = 1;
 	/* RFB 3.3 and 3.7 send no SecurityResult for plain None */
 	if (c->sec->type == SEC_NONE && c->minor < 8) {
 		start_init(c);
@@ -2861,6 +2954,8 @@ cl_flush(struct client *c)
 {
 	ssize_t w;
 
+	if (c->hold_until && now_ms() < c->hold_until)
+		return;		/* a failed login's answer waits */
 	while (!c->dead && buf_used(&c->out) > 0) {
 		if (c->tls_up) {
 			size_t n = buf_used(&c->out);
@@ -2880,7 +2975,7 @@ cl_flush(struct client *c)
 				return;
 			}
 		} else {
-			w = write(c->fd, c->out.data + c->out.off,
+			w = write(c->wfd, c->out.data + c->out.off,
 			    buf_used(&c->out));
 			if (w < 0) {
 				if (errno != EAGAIN && errno != EWOULDBLOCK &&
@@ -2918,6 +3013,8 @@ cl_free(struct client *c)
 		gnutls_deinit(c->tls);
 	}
 	close(c->fd);
+	if (c->wfd != c->fd)
+		close(c->wfd);
 	buf_free(&c->in);
 	memset(c->out.data, 0, c->out.cap);
 	buf_free(&c->out);
@@ -2977,27 +3074,32 @@ set_nonblock(int fd)
 }
 
 static struct client *
-cl_new(struct server *s, int fd, const struct sockaddr_storage *ss)
+cl_new(struct server *s, int fd, int wfd, const struct sockaddr_storage *ss)
 {
 	struct client *c;
 	int one = 1;
 
-	if (set_nonblock(fd) < 0 || (c = calloc(1, sizeof *c)) == NULL) {
+	if (set_nonblock(fd) < 0 || set_nonblock(wfd) < 0 ||
+	    (c = calloc(1, sizeof *c)) == NULL) {
 		logx(s, LOG_ERR, "cannot take a connection: %s",
 		    strerror(errno));
 		close(fd);
+		if (wfd != fd)
+			close(wfd);
 		return NULL;
 	}
 	c->srv = s;
 	c->fd = fd;
-	c->pfd = -1;
+	c->wfd = wfd;
+	c->pfd = c->pfdw = -1;
 	c->t_start = c->last_out = now_ms();
-	c->deadline = c->t_start + HANDSHAKE_MS;
+	c->deadline = c->t_start + (long long)s->handshake_s * 1000;
 	peer_name(c, ss);
 	if (!c->is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->state = ST_VERSION;
 	cl_expect(c, h_version, 12);
+	s->served++;
 	c->next = s->clients;
 	s->clients = c;
 	s->nclients++;
@@ -3011,6 +3113,33 @@ cl_new(struct server *s, int fd, const struct sockaddr_storage *ss)
 /* ---------------------------------------------------------------------
  * Listeners and the poll loop.
  * ------------------------------------------------------------------- */
+
+/*
+ * Unauthenticated connections are capped in total and per address, so
+ * half-open floods and parallel password guessing from one address
+ * cannot crowd out everyone else.  Logged, not counted as a failure.
+ */
+static int
+preauth_refused(struct server *s, const struct sockaddr_storage *ss)
+{
+	char addr[INET6_ADDRSTRLEN];
+	struct client *c;
+	int total = 0, mine = 0;
+
+	addr_text(ss, addr, sizeof addr);
+	for (c = s->clients; c != NULL; c = c->next)
+		if (!c->dead && !c->authed) {
+			total++;
+			mine += strcmp(c->addr, addr) == 0;
+		}
+	if (total < s->preauth_max && mine < s->preauth_per_addr)
+		return 0;
+	logx(s, LOG_WARNING, "refused peer=%s: %d unauthenticated connections"
+	    " %s (limit %d)", addr, mine < s->preauth_per_addr ? total : mine,
+	    mine < s->preauth_per_addr ? "in all" : "from it",
+	    mine < s->preauth_per_addr ? s->preauth_max : s->preauth_per_addr);
+	return 1;
+}
 
 static void
 accept_all(struct server *s, const struct listener *l)
@@ -3031,8 +3160,11 @@ accept_all(struct server *s, const struct listener *l)
 		}
 		if (l->is_unix)
 			ss.ss_family = AF_UNIX;
-		cl_new(s, fd, &ss);
-		s->served++;
+		if (preauth_refused(s, &ss)) {
+			close(fd);
+			continue;
+		}
+		cl_new(s, fd, fd, &ss);
 	}
 }
 
@@ -3068,7 +3200,7 @@ check_deadlines(struct server *s, long long now)
 			c->dead = 1;	/* c->why says why */
 		else if (c->deadline && now >= c->deadline)
 			cl_fail(c, "handshake not finished in %d s (state %s)",
-			    HANDSHAKE_MS / 1000, state_name[c->state]);
+			    s->handshake_s, state_name[c->state]);
 		else if (buf_used(&c->out) > 0 && now - c->last_out >= STALL_MS)
 			cl_fail(c, "viewer read nothing for %d s", STALL_MS /
 			    1000);
@@ -3171,7 +3303,7 @@ static int
 serve(struct server *s)
 {
 	struct pollfd *pfd;
-	size_t npfd = (size_t)s->nlst + s->max_clients + 1;
+	size_t npfd = (size_t)s->nlst + 2 * (size_t)s->max_clients + 1;
 	struct client *c;
 	int i, n, timeout, fbfd = fb_source.fd(s->fb), fbi = -1;
 
@@ -3198,13 +3330,22 @@ serve(struct server *s)
 			pfd[n++].events = POLLIN;
 		}
 		for (c = s->clients; c != NULL; c = c->next) {
-			c->pfd = n;
+			int holding = c->hold_until > now, wantw;
+
+			wantw = !holding && (buf_used(&c->out) > 0 ||
+			    c->tls_wpending || (c->state == ST_TLS && c->tls_wdir));
+			c->pfd = c->pfdw = n;
 			pfd[n].fd = c->fd;
-			pfd[n].events = POLLIN;
-			if (buf_used(&c->out) > 0 || c->tls_wpending ||
-			    (c->state == ST_TLS && c->tls_wdir))
-				pfd[n].events |= POLLOUT;
-			n++;
+			pfd[n++].events = POLLIN;
+			if (wantw && c->wfd != c->fd) {
+				c->pfdw = n;
+				pfd[n].fd = c->wfd;
+				pfd[n++].events = POLLOUT;
+			} else if (wantw) {
+				pfd[c->pfd].events |= POLLOUT;
+			}
+			if (holding)
+				timeout = min_timeout(timeout, c->hold_until, now);
 			if (c->deadline)
 				timeout = min_timeout(timeout, c->deadline, now);
 			if (buf_used(&c->out) > 0)
@@ -3229,15 +3370,19 @@ serve(struct server *s)
 			s->grab_due = now;
 		}
 		for (c = s->clients; c != NULL; c = c->next) {
+			short rev;
+
 			if (c->pfd < 0 || c->dead)
 				continue;
-			if (!c->dead && (pfd[c->pfd].revents & POLLOUT))
+			rev = pfd[c->pfd].revents;
+			if (c->pfdw != c->pfd)
+				rev |= pfd[c->pfdw].revents & POLLOUT;
+			if (rev & POLLOUT)
 				cl_flush(c);
-			if (!c->dead && ((pfd[c->pfd].revents &
-			    (POLLIN | POLLHUP | POLLERR)) || (c->state ==
-			    ST_TLS && (pfd[c->pfd].revents & POLLOUT))))
+			if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
+			    (c->state == ST_TLS && (rev & POLLOUT))))
 				cl_read(c);
-			c->pfd = -1;
+			c->pfd = c->pfdw = -1;
 		}
 		check_deadlines(s, now);
 		send_updates(s, now);
@@ -3655,6 +3800,266 @@ passwd_add(const char *path, const char *user)
 	return 0;
 }
 
+static long parse_num(int, const char *, long, long);
+
+/* -o NAME=VALUE,...: the limits an operator may want to move. */
+static const struct limit_opt {
+	const char *name;
+	size_t off;
+	int lo, hi;
+	const char *what;
+} limit_opts[] = {
+	{ "preauth", offsetof(struct server, preauth_max), 1, 4096,
+	    "unauthenticated connections at once" },
+	{ "preauth-per-addr", offsetof(struct server, preauth_per_addr), 1,
+	    4096, "unauthenticated connections from one address" },
+	{ "handshake", offsetof(struct server, handshake_s), 1, 3600,
+	    "seconds from connect to ServerInit" },
+	{ "fail-delay", offsetof(struct server, fail_delay_cap), 0, 600,
+	    "most seconds a failed login's answer waits" },
+};
+#define NLIMIT_OPTS (int)(sizeof limit_opts / sizeof limit_opts[0])
+
+static void
+parse_limits(struct server *s, const char *list)
+{
+	const char *p = list;
+	char name[32];
+	int i;
+
+	while (*p) {
+		size_t len = strcspn(p, ","), nl = strcspn(p, "=");
+		char *end;
+		long v;
+
+		if (nl >= len || nl >= sizeof name)
+			die(2, "-o %.*s: want NAME=VALUE", (int)len, p);
+		memcpy(name, p, nl);
+		name[nl] = '\0';
+		for (i = 0; i < NLIMIT_OPTS; i++)
+			if (strcmp(limit_opts[i].name, name) == 0)
+				break;
+		if (i == NLIMIT_OPTS)
+			die(2, "-o %s: unknown limit (preauth, preauth-per-addr, "
+			    "handshake, fail-delay)", name);
+		errno = 0;
+		v = strtol(p + nl + 1, &end, 10);
+		if (end == p + nl + 1 || end != p + len || errno ||
+		    v < limit_opts[i].lo || v > limit_opts[i].hi)
+			die(2, "-o %s: want %d to %d (%s)", name, limit_opts[i].lo,
+			    limit_opts[i].hi, limit_opts[i].what);
+		*(int *)(void *)((char *)s + limit_opts[i].off) = (int)v;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+}
+
+/*
+ * -u: after everything privileged is open (listeners, TLS key, password
+ * file, ACL, framebuffer), become USER: groups, group, user, each checked,
+ * then make sure root cannot be had back (OpenBSD doas order).
+ */
+static void
+drop_privileges(struct server *s, const char *user)
+{
+	struct passwd *pw;
+
+	errno = 0;
+	if ((pw = getpwnam(user)) == NULL)
+		die(2, "-u %s: no such user", user);
+	if (geteuid() != 0) {
+		if (pw->pw_uid == geteuid())
+			return;
+		die(1, "-u %s: only root can become another user", user);
+	}
+	if (setgroups(1, &pw->pw_gid) < 0)
+		die(1, "-u %s: setgroups: %s", user, strerror(errno));
+	if (setgid(pw->pw_gid) < 0)
+		die(1, "-u %s: setgid: %s", user, strerror(errno));
+	if (setuid(pw->pw_uid) < 0)
+		die(1, "-u %s: setuid: %s", user, strerror(errno));
+	if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() == 0 ||
+	    getuid() == 0))
+		die(1, "-u %s: still root after dropping privileges", user);
+	logx(s, LOG_INFO, "running as %s (uid %ld)", user, (long)pw->pw_uid);
+}
+
+/* An address from the environment (UCSPI, socat) for -i peers. */
+static int
+env_peer(struct sockaddr_storage *ss, const char *ip, const char *port)
+{
+	const char *a = getenv(ip), *p = getenv(port);
+	int n = p ? atoi(p) : 0;
+
+	memset(ss, 0, sizeof *ss);
+	if (a == NULL)
+		return -1;
+	if (inet_pton(AF_INET, a, &((struct sockaddr_in *)(void *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)n);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, a, &((struct sockaddr_in6 *)(void *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)n);
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * -i: the one connection is on stdin/stdout (inetd, xinetd, systemd
+ * Accept=yes, s6-tcpserver, socat EXEC).  The peer comes from the socket,
+ * else from TCPREMOTEIP (UCSPI) or SOCAT_PEERADDR.
+ */
+static void
+serve_stdin(struct server *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+
+	memset(&ss, 0, sizeof ss);
+	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &sl) < 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+		if (env_peer(&ss, "TCPREMOTEIP", "TCPREMOTEPORT") < 0 &&
+		    env_peer(&ss, "SOCAT_PEERADDR", "SOCAT_PEERPORT") < 0)
+			ss.ss_family = AF_UNIX;
+	}
+	s->once = 1;
+	if (cl_new(s, STDIN_FILENO, STDOUT_FILENO, &ss) == NULL)
+		die(1, "-i: cannot use standard input and output");
+}
+
+/*
+ * systemd socket activation without libsystemd: listening sockets (or,
+ * with Accept=yes, one connection) from fd 3 on.  Returns how many.
+ */
+static int
+inherit_sockets(struct server *s)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	int n, fd, listening;
+	socklen_t len;
+
+	if (pid == NULL || fds == NULL || atol(pid) != (long)getpid())
+		return 0;
+	n = atoi(fds);
+	if (n < 1 || n > MAX_LISTENERS)
+		die(2, "LISTEN_FDS=%s: want 1 to %d", fds, MAX_LISTENERS);
+	for (fd = 3; fd < 3 + n; fd++) {
+		struct sockaddr_storage ss;
+		struct listener *l;
+		char host[INET6_ADDRSTRLEN];
+		int port;
+
+		len = sizeof listening;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening,
+		    &len) < 0)
+			die(1, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+		len = sizeof ss;
+		memset(&ss, 0, sizeof ss);
+		getsockname(fd, (struct sockaddr *)&ss, &len);
+		if (!listening) {	/* Accept=yes: serve this one */
+			len = sizeof ss;
+			memset(&ss, 0, sizeof ss);
+			getpeername(fd, (struct sockaddr *)&ss, &len);
+			s->once = 1;
+			cl_new(s, fd, fd, &ss);
+			continue;
+		}
+		if (set_nonblock(fd) < 0)
+			die(1, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+		l = &s->lst[s->nlst++];
+		l->fd = fd;
+		l->is_unix = ss.ss_family == AF_UNIX;
+		port = addr_text(&ss, host, sizeof host);
+		if (l->is_unix)
+			snprintf(l->name, sizeof l->name, "unix:(fd %d)", fd);
+		else
+			snprintf(l->name, sizeof l->name, ss.ss_family == AF_INET6 ?
+			    "[%s]:%d" : "%s:%d", host, port);
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return n;
+}
+
+/* -c HOST[:PORT]: dial a listening viewer (default port 5500). */
+static void
+reverse_connect(struct server *s, const char *spec)
+{
+	char host[256], port[8] = "5500";
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints, *res, *ai;
+	int fd = -1, e;
+
+	if (spec[0] == '[') {	/* [v6]:port */
+		const char *rb = strchr(spec, ']');
+
+		if (rb == NULL || (size_t)(rb - spec - 1) >= sizeof host)
+			die(2, "-c %s: want HOST[:PORT] or [IPV6]:PORT", spec);
+		memcpy(host, spec + 1, (size_t)(rb - spec - 1));
+		host[rb - spec - 1] = '\0';
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+	} else if (colon != NULL && strchr(spec, ':') == colon) {
+		if ((size_t)(colon - spec) >= sizeof host)
+			die(2, "-c %s: host name too long", spec);
+		memcpy(host, spec, (size_t)(colon - spec));
+		host[colon - spec] = '\0';
+	} else {		/* a name, or a bare IPv6 address */
+		colon = NULL;
+		if (strlen(spec) >= sizeof host)
+			die(2, "-c %s: host name too long", spec);
+		snprintf(host, sizeof host, "%s", spec);
+	}
+	if (colon != NULL) {
+		parse_num('c', colon + 1, 1, 65535);
+		snprintf(port, sizeof port, "%s", colon + 1);
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if ((e = getaddrinfo(host, port, &hints, &res)) != 0)
+		die(1, "-c %s: %s", spec, gai_strerror(e));
+	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+		struct pollfd p;
+		int err = 0, r;
+		socklen_t el = sizeof err;
+
+		if ((fd = socket(ai->ai_family, ai->ai_socktype, 0)) < 0)
+			continue;
+		/* start-up, not the loop: a bounded wait is fine here */
+		set_nonblock(fd);
+		r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+		if (r < 0 && errno == EINPROGRESS) {
+			p.fd = fd;
+			p.events = POLLOUT;
+			if (poll(&p, 1, 10000) != 1 || getsockopt(fd, SOL_SOCKET,
+			    SO_ERROR, &err, &el) < 0 || err != 0) {
+				errno = err ? err : ETIMEDOUT;
+				close(fd);
+				fd = -1;
+			}
+		} else if (r < 0) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd >= 0) {
+			struct sockaddr_storage ss;
+
+			memset(&ss, 0, sizeof ss);
+			memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+			logx(s, LOG_INFO, "reverse connection to %s", spec);
+			cl_new(s, fd, fd, &ss);
+		}
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		die(1, "-c %s: cannot connect: %s", spec, strerror(errno));
+}
+
 /* -t USER [ADDR [DN]]: what would the ACL say? (like doas -C) */
 static int
 acl_test(const struct server *s, char **argv, int argc)
@@ -3693,7 +4098,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-"usage: vncsasl [-1IvV] [-l addr]... [-p port] [-U path] [-s types]\n"
+"usage: vncsasl [-1iIvV] [-l addr]... [-p port] [-U path] [-c host[:port]]\n"
+"               [-s types] [-o limits] [-u user]\n"
 "               [-m mechs] [-P file] [-A acl] [-C cert -K key [-T ca]]\n"
 "               [-G keytab]"
 " [-H host] [-w file] [-x arg] [-n name] [-M max]\n"
@@ -3722,11 +4128,18 @@ usage(FILE *f)
 "  -x ARG    framebuffer source: %s\n"
 "  -n NAME   desktop name (default: host name)\n"
 "  -M N      most clients at once (default %d)\n"
+"  -o LIMITS  NAME=VALUE,...: preauth (unauthenticated connections, %d),\n"
+"            preauth-per-addr (%d), handshake (seconds, %d), fail-delay\n"
+"            (most seconds a failed login's answer waits, %d)\n"
+"  -u USER   drop privileges to USER once everything is open\n"
+"  -i        inetd mode: serve the connection on stdin/stdout\n"
+"  -c H[:P]  reverse connection to a listening viewer (port 5500)\n"
 "  -1        exit after the first client leaves\n"
 "  -L DEST   log to stderr (default) or syslog\n"
 "  -v        verbose log\n"
 "  -V        print version and build options\n",
-	    fb_source.arg_help, MAX_CLIENTS);
+	    fb_source.arg_help, MAX_CLIENTS, PREAUTH_MAX, PREAUTH_PER_ADDR,
+	    HANDSHAKE_S, FAIL_DELAY_CAP);
 }
 
 static void
@@ -3774,29 +4187,50 @@ main(int argc, char **argv)
 	const char *port = "5900", *fbarg = NULL, *seclist = NULL;
 	const char *vncpass = NULL, *unix_path = NULL, *mechs = NULL;
 	const char *cert = NULL, *key = NULL, *ca = NULL, *keytab = NULL;
+	const char *limits = NULL, *runas = NULL, *reverse = NULL;
 	int naddrs = 0, ch, i, insecure = 0, kmode = 0, tmode = 0;
+	int inetd = 0, log_given = 0, explicit_listen = 0;
 	struct sigaction sa;
 
 	s->max_clients = MAX_CLIENTS;
+	s->preauth_max = PREAUTH_MAX;
+	s->preauth_per_addr = PREAUTH_PER_ADDR;
+	s->handshake_s = HANDSHAKE_S;
+	s->fail_delay_cap = FAIL_DELAY_CAP;
 	opterr = 0;		/* our own one-line errors, exit status 2 */
 	while ((ch = getopt(argc, argv,
-	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:A:C:K:T:G:H:Ikt")) != -1) {
+	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:A:C:K:T:G:H:Ikto:u:ic:")) != -1) {
 		switch (ch) {
 		case '1':
 			s->once = 1;
+			break;
+		case 'o':
+			limits = optarg;
+			break;
+		case 'u':
+			runas = optarg;
+			break;
+		case 'i':
+			inetd = 1;
+			break;
+		case 'c':
+			reverse = optarg;
 			break;
 		case 'l':
 			if (naddrs >= MAX_LISTENERS)
 				die(2, "-l: too many addresses (limit %d)",
 				    MAX_LISTENERS);
 			addrs[naddrs++] = optarg;
+			explicit_listen = 1;
 			break;
 		case 'p':
 			parse_num('p', optarg, 0, 65535);
 			port = optarg;
+			explicit_listen = 1;
 			break;
 		case 'U':
 			unix_path = optarg;
+			explicit_listen = 1;
 			break;
 		case 's':
 			seclist = optarg;
@@ -3852,6 +4286,7 @@ main(int argc, char **argv)
 			s->max_clients = (int)parse_num('M', optarg, 1, 4096);
 			break;
 		case 'L':
+			log_given = 1;
 			if (strcmp(optarg, "syslog") == 0)
 				s->use_syslog = 1;
 			else if (strcmp(optarg, "stderr") != 0)
@@ -3891,6 +4326,12 @@ main(int argc, char **argv)
 		die(2, "unexpected argument '%s'", argv[optind]);
 	if ((cert == NULL) != (key == NULL))
 		die(2, "-C and -K go together");
+	if (limits != NULL)
+		parse_limits(s, limits);
+	if (inetd && (explicit_listen || reverse != NULL))
+		die(2, "-i serves standard input; it takes no -l, -p, -U or -c");
+	if (inetd && !log_given)	/* stderr may be the connection */
+		s->use_syslog = 1;
 	if (ca != NULL && cert == NULL)
 		die(2, "-T needs a server certificate (-C and -K)");
 
@@ -3958,14 +4399,32 @@ main(int argc, char **argv)
 	if (grid_setup(s) < 0)
 		die(1, "out of memory");
 
-	if (strcmp(port, "0") != 0)
-		listen_tcp(s, addrs, naddrs, port);
-	else if (naddrs > 0)
-		die(2, "-l given but -p 0 disables TCP");
-	if (unix_path != NULL)
-		listen_unix(s, unix_path);
-	if (s->nlst == 0)
-		die(2, "nothing to listen on (-p 0 and no -U)");
+	if (inetd) {
+		serve_stdin(s);
+	} else if (inherit_sockets(s) == 0) {
+		if (strcmp(port, "0") != 0)
+			listen_tcp(s, addrs, naddrs, port);
+		else if (naddrs > 0)
+			die(2, "-l given but -p 0 disables TCP");
+		if (unix_path != NULL)
+			listen_unix(s, unix_path);
+	}
+	if (reverse != NULL)
+		reverse_connect(s, reverse);
+	if (s->nlst == 0 && s->clients == NULL)
+		die(2, "nothing to listen on (-p 0 and no -U) and no -c");
+	if (runas != NULL)
+		drop_privileges(s, runas);
+#ifdef __OpenBSD__
+	if (s->passwd_path != NULL && unveil(s->passwd_path, "r") < 0)
+		die(1, "unveil: %s", strerror(errno));
+	if (s->acl_path != NULL && unveil(s->acl_path, "r") < 0)
+		die(1, "unveil: %s", strerror(errno));
+	if (s->unix_path != NULL && unveil(s->unix_path, "c") < 0)
+		die(1, "unveil: %s", strerror(errno));
+	if (pledge("stdio rpath cpath inet unix", NULL) < 0)
+		die(1, "pledge: %s", strerror(errno));
+#endif
 
 	{
 		char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)];
@@ -3989,8 +4448,11 @@ main(int argc, char **argv)
 		for (i = 0; i < s->nlst; i++)
 			off += (size_t)snprintf(line + off, sizeof line - off,
 			    "%s%s", i ? " " : "", s->lst[i].name);
-		/* the readiness line scripts wait for; always on stderr */
-		fprintf(stderr, "vncsasl: listening on %s\n", line);
+		/* the readiness line scripts wait for, on stderr (not in -i
+		 * mode, where stderr may be the viewer's connection) */
+		if (!inetd)
+			fprintf(stderr, "vncsasl: listening on %s\n",
+			    s->nlst ? line : "(nothing; reverse connection)");
 		if (s->use_syslog)
 			logx(s, LOG_INFO, "listening on %s", line);
 	}
@@ -4006,8 +4468,9 @@ main(int argc, char **argv)
 	}
 	for (i = 0; i < s->nlst; i++)
 		close(s->lst[i].fd);
-	if (s->unix_path != NULL)
-		unlink(s->unix_path);
+	if (s->unix_path != NULL && unlink(s->unix_path) < 0)
+		logx(s, LOG_WARNING, "cannot remove %s: %s", s->unix_path,
+		    strerror(errno));
 	fb_source.close(s->fb);
 	gsasl_done(s->gsasl);
 	gnutls_global_deinit();
