@@ -387,10 +387,10 @@ def case_input_reaches_source(P):
             cut = info
             continue
         st = verify(fb, (32, 0, 255, 255, 255, 16, 8, 0))
-        if st["ptr"] == "321,123" and st["key"] == "65" and st["ncut"] == "5" and cut:
+        if st["ptr"] == "321,123" and st["key"] == "0x41" and st["ncut"] == "5" and cut:
             break
     check(st["ptr"] == "321,123" and st["buttons"] == "1", "pointer: %r" % st)
-    check(st["key"] == "65" and int(st["nkeys"]) >= 1, "key: %r" % st)
+    check(st["key"] == "0x41" and int(st["nkeys"]) >= 1, "key: %r" % st)
     check(st["ncut"] == "5" and cut == b"hello", "cut text: %r %r" % (st, cut))
     print("ok input-reaches-source")
 
@@ -406,6 +406,7 @@ def case_desktop_size(P):
     kind, rects = read_update(a, 32)     # first update announces the screen
     check(any(e == -308 for *_, e in rects), "ExtendedDesktopSize not announced")
     a.send(struct.pack(">BxHHBx", 251, 800, 600, 1) + struct.pack(">IHHHHI", 0, 0, 0, 800, 600, 0))
+    request(a, 1)                   # the answer comes in an update
     got = None
     for _ in range(5):
         kind, rects = read_update(a, 32)
@@ -421,7 +422,13 @@ def case_desktop_size(P):
     fb, st = full_frame(b, 32, (32, 0, 255, 255, 255, 16, 8, 0), 800, 600)
     # back to the standard size for the other cases
     a.send(struct.pack(">BxHHBx", 251, W, H, 1) + struct.pack(">IHHHHI", 0, 0, 0, W, H, 0))
-    time.sleep(0.3)
+    request(a, 1)
+    for _ in range(5):
+        kind, rects = read_update(a, 32)
+        if any(e == -308 and x == 1 and w == W for x, y, w, h, e in rects):
+            break
+    else:
+        raise AssertionError("no answer to the resize back")
     print("ok desktop-size")
 
 
