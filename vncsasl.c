@@ -3115,16 +3115,19 @@ cl_new(struct server *s, int fd, int wfd, const struct sockaddr_storage *ss)
  * ------------------------------------------------------------------- */
 
 /*
- * Unauthenticated connections are capped in total and per address, so
- * half-open floods and parallel password guessing from one address
- * cannot crowd out everyone else.  Logged, not counted as a failure.
+ * Unauthenticated connections are capped per address (parallel guessing,
+ * half-open floods) and in total.  At the total cap the oldest pending
+ * connection of the address holding the most is closed to make room,
+ * unless the newcomer's address is that one: a flood from many addresses
+ * crowds out itself, not a viewer arriving from elsewhere.  Logged, not
+ * counted as a failed login.
  */
 static int
 preauth_refused(struct server *s, const struct sockaddr_storage *ss)
 {
 	char addr[INET6_ADDRSTRLEN];
-	struct client *c;
-	int total = 0, mine = 0;
+	struct client *c, *d, *victim = NULL;
+	int total = 0, mine = 0, most = 0, k;
 
 	addr_text(ss, addr, sizeof addr);
 	for (c = s->clients; c != NULL; c = c->next)
@@ -3132,13 +3135,34 @@ preauth_refused(struct server *s, const struct sockaddr_storage *ss)
 			total++;
 			mine += strcmp(c->addr, addr) == 0;
 		}
-	if (total < s->preauth_max && mine < s->preauth_per_addr)
+	if (mine >= s->preauth_per_addr) {
+		logx(s, LOG_WARNING, "refused peer=%s: %d unauthenticated "
+		    "connections from it (limit %d)", addr, mine,
+		    s->preauth_per_addr);
+		return 1;
+	}
+	if (total < s->preauth_max)
 		return 0;
-	logx(s, LOG_WARNING, "refused peer=%s: %d unauthenticated connections"
-	    " %s (limit %d)", addr, mine < s->preauth_per_addr ? total : mine,
-	    mine < s->preauth_per_addr ? "in all" : "from it",
-	    mine < s->preauth_per_addr ? s->preauth_max : s->preauth_per_addr);
-	return 1;
+	for (c = s->clients; c != NULL; c = c->next) {	/* who holds most */
+		if (c->dead || c->authed)
+			continue;
+		for (k = 0, d = s->clients; d != NULL; d = d->next)
+			k += !d->dead && !d->authed && strcmp(d->addr, c->addr) == 0;
+		/* the list is newest first: >= keeps the oldest of the biggest */
+		if (k >= most) {
+			most = k;
+			victim = c;
+		}
+	}
+	if (victim == NULL || most <= mine) {
+		logx(s, LOG_WARNING, "refused peer=%s: %d unauthenticated "
+		    "connections in all (limit %d)", addr, total,
+		    s->preauth_max);
+		return 1;
+	}
+	cl_fail(victim, "dropped to admit %s: %d unauthenticated connections "
+	    "in all (limit %d)", addr, total, s->preauth_max);
+	return 0;
 }
 
 static void
