@@ -44,20 +44,35 @@ TESTS = tests/lvc tests/gvnc tests/dummyref tests/cbclient \
 
 tests: $(TESTS)
 
-tests/lvc: tests/lvc.c fb-dummy.c vncsasl.h
-	$(CC) $(TEST_CFLAGS) -o $@ tests/lvc.c fb-dummy.c $(shell $(PKG_CONFIG) --cflags --libs libvncclient)
+tests/lvc: tests/lvc.c tests/viewer.c tests/viewer.h fb-dummy.c vncsasl.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/lvc.c tests/viewer.c fb-dummy.c $(shell $(PKG_CONFIG) --cflags --libs libvncclient)
 
-tests/gvnc: tests/gvnc.c fb-dummy.c vncsasl.h
-	$(CC) $(TEST_CFLAGS) -o $@ tests/gvnc.c fb-dummy.c $(shell $(PKG_CONFIG) --cflags --libs gvnc-1.0)
+tests/gvnc: tests/gvnc.c tests/viewer.c tests/viewer.h fb-dummy.c vncsasl.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/gvnc.c tests/viewer.c fb-dummy.c $(shell $(PKG_CONFIG) --cflags --libs gvnc-1.0)
 
-tests/dummyref: tests/dummyref.c fb-dummy.c vncsasl.h
-	$(CC) $(TEST_CFLAGS) -o $@ tests/dummyref.c fb-dummy.c
+tests/dummyref: tests/dummyref.c tests/viewer.c tests/viewer.h fb-dummy.c vncsasl.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/dummyref.c tests/viewer.c fb-dummy.c
 
 tests/cbclient: tests/cbclient.c
 	$(CC) $(TEST_CFLAGS) -o $@ tests/cbclient.c $(shell $(PKG_CONFIG) --cflags --libs gnutls libgsasl)
 
 tests/x11-%: tests/x11-%.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(X11_CFLAGS) $(X11_LIBS)
+
+# libFuzzer targets: the client state machine fed through a socketpair.
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz: tests/fuzz-preauth tests/fuzz-postauth
+
+tests/fuzz-preauth: tests/fuzz.c vncsasl.c vncsasl.h fb-dummy.c
+	clang $(FUZZ_FLAGS) $(CORE_CFLAGS) -I. -o $@ tests/fuzz.c fb-dummy.c $(CORE_LIBS)
+
+tests/fuzz-postauth: tests/fuzz.c vncsasl.c vncsasl.h fb-dummy.c
+	clang $(FUZZ_FLAGS) -DFUZZ_POSTAUTH $(CORE_CFLAGS) -I. -o $@ tests/fuzz.c fb-dummy.c $(CORE_LIBS)
+
+# The server with AddressSanitizer and UndefinedBehaviorSanitizer.
+asan: vncsasl-asan
+vncsasl-asan: vncsasl.c vncsasl.h fb-dummy.c
+	$(CC) $(WARN) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer $(CORE_CFLAGS) -o $@ vncsasl.c fb-dummy.c $(CORE_LIBS)
 
 deps:
 	sh tests/deps.sh build
@@ -85,6 +100,6 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/vncsasl
 
 clean:
-	rm -f vncsasl vncsasl-x11 *.o .fbstamp-* $(TESTS)
+	rm -f vncsasl vncsasl-x11 vncsasl-asan *.o .fbstamp-* $(TESTS) tests/fuzz-preauth tests/fuzz-postauth
 
-.PHONY: all tests deps run check test install uninstall clean
+.PHONY: all tests deps run check test install uninstall clean fuzz asan
