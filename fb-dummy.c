@@ -44,8 +44,9 @@ struct fb {
 	const struct fb_host *host;
 	int w, h, fps;
 	uint32_t *px;
-	struct dummy_state st;
-	int drawn;			/* px holds the picture of st */
+	struct dummy_state st;		/* what the picture must show */
+	struct dummy_state shown;	/* what px shows */
+	int drawn;			/* px holds the picture of shown */
 	long long t0;			/* ms, monotonic: frame 0 */
 	char cut[CUT_MAX];
 };
@@ -316,6 +317,7 @@ dummy_frame(struct fb *fb, struct fb_frame *f)
 	if (!fb->drawn) {
 		draw(fb, 0, 0, fb->w, fb->h, 0);
 		fb->drawn = 1;
+		fb->shown = fb->st;
 	}
 	f->width = fb->w;
 	f->height = fb->h;
@@ -342,9 +344,13 @@ dummy_next_ms(struct fb *fb)
 	long long t = now_ms(), next;
 	uint32_t f;
 
+	if (memcmp(&fb->st, &fb->shown, sizeof fb->st) != 0)
+		return 0;	/* input to show */
 	if (fb->fps == 0)
 		return -1;
 	f = frame_at(fb, t);
+	if (f != fb->shown.frame)
+		return 0;
 	next = fb->t0 + ((long long)f + 1) * 1000 / fb->fps;
 	while (next <= t)	/* integer rounding of the division */
 		next++;
@@ -357,45 +363,37 @@ dummy_readable(struct fb *fb)
 	(void)fb;
 }
 
+/* Input only records the state; grab() draws it once, however many
+ * events came in between (a flood costs one redraw, not one each). */
 static void
 dummy_grab(struct fb *fb)
 {
-	struct dummy_state old = fb->st;
-
 	fb->st.frame = frame_at(fb, now_ms());
-	update(fb, &old);
+	update(fb, &fb->shown);
+	fb->shown = fb->st;
 }
 
 static void
 dummy_key(struct fb *fb, uint32_t keysym, int down)
 {
-	struct dummy_state old = fb->st;
-
 	if (!down)
 		return;
 	fb->st.key = keysym;
 	fb->st.nkeys++;
-	update(fb, &old);
 }
 
 static void
 dummy_pointer(struct fb *fb, int x, int y, unsigned buttons)
 {
-	struct dummy_state old = fb->st;
-
 	fb->st.ptr_x = (uint16_t)x;
 	fb->st.ptr_y = (uint16_t)y;
 	fb->st.buttons = (uint8_t)buttons;
-	update(fb, &old);
 }
 
 static void
 dummy_cut_text(struct fb *fb, const char *text, size_t len)
 {
-	struct dummy_state old = fb->st;
-
 	fb->st.ncut = (uint16_t)len;
-	update(fb, &old);
 	if (len > CUT_MAX)
 		len = CUT_MAX;
 	memcpy(fb->cut, text, len);
@@ -422,6 +420,7 @@ dummy_resize(struct fb *fb, int w, int h)
 		fb->st.ptr_y = (uint16_t)(h - 1);
 	draw(fb, 0, 0, w, h, 0);
 	fb->drawn = 1;
+	fb->shown = fb->st;
 	fb->host->resized(fb->host->srv);
 	return 0;
 }

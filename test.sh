@@ -25,9 +25,9 @@ for t in tests/t-*.sh; do
 	TOP=$TOP PORT=$((16000 + 40 * i)) T=$dir timeout -k 10 900 bash "$t" >"$out" 2>"$dir/stderr"
 	rc=$?
 	cat "$out"
-	p=$(grep -c '^ok ' "$out")
-	f=$(grep -c '^FAIL ' "$out")
-	s=$(grep -c '^skip ' "$out")
+	p=$(grep -a -c '^ok ' "$out")
+	f=$(grep -a -c '^FAIL ' "$out")
+	s=$(grep -a -c '^skip ' "$out")
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "FAIL $name: script exited $rc: $(tail -n 3 "$dir/stderr" | tr '\n' ' ')"
 		f=1

@@ -237,6 +237,7 @@ struct client {
 	Gsasl_session *sasl;
 	char mechlist[SASL_MECHLIST_MAX + 1];
 	unsigned unknown_user : 1;
+	unsigned plus_only : 1;	/* named SCRAM-X, only SCRAM-X-PLUS offered */
 	unsigned view_only : 1;	/* ACL "view": input is dropped */
 	unsigned view_logged : 1;
 
@@ -1307,8 +1308,15 @@ static size_t
 h_sasl_mechname(struct client *c, uint8_t *p, size_t n)
 {
 	size_t len = be32(p), i;
+	char plus[SASL_MECHNAME_MAX + 8];
 
-	if (!mech_offered(c->mechlist, (const char *)p + 4, len)) {
+	/* a Cyrus viewer names SCRAM-X-PLUS "SCRAM-X" (see sasl_begin) */
+	snprintf(plus, sizeof plus, "%.*s-PLUS", (int)len, (const char *)p + 4);
+	c->plus_only = !mech_offered(c->mechlist, (const char *)p + 4, len) &&
+	    len > 6 && memcmp(p + 4, "SCRAM-", 6) == 0 &&
+	    mech_offered(c->mechlist, plus, strlen(plus));
+	if (!c->plus_only && !mech_offered(c->mechlist, (const char *)p + 4,
+	    len)) {
 		for (i = 0; i < len; i++)	/* for the log only */
 			if (p[4 + i] < 0x21 || p[4 + i] > 0x7e)
 				p[4 + i] = '?';
@@ -1353,6 +1361,10 @@ sasl_begin(struct client *c, const char *in, size_t inlen)
 		if (strlen(plus) < sizeof c->mech &&
 		    mech_offered(c->mechlist, plus, strlen(plus)))
 			memcpy(c->mech, plus, strlen(plus) + 1);
+	}
+	if (c->plus_only && strstr(c->mech, "-PLUS") == NULL) {
+		cl_fail(c, "SASL mechanism '%s' was not offered", c->mech);
+		return -1;
 	}
 	if ((r = gsasl_server_start(c->srv->gsasl, c->mech, &c->sasl)) !=
 	    GSASL_OK) {
@@ -1658,19 +1670,29 @@ tls_handshake(struct client *c)
 		cl_read(c);
 }
 
-/* tls-unique (TLS <= 1.2) or tls-exporter (TLS 1.3), for -PLUS only:
- * answering for a plain SCRAM session would fail a "y" client as a
- * downgrade (SASL-NOTES 1). */
+/*
+ * tls-unique (TLS <= 1.2) or tls-exporter (TLS 1.3), for a -PLUS session,
+ * and for a plain SCRAM session whose -PLUS form we offered: there gsasl
+ * asks only when the client sent the GS2 flag "y" ("I can bind, but you
+ * cannot"), and an answer makes it fail that client as the downgrade it
+ * is (RFC 5802 6).  If the -PLUS form was not offered the client is right,
+ * and we stay silent (SASL-NOTES 1).
+ */
 static int
 tls_binding(struct client *c, Gsasl_session *sctx, Gsasl_property prop)
 {
 	gnutls_datum_t cb = { NULL, 0 };
-	char *b64;
+	char plus[SASL_MECHNAME_MAX + 8], *b64;
 	size_t len;
 	int r;
 
-	if (!c->tls_up || strstr(c->mech, "-PLUS") == NULL)
+	if (!c->tls_up)
 		return GSASL_NO_CALLBACK;
+	if (strstr(c->mech, "-PLUS") == NULL) {
+		snprintf(plus, sizeof plus, "%s-PLUS", c->mech);
+		if (!mech_offered(c->mechlist, plus, strlen(plus)))
+			return GSASL_NO_CALLBACK;
+	}
 	if (gnutls_session_channel_binding(c->tls, prop == GSASL_CB_TLS_UNIQUE ?
 	    GNUTLS_CB_TLS_UNIQUE : GNUTLS_CB_TLS_EXPORTER, &cb) < 0)
 		return GSASL_NO_CALLBACK;
@@ -2352,12 +2374,14 @@ static void
 auth_decide(struct client *c, const char *user, int ok, const char *why)
 {
 	char u[4 * USER_MAX + 8], m[4 * SASL_MECHNAME_MAX + 8];
-	char rule[PATH_MAX + 16], reason[PATH_MAX + 64];
+	char rule[PATH_MAX + 16] = "-", reason[PATH_MAX + 64];
 	enum acl_action act = ACL_DENY;
+	int acl_ran = 0;
 
 	if (ok) {
 		act = acl_check(c->srv->acl, user ? user : "", c->dn, c->addr,
 		    rule, sizeof rule);
+		acl_ran = 1;
 		if (act == ACL_DENY) {
 			ok = 0;
 			snprintf(reason, sizeof reason, "denied by %s", rule);
@@ -2367,7 +2391,7 @@ auth_decide(struct client *c, const char *user, int ok, const char *why)
 	if (ok && user != NULL)
 		snprintf(c->user, sizeof c->user, "%s", user);
 	c->view_only = act == ACL_VIEW;
-	if (ok || act == ACL_DENY)
+	if (acl_ran)	/* the ACL's verdict, else the authenticator's */
 		logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
 		    "auth peer=%s sec=%s mech=%s user=%s ssf=%d result=%s "
 		    "acl=%s rule=%s", c->peer, c->sec->name,
@@ -3254,7 +3278,7 @@ send_updates(struct server *s, long long now)
 			waiting = 1;
 	if (!waiting)
 		return;
-	if (now >= s->grab_due) {
+	if (fb_source.next_ms(s->fb) == 0 || now >= s->grab_due) {
 		int ms;
 
 		fb_source.grab(s->fb);
