@@ -514,9 +514,15 @@ def sasl_reply(c):
 
 
 def scram(where, user, password, mech=b"SCRAM-SHA-256", pad=b"\0"):
-    """A whole SCRAM login; returns (server_first, result, reason)."""
-    hname = "sha256" if b"256" in mech else "sha1"
+    """A whole SCRAM login on type 20; returns (server_first, result, reason)."""
     c, mechs = sasl_start(where)
+    return scram_on(c, user, password, mech, pad)
+
+
+def scram_on(c, user, password, mech=b"SCRAM-SHA-256", pad=b"\0"):
+    """SCRAM after the mechlist was read, then SecurityResult and, if it
+    succeeded, ServerInit; closes the connection."""
+    hname = "sha256" if b"256" in mech else "sha1"
     nonce = base64.b64encode(os.urandom(18))
     first_bare = b"n=" + user + b",r=" + nonce
     c.send(struct.pack(">I", len(mech)) + mech)
