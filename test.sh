@@ -31,6 +31,9 @@ for t in tests/t-*.sh; do
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "FAIL $name: script exited $rc: $(tail -n 3 "$dir/stderr" | tr '\n' ' ')"
 		f=1
+	elif [ $((p + f + s)) -eq 0 ]; then
+		echo "FAIL $name: reported no result: $(tail -n 3 "$dir/stderr" | tr '\n' ' ')"
+		f=1
 	fi
 	pass=$((pass + p)) failed=$((failed + f)) skipped=$((skipped + s))
 done

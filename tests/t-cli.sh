@@ -95,3 +95,18 @@ else
 	if grep -q "^demo:{SCRAM" "$TOP/demo/passwd" && ! grep -q "$pw" "$TOP/demo/passwd"; then ok make-run-no-password-stored
 	else fail make-run-no-password-stored "demo/passwd"; fi
 fi
+
+# -u: privileges dropped after everything is open; the server still serves
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
+	start_server runas -s tlssasl -P "$T/pw" -u nobody -p $((PORT + 2)) -x 1024x768@0 || exit 1
+	uid=$(awk '/^Uid:/ {print $2, $3, $4, $5}' /proc/$SRV_PID/status)
+	nobody=$(id -u nobody)
+	if [ "$uid" = "$nobody $nobody $nobody $nobody" ] &&
+	    timeout 30 $LVC -u alice -p secret -m SCRAM-SHA-256 -F0 127.0.0.1 $((PORT + 2)) >/dev/null 2>&1 &&
+	    grep -q "running as nobody" "$SRV_LOG"; then ok cli-u-drops-privileges
+	else fail cli-u-drops-privileges "uids '$uid', log: $(tail -n 2 "$SRV_LOG" | tr '\n' ' ')"; fi
+	stop_server
+	usage_error u-unknown-user -s none -p $((PORT + 3)) -u no-such-user-here
+else
+	skip cli-u-drops-privileges "not root"
+fi
