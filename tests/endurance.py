@@ -27,15 +27,8 @@ def usage():
 
 
 def cycle():
-    c = rfb.Conn(PORT)
-    rfb.version(c)
-    rfb.check(19 in rfb.sectypes(c), "no VeNCrypt")
-    c.send(b"\x13")
-    rfb.check(c.recv(2) == b"\x00\x02", "VeNCrypt version")
-    c.send(b"\x00\x02")
-    rfb.check(c.u8() == 0, "0.2 refused")
-    subs = [c.u32() for _ in range(c.u8())]
-    rfb.check(263 in subs, "no X509SASL: %r" % subs)
+    c, subs = rfb.vencrypt(PORT)
+    rfb.check(subs is not None and 263 in subs, "no X509SASL: %r" % subs)
     c.send(struct.pack(">I", 263))
     rfb.check(c.u8() == 1, "X509SASL refused")
     c.s = ctx.wrap_socket(c.s, server_hostname="localhost")

@@ -92,6 +92,20 @@ def sectypes(c):
     return list(c.recv(n))
 
 
+def vencrypt(where, ver=b"\x00\x02"):
+    """Pick VeNCrypt and send its version.  Returns (conn, subtypes), or
+    (conn, None) when the server refuses the version (its ack byte)."""
+    c = Conn(where)
+    version(c)
+    check(19 in sectypes(c), "VeNCrypt not offered")
+    c.send(bytes([19]))
+    check(c.recv(2) == b"\x00\x02", "VeNCrypt 0.2")
+    c.send(ver)
+    if c.u8() != 0:
+        return c, None
+    return c, [c.u32() for _ in range(c.u8())]
+
+
 def login_none(where):
     c = Conn(where)
     version(c)
@@ -611,39 +625,19 @@ def case_sasl_edges(P):
 
 
 def case_vencrypt_edges(P):
-    c, _ = Conn(P["unix"]), None
-    version(c)
-    check(19 in sectypes(c), "VeNCrypt not offered on the UNIX socket")
-    c.send(bytes([19]))
-    check(c.recv(2) == b"\x00\x02", "VeNCrypt 0.2")
-    c.send(b"\x00\x01")
-    check(c.u8() != 0 and c.closes(), "VeNCrypt 0.1 accepted")
-    c = Conn(P["unix"])
-    version(c)
-    sectypes(c)
-    c.send(bytes([19]))
-    c.recv(2)
-    c.send(b"\x00\x02")
-    check(c.u8() == 0, "0.2 refused")
-    subs = [c.u32() for _ in range(c.u8())]
+    c, subs = vencrypt(P["unix"], b"\x00\x01")
+    check(subs is None and c.closes(), "VeNCrypt 0.1 accepted")
+    c, subs = vencrypt(P["unix"])
     check(subs == [264], "subtypes %r" % subs)
     c.send(struct.pack(">I", 263))
     check(c.u8() == 0 and c.closes(), "unoffered subtype accepted")
-    c = Conn(P["unix"])
-    version(c)
-    sectypes(c)
-    c.send(bytes([19]))
-    c.recv(2)
-    c.send(b"\x00\x02")
-    c.u8()
-    [c.u32() for _ in range(c.u8())]
+    c, subs = vencrypt(P["unix"])
     c.send(struct.pack(">I", 264))
     check(c.u8() == 1, "TLSSASL refused")
     # a handshake record whose ClientHello is nonsense
     c.send(b"\x16\x03\x01\x00\x10" + b"\x01\x00\x00\x0c" + bytes(12))
     check(c.closes(), "TLS garbage not closed")
     print("ok vencrypt-bad-version-subtype-tls-garbage")
-
 
 CASES = [
     case_server_init, case_versions, case_bad_versions, case_fragmented_greeting,
