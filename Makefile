@@ -91,15 +91,41 @@ run: deps
 check test:
 	./test.sh
 
-install: vncsasl
+install: vncsasl vncsasl.8
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man8
 	cp vncsasl $(DESTDIR)$(PREFIX)/bin/vncsasl
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/vncsasl
+	cp vncsasl.8 $(DESTDIR)$(MANDIR)/man8/vncsasl.8
+	chmod 644 $(DESTDIR)$(MANDIR)/man8/vncsasl.8
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/vncsasl
+	rm -f $(DESTDIR)$(PREFIX)/bin/vncsasl $(DESTDIR)$(MANDIR)/man8/vncsasl.8
+
+# A statically linked dummy-source server from Debian's static archives.
+# What each library needs (pkg-config --static, objdump -p NEEDED):
+# libgsasl: libidn, libntlm, libgssglue (missing from libgsasl.pc);
+# libgnutls: libidn2, libunistring (libunistring-dev), libtasn1, nettle,
+# hogweed, gmp, libatomic, p11-kit.  p11-kit has no static archive: its
+# calls fail in contrib/p11-kit-stub.c, so no PKCS#11 tokens.  glibc
+# warns that getaddrinfo, getpwnam and dlopen (libgssglue loading the
+# Kerberos mechanism) need the same glibc's shared libraries at run time.
+STATIC_LIBS = -lgsasl -lidn -lntlm -lgssglue -lgnutls -lidn2 -lunistring \
+	-ltasn1 -lhogweed -lnettle -lgmp -latomic
+
+static: vncsasl-static
+
+vncsasl-static: vncsasl.c vncsasl.h fb-dummy.c contrib/p11-kit-stub.c
+	@missing=; for l in $(STATIC_LIBS:-l%=%); do \
+	    case $$($(CC) -print-file-name=lib$$l.a) in /*) ;; \
+	    *) missing="$$missing lib$$l.a" ;; esac; done; \
+	    [ -z "$$missing" ] || { echo "make static: no static archive:$$missing" \
+	    "(Debian: libunistring-dev libidn-dev libntlm0-dev libgssglue-dev)" >&2; exit 1; }
+	$(CC) $(WARN) $(CFLAGS) $(CORE_CFLAGS) $(shell $(PKG_CONFIG) --cflags p11-kit-1) \
+	    -static -o $@ vncsasl.c fb-dummy.c contrib/p11-kit-stub.c $(STATIC_LIBS)
+
+.PHONY: static
 
 clean:
-	rm -f vncsasl vncsasl-x11 vncsasl-asan *.o .fbstamp-* $(TESTS) tests/fuzz-preauth tests/fuzz-postauth
+	rm -f vncsasl vncsasl-x11 vncsasl-asan vncsasl-static *.o .fbstamp-* $(TESTS) tests/fuzz-preauth tests/fuzz-postauth
 
 .PHONY: all tests deps run check test install uninstall clean fuzz asan

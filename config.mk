@@ -25,12 +25,14 @@ X11_LIBS = $(shell $(PKG_CONFIG) --libs $(X11_PKGS))
 #X11_LIBS = -L/usr/local/lib -lX11 -lXext -lXtst -lXdamage -lXfixes -lXrandr
 
 # OpenBSD (pkg_add gnutls libgsasl; X in /usr/X11R6): uncomment
+#MANDIR = $(PREFIX)/man
 #CORE_CFLAGS = -I/usr/local/include
 #CORE_LIBS = -L/usr/local/lib -lgnutls -lnettle -lgsasl
 #X11_CFLAGS = -I/usr/X11R6/include
 #X11_LIBS = -L/usr/X11R6/lib -lX11 -lXext -lXtst -lXdamage -lXfixes -lXrandr
 
 # NetBSD (pkgin install gnutls nettle gsasl): uncomment
+#MANDIR = $(PREFIX)/man
 #CORE_CFLAGS = -I/usr/pkg/include
 #CORE_LIBS = -L/usr/pkg/lib -Wl,-R/usr/pkg/lib -lgnutls -lnettle -lgsasl
 #X11_CFLAGS = -I/usr/X11R7/include

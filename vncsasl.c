@@ -3013,6 +3013,11 @@ cl_flush(struct client *c)
 	}
 	if (buf_used(&c->out) == 0) {
 		c->out.off = c->out.len = 0;
+		if (c->out.cap > OUT_LOW && !cl_waiting(c)) {
+			/* an idle viewer keeps no frame-sized buffer */
+			memset(c->out.data, 0, c->out.cap);
+			buf_free(&c->out);
+		}
 		if (c->state == ST_CLOSING)
 			c->dead = 1;	/* c->why says why */
 	}
@@ -3040,7 +3045,8 @@ cl_free(struct client *c)
 	if (c->wfd != c->fd)
 		close(c->wfd);
 	buf_free(&c->in);
-	memset(c->out.data, 0, c->out.cap);
+	if (c->out.data != NULL)
+		memset(c->out.data, 0, c->out.cap);
 	buf_free(&c->out);
 	free(c->dirty);
 	free(c);
@@ -3921,6 +3927,11 @@ drop_privileges(struct server *s, const char *user)
 			return;
 		die(1, "-u %s: only root can become another user", user);
 	}
+	/* the socket is ours to remove at exit: after the drop too */
+	if (s->unix_path != NULL &&
+	    chown(s->unix_path, pw->pw_uid, pw->pw_gid) < 0)
+		die(1, "-u %s: chown %s: %s", user, s->unix_path,
+		    strerror(errno));
 	if (setgroups(1, &pw->pw_gid) < 0)
 		die(1, "-u %s: setgroups: %s", user, strerror(errno));
 	if (setgid(pw->pw_gid) < 0)
@@ -4063,7 +4074,13 @@ reverse_connect(struct server *s, const char *spec)
 		snprintf(host, sizeof host, "%s", spec);
 	}
 	if (colon != NULL) {
-		parse_num('c', colon + 1, 1, 65535);
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(colon + 1, &end, 10);
+		if (end == colon + 1 || *end || errno || v < 1 || v > 65535)
+			die(2, "-c %s: the port must be 1 to 65535", spec);
 		snprintf(port, sizeof port, "%s", colon + 1);
 	}
 	memset(&hints, 0, sizeof hints);
@@ -4423,7 +4440,8 @@ main(int argc, char **argv)
 		die(2, "-A %s", err);
 	if (vncpass != NULL)
 		load_vnc_password(s, vncpass);
-	setup_sectypes(s, seclist, insecure, strcmp(port, "0") != 0);
+	setup_sectypes(s, seclist, insecure, strcmp(port, "0") != 0 ||
+	    reverse != NULL);
 	if (s->name[0] == '\0')
 		snprintf(s->name, sizeof s->name, "%s", hostname);
 
@@ -4475,7 +4493,7 @@ main(int argc, char **argv)
 #endif
 
 	{
-		char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)];
+		char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)] = "";
 		char tcp[160] = "", uni[160] = "", ml[SASL_MECHLIST_MAX + 1] = "";
 		size_t off = 0;
 
@@ -4500,8 +4518,8 @@ main(int argc, char **argv)
 		 * mode, where stderr may be the viewer's connection) */
 		if (!inetd)
 			fprintf(stderr, "vncsasl: listening on %s\n",
-			    s->nlst ? line : "(nothing; reverse connection)");
-		if (s->use_syslog)
+			    s->nlst ? line : "(nothing: serving one connection)");
+		if (s->use_syslog && s->nlst)
 			logx(s, LOG_INFO, "listening on %s", line);
 	}
 	serve(s);
