@@ -12,10 +12,14 @@
  *   - a square moving across a horizontal band below the strip, changing
  *     colour every frame: the known region that changes at a steady rate;
  *   - a crosshair at the pointer position;
+ *   - with ",noise", the bottom quarter changes completely every frame,
+ *     in bands that make encoders use every way they have: random
+ *     colours, runs from a 96-colour palette, pixels from 2-, 4- and
+ *     12-colour palettes, solid 64x64 blocks;
  *   - a static gradient everywhere else.
  *
- * -x WxH[@FPS]: size (default 1024x768) and frames per second (default 10,
- * 0 for a still picture).  The frame number is derived from the monotonic
+ * -x WxH[@FPS][,noise]: size (default 1024x768), frames per second
+ * (default 10, 0 for a still picture), and the noise bands.  The frame number is derived from the monotonic
  * clock, so nothing runs while no viewer asks for an update: the server
  * only calls grab() for waiting clients.  A client's ClientCutText is
  * echoed back as the source's clipboard, so every viewer sees it.
@@ -95,8 +99,8 @@ square_pos(int w, int h, uint32_t frame, int *x, int *y)
 static int
 status_bit(const struct dummy_state *st, int bit)
 {
-	static const int width[] = { 32, 16, 16, 8, 32, 16, 16 };
-	uint32_t v[7];
+	static const int width[] = { 32, 16, 16, 8, 32, 16, 16, 8 };
+	uint32_t v[8];
 	int i;
 
 	v[0] = st->frame;
@@ -106,12 +110,47 @@ status_bit(const struct dummy_state *st, int bit)
 	v[4] = st->key;
 	v[5] = st->nkeys;
 	v[6] = st->ncut;
-	for (i = 0; i < 7; i++) {
+	v[7] = st->noise;
+	for (i = 0; i < 8; i++) {
 		if (bit < width[i])
 			return (v[i] >> (width[i] - 1 - bit)) & 1;
 		bit -= width[i];
 	}
 	return 0;
+}
+
+static int
+noise_top(int h)
+{
+	return h - h / 4;
+}
+
+static uint32_t
+mix(uint32_t a)			/* an integer hash: deterministic noise */
+{
+	a ^= a >> 16;
+	a *= 0x7feb352du;
+	a ^= a >> 15;
+	a *= 0x846ca68bu;
+	return a ^ a >> 16;
+}
+
+static uint32_t
+noise_pixel(int w, uint32_t frame, int x, int y)
+{
+	uint32_t r = mix((uint32_t)x * 0x9e3779b1u ^ (uint32_t)y * 0x85ebca77u ^
+	    frame * 0xc2b2ae3du);
+
+	if (x < w / 3)			/* every colour */
+		return r & 0xffffff;
+	if (x < 2 * w / 3)		/* runs of 1, 2, 4, 8 from 96 colours */
+		return mix(mix((uint32_t)(x >> (y % 4)) ^ (uint32_t)y << 16 ^
+		    frame << 8) % 96 + 1) & 0xffffff;
+	if (x < 5 * w / 6)		/* 2, 4 or 12 colours, no runs */
+		return mix(r % (y / 16 % 3 == 0 ? 2 : y / 16 % 3 == 1 ? 4 : 12) +
+		    1000) & 0xffffff;
+	return mix((uint32_t)(x / 64) ^ (uint32_t)(y / 64) << 12 ^ frame << 20) &
+	    0xffffff;			/* solid blocks */
 }
 
 uint32_t
@@ -137,6 +176,8 @@ dummy_pixel(int w, int h, const struct dummy_state *st, int x, int y)
 	square_pos(w, h, st->frame, &sx, &sy);
 	if (x >= sx && x < sx + s && y >= sy && y < sy + s)
 		return colour[st->frame % 7];
+	if (st->noise && y >= noise_top(h))
+		return noise_pixel(w, st->frame, x, y);
 	return (uint32_t)(x * 256 / w) << 16 | (uint32_t)(y * 256 / h) << 8 |
 	    (uint32_t)(((x >> 4) ^ (y >> 4)) * 16 & 0xff);
 }
@@ -145,8 +186,8 @@ int
 dummy_decode(const uint32_t *px, int stride, int w, int h,
     struct dummy_state *st)
 {
-	uint32_t v[7] = { 0 };
-	static const int width[] = { 32, 16, 16, 8, 32, 16, 16 };
+	uint32_t v[8] = { 0 };
+	static const int width[] = { 32, 16, 16, 8, 32, 16, 16, 8 };
 	int cols, bit, f = 0, left;
 
 	if (w < DUMMY_MIN_W || h < DUMMY_MIN_H)
@@ -163,7 +204,7 @@ dummy_decode(const uint32_t *px, int stride, int w, int h,
 		if (!one && (r > 96 || g > 96 || b > 96))
 			return -1;
 		v[f] = v[f] << 1 | (uint32_t)one;
-		if (--left == 0 && ++f < 7)
+		if (--left == 0 && ++f < 8)
 			left = width[f];
 	}
 	st->frame = v[0];
@@ -173,6 +214,7 @@ dummy_decode(const uint32_t *px, int stride, int w, int h,
 	st->key = v[4];
 	st->nkeys = (uint16_t)v[5];
 	st->ncut = (uint16_t)v[6];
+	st->noise = (uint8_t)v[7];
 	return 0;
 }
 
@@ -228,6 +270,9 @@ update(struct fb *fb, const struct dummy_state *old)
 			ox = t;
 		}
 		draw(fb, ox, oy, nx - ox + s, s, 1);
+		if (fb->st.noise)
+			draw(fb, 0, noise_top(fb->h), fb->w,
+			    fb->h - noise_top(fb->h), 1);
 	}
 	if (old->ptr_x != fb->st.ptr_x || old->ptr_y != fb->st.ptr_y ||
 	    !!old->buttons != !!fb->st.buttons) {
@@ -241,15 +286,24 @@ update(struct fb *fb, const struct dummy_state *old)
 /* ---- the fb_source functions ---- */
 
 static int
-parse_arg(const char *arg, int *w, int *h, int *fps)
+parse_arg(const char *arg, int *w, int *h, int *fps, int *noise)
 {
+	const char *stop;
 	char *end;
 	long v;
 
 	*w = DEFAULT_W;
 	*h = DEFAULT_H;
 	*fps = DEFAULT_FPS;
-	if (arg == NULL || *arg == '\0')
+	*noise = 0;
+	if (arg == NULL)
+		return 0;
+	stop = arg + strlen(arg);
+	if (stop - arg >= 6 && strcmp(stop - 6, ",noise") == 0) {
+		*noise = 1;
+		stop -= 6;
+	}
+	if (stop == arg)
 		return 0;
 	errno = 0;
 	v = strtol(arg, &end, 10);
@@ -259,14 +313,14 @@ parse_arg(const char *arg, int *w, int *h, int *fps)
 	*w = (int)v;
 	arg = end + 1;
 	v = strtol(arg, &end, 10);
-	if (end == arg || (*end != '\0' && *end != '@') || errno ||
+	if (end == arg || (end != stop && *end != '@') || errno ||
 	    v < DUMMY_MIN_H || v > DUMMY_MAX_WH)
 		return -1;
 	*h = (int)v;
-	if (*end == '@') {
+	if (end != stop) {
 		arg = end + 1;
 		v = strtol(arg, &end, 10);
-		if (end == arg || *end != '\0' || errno || v < 0 ||
+		if (end == arg || end != stop || errno || v < 0 ||
 		    v > MAX_FPS)
 			return -1;
 		*fps = (int)v;
@@ -279,11 +333,11 @@ dummy_open(const char *arg, const struct fb_host *host, char *err,
     size_t errlen)
 {
 	struct fb *fb;
-	int w, h, fps;
+	int w, h, fps, noise;
 
-	if (parse_arg(arg, &w, &h, &fps) < 0) {
+	if (parse_arg(arg, &w, &h, &fps, &noise) < 0) {
 		errno = EINVAL;
-		snprintf(err, errlen, "bad dummy geometry '%s': want WxH[@FPS], "
+		snprintf(err, errlen, "bad dummy geometry '%s': want WxH[@FPS][,noise], "
 		    "%dx%d to %dx%d, FPS 0-%d", arg, DUMMY_MIN_W, DUMMY_MIN_H,
 		    DUMMY_MAX_WH, DUMMY_MAX_WH, MAX_FPS);
 		return NULL;
@@ -298,6 +352,7 @@ dummy_open(const char *arg, const struct fb_host *host, char *err,
 	fb->w = w;
 	fb->h = h;
 	fb->fps = fps;
+	fb->st.noise = (uint8_t)noise;
 	fb->t0 = now_ms();
 	return fb;
 }
@@ -433,7 +488,8 @@ dummy_release(struct fb *fb)
 
 const struct fb_source fb_source = {
 	.name = "dummy",
-	.arg_help = "WxH[@FPS] of the synthetic screen (default 1024x768@10)",
+	.arg_help = "WxH[@FPS][,noise] of the synthetic screen (default "
+	    "1024x768@10)",
 	.open = dummy_open,
 	.close = dummy_close,
 	.frame = dummy_frame,

@@ -77,6 +77,7 @@
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
+#include <zlib.h>
 
 #include "vncsasl.h"
 
@@ -102,9 +103,21 @@
 #define OUT_SLACK	(2 * CUT_TEXT_MAX + 65536) /* non-update output on
 				   top of one frame before a client is cut */
 #define HANDSHAKE_S	30	/* connect to ServerInit, slow links too */
-#define STALL_MS	60000	/* queued output not drained at all */
+#define STALL_SECS	60	/* default -D: queued output not drained */
+#define STALL_SECS_MAX	86400	/* -D: a day is already no backpressure */
 #define LINGER_MS	2000	/* time to deliver a failure reason */
 #define TILE		64	/* damage granularity in pixels */
+#define ZRLE_TILE	64	/* RFB 7.7.6: ZRLE tiles are 64x64 */
+#define ZRLE_TILE_MAX	(1 + ZRLE_TILE * ZRLE_TILE * 4) /* an encoded
+				   tile: we never pick one bigger than raw */
+#define ZRLE_PALETTE_MAX 127	/* palette RLE indexes have 7 bits */
+#define ZRLE_PACKED_MAX	16	/* packed palettes: at most 4 bits each */
+#define PALETTE_HASH	512	/* > 2 * 128: short probes, power of 2 */
+#define ZIN_CHUNK	65536	/* encoded tiles handed to deflate() at once */
+#define ZOUT_CHUNK	65536	/* output room per deflate() call */
+#define ZLEVEL_DEFAULT	1	/* -Z: speed before size, LAN and loopback */
+#define HEXTILE_TILE	16	/* RFB 7.7.4: Hextile tiles are 16x16 */
+#define HEXTILE_COLOURS	32	/* more in a 16x16 tile: send it raw */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
 #define SASL_MECHLIST_MAX 300	/* gtk-vnc and libvncclient refuse longer */
 #define SASL_MECHNAME_MAX 100	/* QEMU's bound; real names are <= 20 */
@@ -143,7 +156,8 @@ enum {
 	SMSG_UPDATE = 0, SMSG_CUT_TEXT = 3,
 };
 enum {
-	ENC_RAW = 0,
+	ENC_RAW = 0, ENC_HEXTILE = 5, ENC_ZRLE = 16,
+	ENC_COMPRESS_0 = -256, ENC_COMPRESS_9 = -247,
 	ENC_CURSOR = -239,
 	ENC_DESKTOP_SIZE = -223,
 	ENC_EXT_DESKTOP_SIZE = -308,
@@ -192,6 +206,17 @@ struct pixfmt {
 
 struct rect {
 	int x, y, w, h;
+};
+
+/* The encoders' working memory: one tile at a time, shared by all. */
+struct encscratch {
+	uint32_t px[ZRLE_TILE * ZRLE_TILE];	/* a tile in client values */
+	uint8_t zin[ZIN_CHUNK + ZRLE_TILE_MAX];	/* encoded, to deflate */
+	uint32_t pal[ZRLE_PALETTE_MAX + 1];	/* colours, first seen first */
+	int npal;
+	uint32_t key[PALETTE_HASH], stamp[PALETTE_HASH];
+	uint8_t idx[PALETTE_HASH];
+	uint32_t now;				/* stamp of this tile */
 };
 
 struct server;
@@ -253,6 +278,13 @@ struct client {
 	unsigned size_announce : 1;	/* ExtendedDesktopSize, first update */
 	uint8_t size_reason, size_status;	/* ExtendedDesktopSize x, y */
 	uint8_t *dirty;		/* tile map, srv->tw * srv->th */
+	int enc;		/* index in encoders[]: the viewer's first
+				   supported choice, Raw (0) by default */
+	int zasked;		/* the viewer's CompressLevel + 1, 0: ours */
+	z_stream *zs;		/* ZRLE: one stream per connection (RFB
+				   7.7.6), made on first use */
+	int zs_level;		/* the level zs deflates at */
+	unsigned long ztiles[5];	/* ZRLE tiles by kind, for the log */
 };
 
 struct listener {
@@ -346,6 +378,9 @@ struct server {
 	int tw, th;		/* tile grid */
 	struct rect *rects;	/* scratch: tw * th */
 	int *open_a, *open_b;	/* scratch: tw each */
+	int zlevel;		/* -Z: ZRLE's zlib level */
+	int stall_ms;		/* -D: drop a viewer that reads nothing */
+	struct encscratch enc;	/* encoders' scratch, one client at a time */
 	struct client *clients;
 	int nclients, served;
 	long long grab_due;
@@ -1897,6 +1932,13 @@ put_pixels(const struct client *c, uint8_t *dst, const uint32_t *src, int n)
 
 /* ---------------------------------------------------------------------
  * Encoders.
+ *
+ * Every encoder turns one rectangle of the source's XRGB pixels into the
+ * viewer's pixel format and encoding, appending to its output queue.  The
+ * viewer's SetEncodings order decides (the first one we have), Raw is the
+ * fallback.  ZRLE and Hextile look at one tile at a time in client pixel
+ * values, so colours that the viewer's format merges (16 and 8 bpp) are
+ * counted as one and compress as one.
  * ------------------------------------------------------------------- */
 
 static void
@@ -1907,6 +1949,21 @@ wr_rect_header(struct client *c, int x, int y, int w, int h, int32_t enc)
 	wr_u16(c, (uint16_t)w);
 	wr_u16(c, (uint16_t)h);
 	wr_u32(c, (uint32_t)enc);
+}
+
+/*
+ * Room for up to n bytes at the end of the queue, under the same bound as
+ * wr_space(), but not queued: the caller adds what it used to out.len.
+ * For writers that know only an upper bound before they start.
+ */
+static uint8_t *
+wr_room(struct client *c, size_t n)
+{
+	uint8_t *p = wr_space(c, n);
+
+	if (p != NULL)
+		c->out.len -= n;
+	return p;
 }
 
 static void
@@ -1923,6 +1980,587 @@ enc_raw(struct client *c, const struct rect *r)
 	for (y = 0; y < r->h; y++, p += row)
 		put_pixels(c, p,
 		    f->pixels + (size_t)(r->y + y) * f->stride + r->x, r->w);
+}
+
+/* A w x h tile of source pixels as client pixel values (not bytes). */
+static void
+tile_values(const struct client *c, uint32_t *v, const uint32_t *src,
+    int stride, int w, int h)
+{
+	const struct pixfmt *pf = &c->pf;
+	int x, y;
+
+	if (pf->max[0] == 255 && pf->max[1] == 255 && pf->max[2] == 255 &&
+	    pf->shift[0] == 16 && pf->shift[1] == 8 && pf->shift[2] == 0) {
+		for (y = 0; y < h; y++, src += stride, v += w)
+			for (x = 0; x < w; x++)
+				v[x] = src[x] & 0xffffff;
+		return;
+	}
+	for (y = 0; y < h; y++, src += stride, v += w)
+		for (x = 0; x < w; x++) {
+			uint32_t p = src[x];
+
+			v[x] = c->tr[0][p >> 16 & 0xff] |
+			    c->tr[1][p >> 8 & 0xff] | c->tr[2][p & 0xff];
+		}
+}
+
+/*
+ * n values as pixels of `bytes` bytes in the client's byte order; with 3
+ * bytes, of the value shifted right by `shift` (a ZRLE CPIXEL).
+ */
+static uint8_t *
+put_values(const struct client *c, uint8_t *p, const uint32_t *v, int n,
+    int bytes, int shift)
+{
+	int i, be = c->pf.bigendian;
+
+	switch (bytes * 2 + be) {
+	case 2:
+	case 3:
+		for (i = 0; i < n; i++)
+			*p++ = (uint8_t)v[i];
+		break;
+	case 4:
+		for (i = 0; i < n; i++, p += 2) {
+			p[0] = (uint8_t)v[i];
+			p[1] = (uint8_t)(v[i] >> 8);
+		}
+		break;
+	case 5:
+		for (i = 0; i < n; i++, p += 2) {
+			p[0] = (uint8_t)(v[i] >> 8);
+			p[1] = (uint8_t)v[i];
+		}
+		break;
+	case 6:
+		for (i = 0; i < n; i++, p += 3) {
+			uint32_t u = v[i] >> shift;
+
+			p[0] = (uint8_t)u;
+			p[1] = (uint8_t)(u >> 8);
+			p[2] = (uint8_t)(u >> 16);
+		}
+		break;
+	case 7:
+		for (i = 0; i < n; i++, p += 3) {
+			uint32_t u = v[i] >> shift;
+
+			p[0] = (uint8_t)(u >> 16);
+			p[1] = (uint8_t)(u >> 8);
+			p[2] = (uint8_t)u;
+		}
+		break;
+	case 8:
+		for (i = 0; i < n; i++, p += 4) {
+			p[0] = (uint8_t)v[i];
+			p[1] = (uint8_t)(v[i] >> 8);
+			p[2] = (uint8_t)(v[i] >> 16);
+			p[3] = (uint8_t)(v[i] >> 24);
+		}
+		break;
+	default:
+		for (i = 0; i < n; i++, p += 4) {
+			p[0] = (uint8_t)(v[i] >> 24);
+			p[1] = (uint8_t)(v[i] >> 16);
+			p[2] = (uint8_t)(v[i] >> 8);
+			p[3] = (uint8_t)v[i];
+		}
+	}
+	return p;
+}
+
+/* -- the palette of one tile: colours in order, and a hash to find them -- */
+
+static void
+pal_reset(struct encscratch *e)
+{
+	e->npal = 0;
+	if (++e->now == 0) {	/* stamps wrapped: forget them all */
+		memset(e->stamp, 0, sizeof e->stamp);
+		e->now = 1;
+	}
+}
+
+static unsigned
+pal_slot(const struct encscratch *e, uint32_t v)
+{
+	unsigned h = (v * 2654435761u) >> 23 & (PALETTE_HASH - 1);
+
+	/* at most ZRLE_PALETTE_MAX + 1 slots are taken: a free one is near */
+	while (e->stamp[h] == e->now && e->key[h] != v)
+		h = (h + 1) & (PALETTE_HASH - 1);
+	return h;
+}
+
+/* Add v unless known; the palette stops growing one past the RLE limit. */
+static void
+pal_add(struct encscratch *e, uint32_t v)
+{
+	unsigned h;
+
+	if (e->npal > ZRLE_PALETTE_MAX)
+		return;
+	h = pal_slot(e, v);
+	if (e->stamp[h] == e->now)
+		return;
+	e->stamp[h] = e->now;
+	e->key[h] = v;
+	e->idx[h] = (uint8_t)e->npal;
+	e->pal[e->npal++] = v;
+}
+
+static unsigned
+pal_index(const struct encscratch *e, uint32_t v)
+{
+	return e->idx[pal_slot(e, v)];
+}
+
+/* -- ZRLE (RFB 7.7.6) -- */
+
+enum { ZT_SOLID, ZT_PACKED, ZT_PRLE, ZT_RLE, ZT_RAW };
+static const char *const ztile_name[] = {
+	"solid", "packed", "palette-rle", "rle", "raw",
+};
+
+/*
+ * CPIXEL: 3 bytes when a 32-bit true-colour pixel of depth <= 24 has all
+ * its colour bits in the low or in the high three bytes; the RFB text.
+ * (gtk-vnc and libvncclient look at the shifts only; for the depth-24
+ * formats viewers ask for, the two readings agree.)
+ */
+static int
+cpixel_bytes(const struct pixfmt *pf, int *shift)
+{
+	uint32_t mask = 0;
+	int i;
+
+	*shift = 0;
+	if (pf->bpp != 32)
+		return pf->bpp / 8;
+	for (i = 0; i < 3; i++)
+		mask |= (uint32_t)pf->max[i] << pf->shift[i];
+	if (pf->depth > 24)
+		return 4;
+	if ((mask & 0xff000000) == 0)
+		return 3;
+	if ((mask & 0xff) == 0) {
+		*shift = 8;
+		return 3;
+	}
+	return 4;
+}
+
+/* Bytes of a run length: 255s, then the rest of length - 1. */
+static uint8_t *
+put_runlength(uint8_t *p, int len)
+{
+	for (len--; len >= 255; len -= 255)
+		*p++ = 255;
+	*p++ = (uint8_t)len;
+	return p;
+}
+
+/*
+ * One tile: count runs and colours in one pass, price every subencoding,
+ * write the cheapest.  Returns its size (<= ZRLE_TILE_MAX: raw is always
+ * a candidate).
+ */
+static size_t
+zrle_tile(struct client *c, const uint32_t *v, int w, int h, int cb,
+    int cshift, uint8_t *out)
+{
+	struct encscratch *e = &c->srv->enc;
+	size_t n = (size_t)w * h, runs = 0, singles = 0, lenbytes = 0;
+	size_t best, cost, i, start = 0;
+	int kind = ZT_RAW, bits = 0, x, y;
+	uint8_t *p = out;
+
+	pal_reset(e);
+	pal_add(e, v[0]);
+	for (i = 1; i <= n; i++) {
+		size_t len;
+
+		if (i < n && v[i] == v[start])
+			continue;
+		len = i - start;
+		runs++;
+		singles += len == 1;
+		lenbytes += (len - 1) / 255 + 1;
+		if (i < n) {
+			start = i;
+			pal_add(e, v[i]);
+		}
+	}
+
+	best = 1 + n * cb;
+	if ((cost = 1 + runs * cb + lenbytes) < best) {
+		best = cost;
+		kind = ZT_RLE;
+	}
+	if (e->npal <= ZRLE_PALETTE_MAX &&
+	    (cost = 1 + e->npal * cb + runs + lenbytes - singles) < best) {
+		best = cost;
+		kind = ZT_PRLE;
+	}
+	if (e->npal <= ZRLE_PACKED_MAX) {
+		int b = e->npal <= 2 ? 1 : e->npal <= 4 ? 2 : 4;
+
+		if ((cost = 1 + e->npal * cb + h * (((size_t)w * b + 7) / 8)) <
+		    best) {
+			best = cost;
+			kind = ZT_PACKED;
+			bits = b;
+		}
+	}
+	if (e->npal == 1)
+		kind = ZT_SOLID;
+	c->ztiles[kind]++;
+
+	switch (kind) {
+	case ZT_SOLID:
+		*p++ = 1;
+		p = put_values(c, p, v, 1, cb, cshift);
+		break;
+	case ZT_PACKED:
+		*p++ = (uint8_t)e->npal;
+		p = put_values(c, p, e->pal, e->npal, cb, cshift);
+		for (y = 0; y < h; y++) {
+			unsigned acc = 0, nbits = 0;
+
+			for (x = 0; x < w; x++) {
+				acc = acc << bits | pal_index(e, *v++);
+				if ((nbits += bits) == 8) {
+					*p++ = (uint8_t)acc;
+					acc = nbits = 0;
+				}
+			}
+			if (nbits > 0)	/* rows end on a byte boundary */
+				*p++ = (uint8_t)(acc << (8 - nbits));
+		}
+		break;
+	case ZT_PRLE:
+	case ZT_RLE:
+		*p++ = kind == ZT_RLE ? 128 : (uint8_t)(128 + e->npal);
+		if (kind == ZT_PRLE)
+			p = put_values(c, p, e->pal, e->npal, cb, cshift);
+		for (i = 1, start = 0; i <= n; i++) {
+			int len;
+
+			if (i < n && v[i] == v[start])
+				continue;
+			len = (int)(i - start);
+			if (kind == ZT_RLE) {
+				p = put_values(c, p, v + start, 1, cb, cshift);
+				p = put_runlength(p, len);
+			} else if (len == 1) {
+				*p++ = (uint8_t)pal_index(e, v[start]);
+			} else {
+				*p++ = (uint8_t)(128 | pal_index(e, v[start]));
+				p = put_runlength(p, len);
+			}
+			start = i;
+		}
+		break;
+	default:
+		*p++ = 0;
+		p = put_values(c, p, v, (int)n, cb, cshift);
+	}
+	return (size_t)(p - out);
+}
+
+/* Feed n bytes to the client's stream, output straight into its queue. */
+static int
+zrle_deflate(struct client *c, const uint8_t *in, size_t n, int flush)
+{
+	z_stream *z = c->zs;
+	uint8_t *p;
+	int r;
+
+	z->next_in = (Bytef *)(uintptr_t)in;	/* zlib does not write it */
+	z->avail_in = (uInt)n;
+	do {
+		if ((p = wr_room(c, ZOUT_CHUNK)) == NULL)
+			return -1;
+		z->next_out = p;
+		z->avail_out = ZOUT_CHUNK;
+		r = deflate(z, flush);
+		c->out.len += ZOUT_CHUNK - z->avail_out;
+		/* every turn consumes input or fills the room; Z_BUF_ERROR
+		 * is "nothing left to do" only once the input is gone */
+		if (r != Z_OK && !(r == Z_BUF_ERROR && z->avail_in == 0)) {
+			cl_fail(c, "zlib: deflate failed (%d)", r);
+			return -1;
+		}
+	} while (z->avail_in > 0 || z->avail_out == 0);
+	return 0;
+}
+
+/* The stream at the level wanted now: made on first use, retuned later. */
+static int
+zrle_stream(struct client *c)
+{
+	int level = c->zasked > 0 ? c->zasked - 1 : c->srv->zlevel;
+	uint8_t *p;
+
+	if (c->zs == NULL) {
+		if ((c->zs = calloc(1, sizeof *c->zs)) == NULL ||
+		    deflateInit(c->zs, level) != Z_OK) {
+			free(c->zs);
+			c->zs = NULL;
+			cl_fail(c, "out of memory for a zlib stream");
+			return -1;
+		}
+		c->zs_level = level;
+		return 0;
+	}
+	if (level == c->zs_level)
+		return 0;
+	/* the previous rectangle ended with a sync flush, so this emits at
+	 * most an empty block; its bytes belong to this rectangle */
+	if ((p = wr_room(c, 64)) == NULL)
+		return -1;
+	c->zs->next_in = NULL;
+	c->zs->avail_in = 0;
+	c->zs->next_out = p;
+	c->zs->avail_out = 64;
+	if (deflateParams(c->zs, level, Z_DEFAULT_STRATEGY) == Z_OK)
+		c->zs_level = level;
+	c->out.len += 64 - c->zs->avail_out;
+	return 0;
+}
+
+static void
+enc_zrle(struct client *c, const struct rect *r)
+{
+	struct server *s = c->srv;
+	const struct fb_frame *f = &s->frame;
+	struct encscratch *e = &s->enc;
+	size_t lenpos, zlen = 0, n;
+	int cb, cshift, tx, ty;
+	uint8_t *p;
+
+	cb = cpixel_bytes(&c->pf, &cshift);
+	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_ZRLE);
+	wr_u32(c, 0);		/* the length, known at the end */
+	if (c->dead)
+		return;
+	/* relative to out.off, which buf_reserve() may move, not to data */
+	lenpos = buf_used(&c->out) - 4;
+	if (zrle_stream(c) < 0)
+		return;
+	for (ty = 0; ty < r->h; ty += ZRLE_TILE)
+		for (tx = 0; tx < r->w; tx += ZRLE_TILE) {
+			int w = r->w - tx < ZRLE_TILE ? r->w - tx : ZRLE_TILE;
+			int h = r->h - ty < ZRLE_TILE ? r->h - ty : ZRLE_TILE;
+
+			tile_values(c, e->px, f->pixels + (size_t)(r->y + ty) *
+			    f->stride + r->x + tx, f->stride, w, h);
+			zlen += zrle_tile(c, e->px, w, h, cb, cshift,
+			    e->zin + zlen);
+			if (zlen >= ZIN_CHUNK) {
+				if (zrle_deflate(c, e->zin, zlen, Z_NO_FLUSH) < 0)
+					return;
+				zlen = 0;
+			}
+		}
+	/* a sync flush per rectangle: the viewer decodes it without waiting
+	 * for more, and the stream goes on in the next one */
+	if (zrle_deflate(c, e->zin, zlen, Z_SYNC_FLUSH) < 0)
+		return;
+	n = buf_used(&c->out) - lenpos - 4;
+	p = c->out.data + c->out.off + lenpos;
+	p[0] = (uint8_t)(n >> 24);
+	p[1] = (uint8_t)(n >> 16);
+	p[2] = (uint8_t)(n >> 8);
+	p[3] = (uint8_t)n;
+}
+
+/* -- Hextile (RFB 7.7.4) -- */
+
+enum {
+	HT_RAW = 1, HT_BG = 2, HT_FG = 4, HT_SUBRECTS = 8, HT_COLOURED = 16,
+};
+
+/* What the viewer remembers from the previous tile of this rectangle. */
+struct hexstate {
+	uint32_t bg, fg;
+	int bg_ok, fg_ok;
+};
+
+/*
+ * One tile: raw, or a background with subrectangles of the other colours
+ * (one foreground, or each subrectangle with its colour), whichever is
+ * smaller.  Subrectangles are found greedily: from each uncovered pixel,
+ * as far right as the colour goes, then down while the whole run repeats.
+ */
+static size_t
+hextile_tile(const struct client *c, const uint32_t *v, int w, int h,
+    struct hexstate *hs, uint8_t *out)
+{
+	uint32_t col[HEXTILE_COLOURS], bg, fg = 0;
+	unsigned cnt[HEXTILE_COLOURS];
+	uint16_t done[HEXTILE_TILE];
+	uint8_t sub[HEXTILE_TILE * HEXTILE_TILE * 4 + 8], *p = out, *q = sub;
+	int b = c->bytes_pp, ncol = 0, last = 0, nsub = 0, i, x, y;
+	size_t raw = 1 + (size_t)w * h * b, per;
+
+	for (i = 0; i < w * h && ncol <= HEXTILE_COLOURS; i++) {
+		if (ncol > 0 && v[i] == col[last]) {
+			cnt[last]++;
+			continue;
+		}
+		for (last = 0; last < ncol && col[last] != v[i]; last++)
+			;
+		if (last == ncol) {
+			if (ncol == HEXTILE_COLOURS) {
+				ncol++;		/* too many: raw */
+				break;
+			}
+			col[ncol] = v[i];
+			cnt[ncol++] = 0;
+		}
+		cnt[last]++;
+	}
+	if (ncol > HEXTILE_COLOURS)
+		goto raw;
+	for (i = 1, last = 0; i < ncol; i++)
+		if (cnt[i] > cnt[last])
+			last = i;
+	bg = col[last];
+	if (ncol == 2)
+		fg = col[!last];
+	per = ncol == 2 ? 2 : (size_t)b + 2;
+
+	memset(done, 0, sizeof done);
+	for (y = 0; y < h; y++)
+		for (x = 0; x < w; x++) {
+			const uint32_t *row = v + y * w;
+			uint32_t k = row[x];
+			int x1, y1, j;
+			uint16_t bits;
+
+			if (k == bg || (done[y] >> x & 1))
+				continue;
+			for (x1 = x + 1; x1 < w && row[x1] == k &&
+			    !(done[y] >> x1 & 1); x1++)
+				;
+			bits = (uint16_t)(((1u << (x1 - x)) - 1) << x);
+			for (y1 = y + 1; y1 < h && !(done[y1] & bits); y1++) {
+				for (j = x; j < x1 && v[y1 * w + j] == k; j++)
+					;
+				if (j < x1)
+					break;
+			}
+			if ((size_t)(q - sub) + per + 1 + 2 * b >= raw ||
+			    nsub == 255)
+				goto raw;
+			for (j = y; j < y1; j++)
+				done[j] |= bits;
+			if (ncol > 2)
+				q = put_values(c, q, &k, 1, b, 0);
+			*q++ = (uint8_t)(x << 4 | y);
+			*q++ = (uint8_t)((x1 - x - 1) << 4 | (y1 - y - 1));
+			nsub++;
+		}
+
+	*p = 0;
+	p++;
+	if (!hs->bg_ok || hs->bg != bg) {
+		*out |= HT_BG;
+		p = put_values(c, p, &bg, 1, b, 0);
+	}
+	if (nsub > 0 && ncol == 2 && (!hs->fg_ok || hs->fg != fg)) {
+		*out |= HT_FG;
+		p = put_values(c, p, &fg, 1, b, 0);
+		hs->fg = fg;
+		hs->fg_ok = 1;
+	}
+	if (nsub > 0) {
+		*out |= HT_SUBRECTS;
+		*p++ = (uint8_t)nsub;
+		if (ncol > 2) {
+			*out |= HT_COLOURED;
+			hs->fg_ok = 0;	/* viewers differ in what stays */
+		}
+		memcpy(p, sub, (size_t)(q - sub));
+		p += q - sub;
+	}
+	hs->bg = bg;
+	hs->bg_ok = 1;
+	return (size_t)(p - out);
+raw:
+	/* RFB: after a raw tile the colours must be given again */
+	hs->bg_ok = hs->fg_ok = 0;
+	*p++ = HT_RAW;
+	return (size_t)(put_values(c, p, v, w * h, b, 0) - out);
+}
+
+static void
+enc_hextile(struct client *c, const struct rect *r)
+{
+	struct server *s = c->srv;
+	const struct fb_frame *f = &s->frame;
+	size_t ntiles = (size_t)((r->w + HEXTILE_TILE - 1) / HEXTILE_TILE) *
+	    ((r->h + HEXTILE_TILE - 1) / HEXTILE_TILE);
+	size_t max = ntiles + (size_t)r->w * r->h * c->bytes_pp, used = 0;
+	struct hexstate hs = { 0, 0, 0, 0 };
+	uint8_t *p;
+	int tx, ty;
+
+	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_HEXTILE);
+	/* no tile is bigger than raw with its subencoding byte */
+	if ((p = wr_room(c, max)) == NULL)
+		return;
+	for (ty = 0; ty < r->h; ty += HEXTILE_TILE)
+		for (tx = 0; tx < r->w; tx += HEXTILE_TILE) {
+			int w = r->w - tx < HEXTILE_TILE ? r->w - tx :
+			    HEXTILE_TILE;
+			int h = r->h - ty < HEXTILE_TILE ? r->h - ty :
+			    HEXTILE_TILE;
+
+			tile_values(c, s->enc.px, f->pixels +
+			    (size_t)(r->y + ty) * f->stride + r->x + tx,
+			    f->stride, w, h);
+			used += hextile_tile(c, s->enc.px, w, h, &hs, p + used);
+		}
+	c->out.len += used;
+}
+
+/* Real encodings by preference when a viewer lists several: its order. */
+struct encoder {
+	int32_t num;
+	const char *name;
+	void (*fn)(struct client *, const struct rect *);
+};
+
+static const struct encoder encoders[] = {
+	{ ENC_RAW, "raw", enc_raw },	/* first: the default */
+	{ ENC_HEXTILE, "hextile", enc_hextile },
+	{ ENC_ZRLE, "zrle", enc_zrle },
+};
+
+#define NENCODERS ((int)(sizeof encoders / sizeof encoders[0]))
+
+/* A viewer went away: its stream, and what its tiles were, for the log. */
+static void
+enc_free(struct client *c)
+{
+	int i;
+
+	if (c->zs != NULL) {
+		char line[200];
+		size_t off = 0;
+
+		for (i = 0; i < ZT_RAW + 1; i++)
+			off += (size_t)snprintf(line + off, sizeof line - off,
+			    " %s=%lu", ztile_name[i], c->ztiles[i]);
+		logx(c->srv, LOG_DEBUG, "peer=%s zrle tiles:%s", c->peer, line);
+		deflateEnd(c->zs);
+		free(c->zs);
+		c->zs = NULL;
+	}
 }
 
 /* ---------------------------------------------------------------------
@@ -2218,7 +2856,7 @@ cl_update(struct client *c)
 	if (cursor)
 		wr_cursor_rect(c);
 	for (i = 0; i < n && !c->dead; i++)
-		enc_raw(c, &s->rects[i]);
+		encoders[c->enc].fn(c, &s->rects[i]);
 	if (c->size_announce)
 		wr_size_rect(c);
 	c->size_announce = 0;
@@ -2671,21 +3309,32 @@ static void
 msg_set_encodings(struct client *c, struct rd *r)
 {
 	unsigned n, i;
-	int had_ext = c->enc_ext_desktop_size;
+	int had_ext = c->enc_ext_desktop_size, chosen = -1, k;
 
 	rd_u8(r);
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
+	c->zasked = 0;
 	for (i = 0; i < n; i++) {
 		int32_t e = (int32_t)rd_u32(r);
 
-		if (e == ENC_DESKTOP_SIZE)
+		/* RFB: the list is in the viewer's order of preference */
+		for (k = 0; chosen < 0 && k < NENCODERS; k++)
+			if (encoders[k].num == e)
+				chosen = k;
+		if (e >= ENC_COMPRESS_0 && e <= ENC_COMPRESS_9 && !c->zasked)
+			c->zasked = e - ENC_COMPRESS_0 + 1;
+		else if (e == ENC_DESKTOP_SIZE)
 			c->enc_desktop_size = 1;
 		else if (e == ENC_EXT_DESKTOP_SIZE)
 			c->enc_ext_desktop_size = 1;
 		else if (e == ENC_CURSOR)
 			c->enc_cursor = 1;
 	}
+	c->enc = chosen < 0 ? 0 : chosen;
+	logx(c->srv, LOG_DEBUG, "peer=%s encoding %s level %d", c->peer,
+	    encoders[c->enc].name, c->zasked > 0 ? c->zasked - 1 :
+	    c->srv->zlevel);
 	c->cursor_sent = 0;	/* (re)send the shape if it is wanted */
 	cursor_policy(c->srv);
 	/* ExtendedDesktopSize: the first update announces the screen */
@@ -3049,6 +3698,7 @@ cl_free(struct client *c)
 		memset(c->out.data, 0, c->out.cap);
 	buf_free(&c->out);
 	free(c->dirty);
+	enc_free(c);
 	free(c);
 }
 
@@ -3255,9 +3905,10 @@ check_deadlines(struct server *s, long long now)
 		else if (c->deadline && now >= c->deadline)
 			cl_fail(c, "handshake not finished in %d s (state %s)",
 			    s->handshake_s, state_name[c->state]);
-		else if (buf_used(&c->out) > 0 && now - c->last_out >= STALL_MS)
-			cl_fail(c, "viewer read nothing for %d s", STALL_MS /
-			    1000);
+		else if (buf_used(&c->out) > 0 &&
+		    now - c->last_out >= s->stall_ms)
+			cl_fail(c, "viewer read nothing for %d s (-D)",
+			    s->stall_ms / 1000);
 	}
 }
 
@@ -3404,7 +4055,7 @@ serve(struct server *s)
 				timeout = min_timeout(timeout, c->deadline, now);
 			if (buf_used(&c->out) > 0)
 				timeout = min_timeout(timeout,
-				    c->last_out + STALL_MS, now);
+				    c->last_out + s->stall_ms, now);
 			if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
 			    s->grab_due != LLONG_MAX)
 				timeout = min_timeout(timeout, s->grab_due, now);
@@ -4168,7 +4819,7 @@ usage(FILE *f)
 "               [-m mechs] [-P file] [-A acl] [-C cert -K key [-T ca]]\n"
 "               [-G keytab]"
 " [-H host] [-w file] [-x arg] [-n name] [-M max]\n"
-"               [-L stderr|syslog]\n"
+"               [-L stderr|syslog] [-Z level] [-D secs]\n"
 "       vncsasl -k file user\n"
 "       vncsasl -A acl -t user [address [dn]]\n"
 "  -l ADDR   listen address, repeatable (default 127.0.0.1 and ::1)\n"
@@ -4199,12 +4850,15 @@ usage(FILE *f)
 "  -u USER   drop privileges to USER once everything is open\n"
 "  -i        inetd mode: serve the connection on stdin/stdout\n"
 "  -c H[:P]  reverse connection to a listening viewer (port 5500)\n"
+"  -Z LEVEL  zlib level for ZRLE, 0-9 (default %d; a viewer's\n"
+"            CompressLevel overrides it)\n"
+"  -D SECS   drop a viewer that reads nothing for SECS (default %d)\n"
 "  -1        exit after the first client leaves\n"
 "  -L DEST   log to stderr (default) or syslog\n"
 "  -v        verbose log\n"
 "  -V        print version and build options\n",
 	    fb_source.arg_help, MAX_CLIENTS, PREAUTH_MAX, PREAUTH_PER_ADDR,
-	    HANDSHAKE_S, FAIL_DELAY_CAP);
+	    HANDSHAKE_S, FAIL_DELAY_CAP, ZLEVEL_DEFAULT, STALL_SECS);
 }
 
 static void
@@ -4227,7 +4881,9 @@ version(void)
 	}
 	printf("\nsecurity types: x509sasl tlssasl sasl x509plain tlsplain "
 	    "x509vnc tlsvnc x509none tlsnone vnc none\n");
-	printf("encodings: raw; pseudo: DesktopSize ExtendedDesktopSize\n");
+	printf("encodings: raw hextile zrle (zlib %s, -Z level, default %d); "
+	    "pseudo: DesktopSize ExtendedDesktopSize Cursor CompressLevel\n",
+	    zlibVersion(), ZLEVEL_DEFAULT);
 }
 
 static long
@@ -4262,9 +4918,11 @@ main(int argc, char **argv)
 	s->preauth_per_addr = PREAUTH_PER_ADDR;
 	s->handshake_s = HANDSHAKE_S;
 	s->fail_delay_cap = FAIL_DELAY_CAP;
+	s->zlevel = ZLEVEL_DEFAULT;
+	s->stall_ms = STALL_SECS * 1000;
 	opterr = 0;		/* our own one-line errors, exit status 2 */
 	while ((ch = getopt(argc, argv,
-	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:A:C:K:T:G:H:Ikto:u:ic:")) != -1) {
+	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:A:C:K:T:G:H:Ikto:u:ic:Z:D:")) != -1) {
 		switch (ch) {
 		case '1':
 			s->once = 1;
@@ -4349,6 +5007,13 @@ main(int argc, char **argv)
 			break;
 		case 'M':
 			s->max_clients = (int)parse_num('M', optarg, 1, 4096);
+			break;
+		case 'Z':
+			s->zlevel = (int)parse_num('Z', optarg, 0, 9);
+			break;
+		case 'D':
+			s->stall_ms = (int)parse_num('D', optarg, 1,
+			    STALL_SECS_MAX) * 1000;
 			break;
 		case 'L':
 			log_given = 1;

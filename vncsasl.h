@@ -91,10 +91,11 @@ struct dummy_state {
 	uint32_t key;			/* keysym of the last key pressed */
 	uint16_t nkeys;			/* key presses so far (mod 65536) */
 	uint16_t ncut;			/* bytes of the last cut text */
+	uint8_t noise;			/* 1: -x ...,noise (encoder tests) */
 };
 
 #define DUMMY_CELL 8			/* side of one status-strip bit cell */
-#define DUMMY_BITS 136			/* bits in the status strip */
+#define DUMMY_BITS 144			/* bits in the status strip */
 #define DUMMY_MIN_W 128
 #define DUMMY_MIN_H 96
 #define DUMMY_MAX_WH 8192		/* 256 MiB of pixels at most */
