@@ -55,14 +55,6 @@ struct fb {
 	char cut[CUT_MAX];
 };
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the picture ---- */
 
@@ -225,19 +217,7 @@ draw(struct fb *fb, int x, int y, int w, int h, int report)
 {
 	int i, j;
 
-	if (x < 0) {
-		w += x;
-		x = 0;
-	}
-	if (y < 0) {
-		h += y;
-		y = 0;
-	}
-	if (x + w > fb->w)
-		w = fb->w - x;
-	if (y + h > fb->h)
-		h = fb->h - y;
-	if (w <= 0 || h <= 0)
+	if (!rect_clip(&x, &y, &w, &h, fb->w, fb->h))
 		return;
 	for (j = y; j < y + h; j++)
 		for (i = x; i < x + w; i++)
@@ -353,7 +333,7 @@ dummy_open(const char *arg, const struct fb_host *host, char *err,
 	fb->h = h;
 	fb->fps = fps;
 	fb->st.noise = (uint8_t)noise;
-	fb->t0 = now_ms();
+	fb->t0 = mono_ms();
 	return fb;
 }
 
@@ -396,7 +376,7 @@ frame_at(const struct fb *fb, long long t)
 static int
 dummy_next_ms(struct fb *fb)
 {
-	long long t = now_ms(), next;
+	long long t = mono_ms(), next;
 	uint32_t f;
 
 	if (memcmp(&fb->st, &fb->shown, sizeof fb->st) != 0)
@@ -423,7 +403,7 @@ dummy_readable(struct fb *fb)
 static void
 dummy_grab(struct fb *fb)
 {
-	fb->st.frame = frame_at(fb, now_ms());
+	fb->st.frame = frame_at(fb, mono_ms());
 	update(fb, &fb->shown);
 	fb->shown = fb->st;
 }

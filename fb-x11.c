@@ -229,14 +229,6 @@ static int x_error;
 
 /* ---- helpers ---- */
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int
 on_x_error(Display *dpy, XErrorEvent *e)
@@ -456,19 +448,7 @@ mark_rect(struct fb *fb, int x, int y, int w, int h)
 {
 	int tx, ty;
 
-	if (x < 0) {
-		w += x;
-		x = 0;
-	}
-	if (y < 0) {
-		h += y;
-		y = 0;
-	}
-	if (x + w > fb->w)
-		w = fb->w - x;
-	if (y + h > fb->h)
-		h = fb->h - y;
-	if (w <= 0 || h <= 0)
+	if (!rect_clip(&x, &y, &w, &h, fb->w, fb->h))
 		return;
 	for (ty = y / TILE; ty <= (y + h - 1) / TILE; ty++)
 		for (tx = x / TILE; tx <= (x + w - 1) / TILE; tx++)
@@ -1190,7 +1170,7 @@ spare_bind(struct fb *fb, KeySym ks)
 	fb->spare[fb->nspare].kc = kc;
 	fb->spare[fb->nspare].ks = ks;
 	fb->spare[fb->nspare].down = 0;
-	fb->spare[fb->nspare].used = now_ms();
+	fb->spare[fb->nspare].used = mono_ms();
 	fb->nspare++;
 	keymap_load(fb);
 	return kc;
@@ -1204,7 +1184,7 @@ spare_mark(struct fb *fb, int kc, int down)
 	for (i = 0; i < fb->nspare; i++)
 		if (fb->spare[i].kc == kc) {
 			fb->spare[i].down = down;
-			fb->spare[i].used = now_ms();
+			fb->spare[i].used = mono_ms();
 		}
 }
 
@@ -1546,7 +1526,7 @@ sel_changed(struct fb *fb, const XFixesSelectionNotifyEvent *e)
 	sel_in_reset(fb);
 	fb->in_sel = e->selection;
 	fb->in_time = e->selection_timestamp;
-	fb->in_deadline = now_ms() + SEL_TIMEOUT_MS;
+	fb->in_deadline = mono_ms() + SEL_TIMEOUT_MS;
 	sel_convert(fb, fb->a_utf8);
 }
 
@@ -1597,7 +1577,7 @@ sel_notify(struct fb *fb, const XSelectionEvent *e)
 	fb->in_utf8 = fb->in_target == fb->a_utf8;
 	if (sel_read_prop(fb) == 1) {
 		fb->in_incr = 1;	/* chunks come as PropertyNotify */
-		fb->in_deadline = now_ms() + SEL_TIMEOUT_MS;
+		fb->in_deadline = mono_ms() + SEL_TIMEOUT_MS;
 	}
 }
 
@@ -1669,7 +1649,7 @@ events(struct fb *fb)
 		XNextEvent(fb->dpy, &ev);
 		handle_event(fb, &ev);
 	}
-	if (fb->in_sel != None && now_ms() > fb->in_deadline)
+	if (fb->in_sel != None && mono_ms() > fb->in_deadline)
 		sel_in_reset(fb);	/* the owner never finished */
 }
 
@@ -1804,7 +1784,7 @@ x11_open(const char *arg, const struct fb_host *host, char *err,
 		    "view only\n", DisplayString(fb->dpy));
 	keymap_load(fb);
 	fb->ptr_x = fb->ptr_y = -1;
-	fb->next_scan = now_ms() + SCAN_MS;
+	fb->next_scan = mono_ms() + SCAN_MS;
 	XSync(fb->dpy, False);
 	events(fb);
 	return fb;
@@ -1838,7 +1818,7 @@ static void
 x11_release(struct fb *fb)
 {
 	release_all(fb);
-	spare_expire(fb, now_ms(), 0);
+	spare_expire(fb, mono_ms(), 0);
 	events(fb);
 }
 
@@ -1889,7 +1869,7 @@ x11_fd(struct fb *fb)
 static int
 x11_next_ms(struct fb *fb)
 {
-	long long now = now_ms(), due = fb->next_scan;
+	long long now = mono_ms(), due = fb->next_scan;
 	int i;
 
 	if ((fb->damaged || fb->cursor_dirty) && fb->last_cap + FRAME_MS < due)
@@ -1914,7 +1894,7 @@ x11_readable(struct fb *fb)
 static void
 x11_grab(struct fb *fb)
 {
-	long long now = now_ms();
+	long long now = mono_ms();
 	int work = 0;
 
 	events(fb);

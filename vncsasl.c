@@ -465,14 +465,6 @@ logx(const struct server *s, int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 die(int status, const char *fmt, ...)
@@ -2594,18 +2586,8 @@ srv_damage(void *p, int x, int y, int w, int h)
 	struct server *s = p;
 	struct client *c;
 
-	if (x < 0) {
-		w += x;
-		x = 0;
-	}
-	if (y < 0) {
-		h += y;
-		y = 0;
-	}
-	if (x + w > s->frame.width)
-		w = s->frame.width - x;
-	if (y + h > s->frame.height)
-		h = s->frame.height - y;
+	if (!rect_clip(&x, &y, &w, &h, s->frame.width, s->frame.height))
+		return;
 	for (c = s->clients; c != NULL; c = c->next)
 		if (c->state == ST_NORMAL)
 			dirty_mark(c, x, y, w, h);
@@ -2906,7 +2888,7 @@ cl_linger(struct client *c, const char *why)
 {
 	snprintf(c->why, sizeof c->why, "%.*s", (int)sizeof c->why - 1, why);
 	c->state = ST_CLOSING;
-	c->deadline = now_ms() + LINGER_MS;
+	c->deadline = mono_ms() + LINGER_MS;
 }
 
 static void
@@ -3041,7 +3023,7 @@ auth_decide(struct client *c, const char *user, int ok, const char *why)
 		    c->sec->name, safe(c->mech, m, sizeof m),
 		    safe(user, u, sizeof u), c->ssf, why);
 	if (!ok) {
-		long long now = now_ms();
+		long long now = mono_ms();
 
 		cl_reject(c, why);
 		c->hold_until = now + fail_note(c->srv, c->addr, now);
@@ -3627,7 +3609,7 @@ cl_flush(struct client *c)
 {
 	ssize_t w;
 
-	if (c->hold_until && now_ms() < c->hold_until)
+	if (c->hold_until && mono_ms() < c->hold_until)
 		return;		/* a failed login's answer waits */
 	while (!c->dead && buf_used(&c->out) > 0) {
 		if (c->tls_up) {
@@ -3658,7 +3640,7 @@ cl_flush(struct client *c)
 			}
 		}
 		c->out.off += (size_t)w;
-		c->last_out = now_ms();
+		c->last_out = mono_ms();
 	}
 	if (buf_used(&c->out) == 0) {
 		c->out.off = c->out.len = 0;
@@ -3676,7 +3658,7 @@ static void
 cl_free(struct client *c)
 {
 	struct server *s = c->srv;
-	double secs = (now_ms() - c->t_start) / 1000.0;
+	double secs = (mono_ms() - c->t_start) / 1000.0;
 	char u[4 * USER_MAX + 8];
 
 	logx(s, LOG_AUTH | LOG_INFO, "close peer=%s user=%s secs=%.1f reason=%s",
@@ -3772,7 +3754,7 @@ cl_new(struct server *s, int fd, int wfd, const struct sockaddr_storage *ss)
 	c->fd = fd;
 	c->wfd = wfd;
 	c->pfd = c->pfdw = -1;
-	c->t_start = c->last_out = now_ms();
+	c->t_start = c->last_out = mono_ms();
 	c->deadline = c->t_start + (long long)s->handshake_s * 1000;
 	peer_name(c, ss);
 	if (!c->is_unix)
@@ -4015,7 +3997,7 @@ serve(struct server *s)
 	if ((pfd = calloc(npfd, sizeof *pfd)) == NULL)
 		die(1, "out of memory");
 	while (!got_stop) {
-		long long now = now_ms();
+		long long now = mono_ms();
 
 		if (got_hup) {
 			got_hup = 0;
@@ -4065,7 +4047,7 @@ serve(struct server *s)
 				continue;
 			die(1, "poll: %s", strerror(errno));
 		}
-		now = now_ms();
+		now = mono_ms();
 		if (s->nclients < s->max_clients)
 			for (i = 0; i < s->nlst; i++)
 				if (pfd[i].revents & POLLIN)

@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define VNCSASL_VERSION "0.3"
 
@@ -79,6 +80,35 @@ struct fb_source {
 };
 
 extern const struct fb_source fb_source;
+
+/* Milliseconds on the monotonic clock: deadlines and frame times. */
+static inline long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Clip a rectangle to a sw x sh screen; 0 if nothing of it is left. */
+static inline int
+rect_clip(int *x, int *y, int *w, int *h, int sw, int sh)
+{
+	if (*x < 0) {
+		*w += *x;
+		*x = 0;
+	}
+	if (*y < 0) {
+		*h += *y;
+		*y = 0;
+	}
+	if (*x + *w > sw)
+		*w = sw - *x;
+	if (*y + *h > sh)
+		*h = sh - *y;
+	return *w > 0 && *h > 0;
+}
 
 /*
  * fb-dummy's picture, exported so that tests can compute what a viewer
