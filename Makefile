@@ -76,6 +76,10 @@ run: deps
 check test:
 	./test.sh
 
+# vncsasl against x11vnc on one Xvfb, and alone (bench/run.sh says how).
+bench:
+	bash bench/run.sh
+
 install: vncsasl
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man8
 	cp vncsasl $(DESTDIR)$(PREFIX)/bin/vncsasl
@@ -87,4 +91,4 @@ uninstall:
 clean:
 	rm -f vncsasl vncsasl-x11 *.o .fbstamp-* $(TESTS)
 
-.PHONY: all tests deps run check test install uninstall clean
+.PHONY: all tests deps run check test bench install uninstall clean
