@@ -62,6 +62,12 @@ tests/x11-%: tests/x11-%.c
 deps:
 	sh tests/deps.sh build
 
+# vncsasl against x11vnc on one Xvfb, and alone (bench/run.sh says how).
+bench:
+	bash bench/run.sh
+
+.PHONY: bench
+
 # A demo on 127.0.0.1:5900: TLSSASL with SCRAM-SHA-256, user "demo" with a
 # fresh password printed once (only SCRAM keys are stored, in demo/passwd).
 run: deps
@@ -76,10 +82,6 @@ run: deps
 check test:
 	./test.sh
 
-# vncsasl against x11vnc on one Xvfb, and alone (bench/run.sh says how).
-bench:
-	bash bench/run.sh
-
 install: vncsasl
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man8
 	cp vncsasl $(DESTDIR)$(PREFIX)/bin/vncsasl
@@ -91,4 +93,4 @@ uninstall:
 clean:
 	rm -f vncsasl vncsasl-x11 *.o .fbstamp-* $(TESTS)
 
-.PHONY: all tests deps run check test bench install uninstall clean
+.PHONY: all tests deps run check test install uninstall clean
