@@ -2664,16 +2664,17 @@ srv_damage(void *p, int x, int y, int w, int h)
 		w = s->frame.width - x;
 	if (y + h > s->frame.height)
 		h = s->frame.height - y;
+	for (c = s->clients; c != NULL; c = c->next)
+		if (c->state == ST_NORMAL)
+			dirty_mark(c, x, y, w, h);
+
+	/* tiles the encoders kept for these are stale now */
 	if (w <= 0 || h <= 0)
 		return;
-	/* tiles the encoders kept for these are stale now */
 	s->enc.gen++;
 	for (ty = y / TILE; ty <= (y + h - 1) / TILE && ty < s->th; ty++)
 		for (tx = x / TILE; tx <= (x + w - 1) / TILE && tx < s->tw; tx++)
 			s->enc.tgen[(size_t)ty * s->tw + tx] = s->enc.gen;
-	for (c = s->clients; c != NULL; c = c->next)
-		if (c->state == ST_NORMAL)
-			dirty_mark(c, x, y, w, h);
 }
 
 /* (Re)build the tile grid for the source's current geometry. */
