@@ -77,6 +77,12 @@ vncsasl-asan: vncsasl.c vncsasl.h fb-dummy.c
 deps:
 	sh tests/deps.sh build
 
+# vncsasl against x11vnc on one Xvfb, and alone (bench/run.sh says how).
+bench:
+	bash bench/run.sh
+
+.PHONY: bench
+
 # A demo on 127.0.0.1:5900: TLSSASL with SCRAM-SHA-256, user "demo" with a
 # fresh password printed once (only SCRAM keys are stored, in demo/passwd).
 run: deps

@@ -32,8 +32,10 @@
  * only while it has an outstanding FramebufferUpdateRequest and its
  * output queue is below OUT_LOW (backpressure: a slow viewer costs at most
  * about one frame of memory and never slows the others).  Adjacent dirty
- * tiles are merged into rectangles and translated into the client's pixel
- * format with per-channel lookup tables.
+ * tiles are merged into rectangles (bands, written out as they are made),
+ * translated into the client's pixel format with per-channel lookup
+ * tables and encoded in the first of ZRLE, Hextile and Raw the client
+ * lists (see Encoders).
  *
  * Start reading at main().
  */
@@ -107,15 +109,22 @@
 #define STALL_SECS_MAX	86400	/* -D: a day is already no backpressure */
 #define LINGER_MS	2000	/* time to deliver a failure reason */
 #define TILE		64	/* damage granularity in pixels */
+#define BAND_PIXELS	(80 * 1024) /* a rectangle's pixels at most: the
+				   queue is written out between rectangles,
+				   so a viewer that keeps up holds about one
+				   band (320 KiB raw), not a whole frame */
+#define OUT_FLUSH	65536	/* queued bytes that are worth a write() in
+				   the middle of an update */
 #define ZRLE_TILE	64	/* RFB 7.7.6: ZRLE tiles are 64x64 */
-#define ZRLE_TILE_MAX	(1 + ZRLE_TILE * ZRLE_TILE * 4) /* an encoded
-				   tile: we never pick one bigger than raw */
+#define ZRLE_SLOT	(1 + ZRLE_TILE * ZRLE_TILE * 4) /* an encoded tile:
+				   never bigger than raw, which we can pick */
 #define ZRLE_PALETTE_MAX 127	/* palette RLE indexes have 7 bits */
 #define ZRLE_PACKED_MAX	16	/* packed palettes: at most 4 bits each */
 #define PALETTE_HASH	512	/* > 2 * 128: short probes, power of 2 */
-#define ZIN_CHUNK	65536	/* encoded tiles handed to deflate() at once */
 #define ZOUT_CHUNK	65536	/* output room per deflate() call */
 #define ZLEVEL_DEFAULT	1	/* -Z: speed before size, LAN and loopback */
+#define ZLEVEL_STORE_MAX 5	/* up to here, tiles with more colours than
+				   ZRLE can index go in stored blocks */
 #define HEXTILE_TILE	16	/* RFB 7.7.4: Hextile tiles are 16x16 */
 #define HEXTILE_COLOURS	32	/* more in a 16x16 tile: send it raw */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
@@ -208,10 +217,27 @@ struct rect {
 	int x, y, w, h;
 };
 
-/* The encoders' working memory: one tile at a time, shared by all. */
+/*
+ * ZRLE tiles as last made, before deflate, one slot per damage tile (the
+ * two grids coincide: rectangles are made of whole damage tiles).  The
+ * next viewer that wants an unchanged tile in the same pixel format only
+ * runs it through its own zlib stream; damage to a tile makes it stale.
+ */
+struct ztile {
+	unsigned long gen;	/* the damage tile's stamp when made */
+	uint32_t len;
+	uint16_t w, h;
+	uint8_t valid, photo, kind;
+};
+
+/* The encoders' working memory, shared by all clients. */
 struct encscratch {
 	uint32_t px[ZRLE_TILE * ZRLE_TILE];	/* a tile in client values */
-	uint8_t zin[ZIN_CHUNK + ZRLE_TILE_MAX];	/* encoded, to deflate */
+	struct ztile *zt;		/* tw * th, made on first use */
+	uint8_t *zbytes;		/* tw * th slots of ZRLE_SLOT bytes */
+	struct pixfmt zpf;		/* the format of every valid slot */
+	unsigned long gen;		/* damage stamps, counting up */
+	unsigned long *tgen;		/* each damage tile's last stamp */
 	uint32_t pal[ZRLE_PALETTE_MAX + 1];	/* colours, first seen first */
 	int npal;
 	uint32_t key[PALETTE_HASH], stamp[PALETTE_HASH];
@@ -2156,12 +2182,12 @@ put_runlength(uint8_t *p, int len)
 
 /*
  * One tile: count runs and colours in one pass, price every subencoding,
- * write the cheapest.  Returns its size (<= ZRLE_TILE_MAX: raw is always
+ * write the cheapest.  Returns its size (<= 1 + w * h * 4: raw is always
  * a candidate).
  */
 static size_t
 zrle_tile(struct client *c, const uint32_t *v, int w, int h, int cb,
-    int cshift, uint8_t *out)
+    int cshift, uint8_t *out, int *photo, int *kindp)
 {
 	struct encscratch *e = &c->srv->enc;
 	size_t n = (size_t)w * h, runs = 0, singles = 0, lenbytes = 0;
@@ -2208,7 +2234,8 @@ zrle_tile(struct client *c, const uint32_t *v, int w, int h, int cb,
 	}
 	if (e->npal == 1)
 		kind = ZT_SOLID;
-	c->ztiles[kind]++;
+	*kindp = kind;
+	*photo = e->npal > ZRLE_PALETTE_MAX;
 
 	switch (kind) {
 	case ZT_SOLID:
@@ -2289,77 +2316,157 @@ zrle_deflate(struct client *c, const uint8_t *in, size_t n, int flush)
 	return 0;
 }
 
-/* The stream at the level wanted now: made on first use, retuned later. */
+/* The client's stream, made on first use. */
 static int
-zrle_stream(struct client *c)
+zrle_stream(struct client *c, int level)
 {
-	int level = c->zasked > 0 ? c->zasked - 1 : c->srv->zlevel;
-	uint8_t *p;
-
-	if (c->zs == NULL) {
-		if ((c->zs = calloc(1, sizeof *c->zs)) == NULL ||
-		    deflateInit(c->zs, level) != Z_OK) {
-			free(c->zs);
-			c->zs = NULL;
-			cl_fail(c, "out of memory for a zlib stream");
-			return -1;
-		}
-		c->zs_level = level;
+	if (c->zs != NULL)
 		return 0;
-	}
-	if (level == c->zs_level)
-		return 0;
-	/* the previous rectangle ended with a sync flush, so this emits at
-	 * most an empty block; its bytes belong to this rectangle */
-	if ((p = wr_room(c, 64)) == NULL)
+	if ((c->zs = calloc(1, sizeof *c->zs)) == NULL ||
+	    deflateInit(c->zs, level) != Z_OK) {
+		free(c->zs);
+		c->zs = NULL;
+		cl_fail(c, "out of memory for a zlib stream");
 		return -1;
-	c->zs->next_in = NULL;
-	c->zs->avail_in = 0;
-	c->zs->next_out = p;
-	c->zs->avail_out = 64;
-	if (deflateParams(c->zs, level, Z_DEFAULT_STRATEGY) == Z_OK)
-		c->zs_level = level;
-	c->out.len += 64 - c->zs->avail_out;
+	}
+	c->zs_level = level;
 	return 0;
 }
 
+/*
+ * Move the stream to another level.  deflateParams() first finishes what
+ * the old level holds back (a block's worth at most), asking for more
+ * room with Z_BUF_ERROR until it is out; its bytes belong to this
+ * rectangle like the rest.
+ */
+static int
+zrle_level(struct client *c, int level)
+{
+	z_stream *z = c->zs;
+	int r = Z_BUF_ERROR, turns;
+	uint8_t *p;
+
+	for (turns = 0; turns < 16 && r == Z_BUF_ERROR; turns++) {
+		if ((p = wr_room(c, ZOUT_CHUNK)) == NULL)
+			return -1;
+		z->next_in = NULL;
+		z->avail_in = 0;
+		z->next_out = p;
+		z->avail_out = ZOUT_CHUNK;
+		r = deflateParams(z, level, Z_DEFAULT_STRATEGY);
+		c->out.len += ZOUT_CHUNK - z->avail_out;
+	}
+	if (r != Z_OK) {
+		cl_fail(c, "zlib: cannot change the level (%d)", r);
+		return -1;
+	}
+	c->zs_level = level;
+	return 0;
+}
+
+static int
+pixfmt_same(const struct pixfmt *a, const struct pixfmt *b)
+{
+	return a->bpp == b->bpp && a->depth == b->depth &&
+	    a->bigendian == b->bigendian && a->max[0] == b->max[0] &&
+	    a->max[1] == b->max[1] && a->max[2] == b->max[2] &&
+	    a->shift[0] == b->shift[0] && a->shift[1] == b->shift[1] &&
+	    a->shift[2] == b->shift[2];
+}
+
+/* ZRLE tiles are cached per damage tile: the grids must be one. */
+typedef char zrle_tiles_are_damage_tiles[TILE == ZRLE_TILE ? 1 : -1];
+
+/* The tile slots, made on first use, valid for c's pixel format. */
+static int
+zrle_slots(struct client *c)
+{
+	struct server *s = c->srv;
+	struct encscratch *e = &s->enc;
+	size_t n = (size_t)s->tw * s->th;
+
+	if (e->zt == NULL) {
+		e->zt = calloc(n, sizeof *e->zt);
+		e->zbytes = malloc(n * ZRLE_SLOT);	/* touched as used */
+		if (e->zt == NULL || e->zbytes == NULL) {
+			free(e->zt);
+			free(e->zbytes);
+			e->zt = NULL;
+			e->zbytes = NULL;
+			cl_fail(c, "out of memory for ZRLE tiles");
+			return -1;
+		}
+		e->zpf = c->pf;
+	} else if (!pixfmt_same(&e->zpf, &c->pf)) {
+		memset(e->zt, 0, n * sizeof *e->zt);
+		e->zpf = c->pf;
+	}
+	return 0;
+}
+
+/*
+ * A rectangle: its tiles, through the client's stream.  Tiles with more
+ * colours than a ZRLE palette holds (photos, gradients: sent raw, or as
+ * runs of one or two pixels) are what deflate gains least on and spends
+ * most on - a frame of them at level 1 costs more than all the rest - so
+ * at the speed levels they go in stored blocks, switching the level only
+ * where such a stretch of tiles starts or ends.
+ */
 static void
 enc_zrle(struct client *c, const struct rect *r)
 {
 	struct server *s = c->srv;
 	const struct fb_frame *f = &s->frame;
 	struct encscratch *e = &s->enc;
-	size_t lenpos, zlen = 0, n;
+	int base = c->zasked > 0 ? c->zasked - 1 : s->zlevel;
 	int cb, cshift, tx, ty;
+	size_t lenpos, n;
 	uint8_t *p;
 
-	cb = cpixel_bytes(&c->pf, &cshift);
 	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_ZRLE);
 	wr_u32(c, 0);		/* the length, known at the end */
 	if (c->dead)
 		return;
 	/* relative to out.off, which buf_reserve() may move, not to data */
 	lenpos = buf_used(&c->out) - 4;
-	if (zrle_stream(c) < 0)
+	if (zrle_stream(c, base) < 0 || zrle_slots(c) < 0)
 		return;
-	for (ty = 0; ty < r->h; ty += ZRLE_TILE)
-		for (tx = 0; tx < r->w; tx += ZRLE_TILE) {
-			int w = r->w - tx < ZRLE_TILE ? r->w - tx : ZRLE_TILE;
-			int h = r->h - ty < ZRLE_TILE ? r->h - ty : ZRLE_TILE;
+	cb = cpixel_bytes(&c->pf, &cshift);
+	for (ty = r->y; ty < r->y + r->h; ty += ZRLE_TILE)
+		for (tx = r->x; tx < r->x + r->w; tx += ZRLE_TILE) {
+			size_t i = (size_t)(ty / TILE) * s->tw + tx / TILE;
+			struct ztile *z = &e->zt[i];
+			uint8_t *slot = e->zbytes + i * ZRLE_SLOT;
+			int w = r->x + r->w - tx, h = r->y + r->h - ty, level;
 
-			tile_values(c, e->px, f->pixels + (size_t)(r->y + ty) *
-			    f->stride + r->x + tx, f->stride, w, h);
-			zlen += zrle_tile(c, e->px, w, h, cb, cshift,
-			    e->zin + zlen);
-			if (zlen >= ZIN_CHUNK) {
-				if (zrle_deflate(c, e->zin, zlen, Z_NO_FLUSH) < 0)
-					return;
-				zlen = 0;
+			if (w > ZRLE_TILE)
+				w = ZRLE_TILE;
+			if (h > ZRLE_TILE)
+				h = ZRLE_TILE;
+			if (!z->valid || z->gen != e->tgen[i] || z->w != w ||
+			    z->h != h) {
+				int photo, kind;
+
+				tile_values(c, e->px, f->pixels + (size_t)ty *
+				    f->stride + tx, f->stride, w, h);
+				z->len = (uint32_t)zrle_tile(c, e->px, w, h, cb,
+				    cshift, slot, &photo, &kind);
+				z->photo = (uint8_t)photo;
+				z->kind = (uint8_t)kind;
+				z->w = (uint16_t)w;
+				z->h = (uint16_t)h;
+				z->gen = e->tgen[i];
+				z->valid = 1;
 			}
+			c->ztiles[z->kind]++;
+			level = z->photo && base <= ZLEVEL_STORE_MAX ? 0 : base;
+			if ((level != c->zs_level && zrle_level(c, level) < 0) ||
+			    zrle_deflate(c, slot, z->len, Z_NO_FLUSH) < 0)
+				return;
 		}
 	/* a sync flush per rectangle: the viewer decodes it without waiting
 	 * for more, and the stream goes on in the next one */
-	if (zrle_deflate(c, e->zin, zlen, Z_SYNC_FLUSH) < 0)
+	if (zrle_deflate(c, NULL, 0, Z_SYNC_FLUSH) < 0)
 		return;
 	n = buf_used(&c->out) - lenpos - 4;
 	p = c->out.data + c->out.off + lenpos;
@@ -2585,12 +2692,21 @@ srv_damage(void *p, int x, int y, int w, int h)
 {
 	struct server *s = p;
 	struct client *c;
+	int tx, ty;
 
 	if (!rect_clip(&x, &y, &w, &h, s->frame.width, s->frame.height))
 		return;
 	for (c = s->clients; c != NULL; c = c->next)
 		if (c->state == ST_NORMAL)
 			dirty_mark(c, x, y, w, h);
+
+	/* tiles the encoders kept for these are stale now */
+	if (w <= 0 || h <= 0)
+		return;
+	s->enc.gen++;
+	for (ty = y / TILE; ty <= (y + h - 1) / TILE && ty < s->th; ty++)
+		for (tx = x / TILE; tx <= (x + w - 1) / TILE && tx < s->tw; tx++)
+			s->enc.tgen[(size_t)ty * s->tw + tx] = s->enc.gen;
 }
 
 /* (Re)build the tile grid for the source's current geometry. */
@@ -2603,10 +2719,16 @@ grid_setup(struct server *s)
 	free(s->rects);
 	free(s->open_a);
 	free(s->open_b);
+	free(s->enc.tgen);
+	free(s->enc.zt);	/* encoders make theirs again on first use */
+	free(s->enc.zbytes);
+	s->enc.zt = NULL;
+	s->enc.zbytes = NULL;
 	s->rects = calloc((size_t)s->tw * s->th, sizeof *s->rects);
 	s->open_a = calloc((size_t)s->tw, sizeof *s->open_a);
 	s->open_b = calloc((size_t)s->tw, sizeof *s->open_b);
-	return s->rects && s->open_a && s->open_b ? 0 : -1;
+	s->enc.tgen = calloc((size_t)s->tw * s->th, sizeof *s->enc.tgen);
+	return s->rects && s->open_a && s->open_b && s->enc.tgen ? 0 : -1;
 }
 
 static int
@@ -2742,7 +2864,7 @@ wr_cursor_rect(struct client *c)
 static int
 collect_rects(struct server *s, struct client *c)
 {
-	int n = 0, tx, ty, *prev = s->open_a, *cur = s->open_b, *t;
+	int n = 0, merged, tx, ty, *prev = s->open_a, *cur = s->open_b, *t;
 
 	for (tx = 0; tx < s->tw; tx++)
 		prev[tx] = -1;
@@ -2775,6 +2897,24 @@ collect_rects(struct server *s, struct client *c)
 		t = prev;
 		prev = cur;
 		cur = t;
+	}
+	for (tx = 0, merged = n; tx < merged; tx++) {
+		struct rect *r = &s->rects[tx];
+		int band = BAND_PIXELS / r->w / TILE * TILE;
+
+		/* tall ones in bands of whole tile rows, the rest appended:
+		 * never more rectangles than tiles */
+		if (band < TILE)
+			band = TILE;
+		while (r->h > band) {
+			struct rect *b = &s->rects[n++];
+
+			*b = *r;
+			b->y = r->y + band;
+			b->h = r->h - band;
+			r->h = band;
+			r = b;
+		}
 	}
 	for (tx = 0; tx < n; tx++) {	/* clip the right and bottom edges */
 		struct rect *r = &s->rects[tx];
@@ -2837,8 +2977,11 @@ cl_update(struct client *c)
 	wr_u16(c, (uint16_t)(n + c->size_announce + cursor));
 	if (cursor)
 		wr_cursor_rect(c);
-	for (i = 0; i < n && !c->dead; i++)
+	for (i = 0; i < n && !c->dead; i++) {
 		encoders[c->enc].fn(c, &s->rects[i]);
+		if (buf_used(&c->out) >= OUT_FLUSH)
+			cl_flush(c);
+	}
 	if (c->size_announce)
 		wr_size_rect(c);
 	c->size_announce = 0;
