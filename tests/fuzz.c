@@ -116,9 +116,9 @@ fz_run(int peer, const uint8_t *data, size_t size, int unix_peer)
 			;
 		if (!c->dead)
 			cl_read(c);
-		check_deadlines(&fz, now_ms());
+		check_deadlines(&fz, mono_ms());
 		c->hold_until = 0;
-		send_updates(&fz, now_ms());
+		send_updates(&fz, mono_ms());
 		if (!c->dead)
 			cl_flush(c);
 		if (c->state == ST_CLOSING && buf_used(&c->out) == 0)
