@@ -8,6 +8,8 @@
  *
  *   bclient -p PORT -e raw|zrle [-n N] [-w WARMUP] [-t SECS] [-P PID] [-X PID]
  *
+ * Connections are opened at most HANDSHAKES_MAX at a time before their
+ * ServerInit (servers cap unauthenticated connections per address).
  * After every connection has received its first full picture (or after
  * WARMUP seconds at most) the measurement window of SECS seconds starts.
  * With -P, the server's CPU time (/proc/PID/stat) over the window and its
@@ -44,6 +46,7 @@
 #define RD_CHUNK	(256 * 1024)
 #define NAME_MAX_LEN	4096	/* desktop name we accept */
 #define CONNECT_SECS	10	/* the server may still be starting */
+#define HANDSHAKES_MAX	4	/* connections before ServerInit at once */
 
 enum st {
 	S_VERSION, S_NSEC, S_SECTYPES, S_SECRESULT, S_INIT, S_NAME,
@@ -446,7 +449,7 @@ main(int argc, char **argv)
 	static struct conn conns[CONNS_MAX];
 	static uint8_t buf[RD_CHUNK];
 	struct pollfd pfd[CONNS_MAX];
-	int port = 0, n = 1, pid = 0, xpid = 0, ch, i, all;
+	int port = 0, n = 1, pid = 0, xpid = 0, ch, i, all, opened = 0;
 	double warm = 3, secs = 3, t_start = 0, t_win = 0, cpu0 = 0, xcpu0 = 0;
 	double ups_min = 1e9, ups_sum = 0, ttff[CONNS_MAX], ttff_max = 0;
 	uint64_t bytes = 0, pixels = 0;
@@ -490,17 +493,21 @@ main(int argc, char **argv)
 		die("%s", "bad arguments (bclient.c says how)");
 
 	t_start = now_s();
-	for (i = 0; i < n; i++) {
-		conns[i].t0 = now_s();
-		conns[i].ttff = -1;
-		conns[i].fd = connect_to(port);
-		expect(&conns[i], S_VERSION, 12);
-	}
 	for (;;) {
 		double t = now_s();
 
+		/* a few handshakes at a time, as servers that cap
+		 * unauthenticated connections per address expect */
+		for (i = 0, all = 0; i < opened; i++)
+			all += conns[i].w == 0;
+		while (opened < n && all++ < HANDSHAKES_MAX) {
+			conns[opened].t0 = now_s();
+			conns[opened].ttff = -1;
+			conns[opened].fd = connect_to(port);
+			expect(&conns[opened++], S_VERSION, 12);
+		}
 		if (!measuring) {
-			for (i = 0, all = 1; i < n; i++)
+			for (i = 0, all = opened == n; i < opened; i++)
 				if (conns[i].ttff < 0)
 					all = 0;
 			if (all || t - t_start >= warm) {
@@ -512,13 +519,13 @@ main(int argc, char **argv)
 		} else if (t - t_win >= secs) {
 			break;
 		}
-		for (i = 0; i < n; i++) {
+		for (i = 0; i < opened; i++) {
 			pfd[i].fd = conns[i].fd;
 			pfd[i].events = POLLIN;
 		}
-		if (poll(pfd, (nfds_t)n, 50) < 0 && errno != EINTR)
+		if (poll(pfd, (nfds_t)opened, 50) < 0 && errno != EINTR)
 			die("poll: %s", strerror(errno));
-		for (i = 0; i < n; i++) {
+		for (i = 0; i < opened; i++) {
 			ssize_t r;
 
 			if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
