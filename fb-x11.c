@@ -70,6 +70,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <syslog.h>
 #include <time.h>
 
 #include <X11/Xatom.h>
@@ -830,13 +831,13 @@ geometry_set(struct fb *fb, int w, int h)
 	if (r < 0 && !fb->shm_warned) {
 		fb->shm_warned = 1;	/* once, not at every resize */
 		if (r == -2)
-			fprintf(stderr, "vncsasl: x11: no MIT-SHM on display "
-			    "%s: capturing with XGetImage\n",
+			fb->host->log(fb->host->srv, LOG_NOTICE, "x11: no "
+			    "MIT-SHM on display %s: capturing with XGetImage",
 			    DisplayString(fb->dpy));
 		else
-			fprintf(stderr, "vncsasl: x11: cannot share memory "
-			    "with display %s (remote?): capturing with "
-			    "XGetImage\n", DisplayString(fb->dpy));
+			fb->host->log(fb->host->srv, LOG_NOTICE, "x11: cannot "
+			    "share memory with display %s (remote?): capturing "
+			    "with XGetImage", DisplayString(fb->dpy));
 	}
 	return 0;
 }
@@ -870,9 +871,9 @@ size_check(struct fb *fb)
 		    &d) || ((int)w == fb->w && (int)h == fb->h))
 			break;
 		if (geometry_set(fb, (int)w, (int)h) < 0) {
-			fprintf(stderr, "vncsasl: x11: cannot follow the "
-			    "screen to %ux%u (limit %d, or out of memory)\n",
-			    w, h, MAX_WH);
+			fb->host->log(fb->host->srv, LOG_ERR, "x11: cannot "
+			    "follow the screen to %ux%u (limit %d, or out of "
+			    "memory)", w, h, MAX_WH);
 			exit(1);
 		}
 		rebuilt = 1;
@@ -1780,8 +1781,8 @@ x11_open(const char *arg, const struct fb_host *host, char *err,
 		    XkbNewKeyboardNotifyMask | XkbMapNotifyMask,
 		    XkbNewKeyboardNotifyMask | XkbMapNotifyMask);
 	if (!fb->have_xtest)
-		fprintf(stderr, "vncsasl: x11: display %s has no XTEST: "
-		    "view only\n", DisplayString(fb->dpy));
+		fb->host->log(fb->host->srv, LOG_WARNING, "x11: display %s "
+		    "has no XTEST: view only", DisplayString(fb->dpy));
 	keymap_load(fb);
 	fb->ptr_x = fb->ptr_y = -1;
 	fb->next_scan = mono_ms() + SCAN_MS;

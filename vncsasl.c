@@ -2792,6 +2792,17 @@ srv_cut_text(void *p, const char *text, size_t len)
 	}
 }
 
+/* A source's log line, through the server's log (stderr or syslog). */
+static void
+srv_log(void *p, int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlogx(p, prio, fmt, ap);
+	va_end(ap);
+}
+
 static void
 srv_cursor(void *p, int w, int h, int hotx, int hoty, const uint32_t *argb)
 {
@@ -5248,6 +5259,7 @@ main(int argc, char **argv)
 	s->host.resized = srv_resized;
 	s->host.cut_text = srv_cut_text;
 	s->host.cursor = srv_cursor;
+	s->host.log = srv_log;
 	errno = 0;
 	if ((s->fb = fb_source.open(fbarg, &s->host, err, sizeof err)) == NULL)
 		die(errno == EINVAL ? 2 : 1, "-x: %s source: %s", fb_source.name,

@@ -47,6 +47,13 @@ struct fb_host {
 	 * transparent; hotspot inside; w == 0 hides it */
 	void (*cursor)(void *srv, int w, int h, int hotx, int hoty,
 	    const uint32_t *argb);
+	/* one line for the server's log (stderr or syslog, as -L says);
+	 * prio is a syslog(3) priority, no newline at the end */
+	void (*log)(void *srv, int prio, const char *fmt, ...)
+#if defined(__GNUC__)
+	    __attribute__((format(printf, 3, 4)))
+#endif
+	    ;
 };
 
 struct fb_frame {
@@ -69,6 +76,13 @@ struct fb_source {
 	void (*readable)(struct fb *);	/* fd() is readable */
 	void (*grab)(struct fb *);
 	void (*key)(struct fb *, uint32_t keysym, int down);
+	/* optional (NULL: the source takes keysyms only): a key by its
+	 * physical position, as a Linux evdev code (KEY_*, the codes of
+	 * <linux/input-event-codes.h>, which every platform's table here
+	 * uses), with the keysym the viewer meant as a fallback.  Viewers
+	 * that send QEMU extended key events reach the source through this,
+	 * so non-US layouts get exactly the key pressed. */
+	void (*keycode)(struct fb *, unsigned evdev, uint32_t keysym, int down);
 	void (*pointer)(struct fb *, int x, int y, unsigned buttons);
 	void (*cut_text)(struct fb *, const char *text, size_t len);
 	/* a client asked for a new size; 0 if done, -1 if refused */

@@ -65,6 +65,7 @@ fz_setup(void)
 	fz.host.resized = srv_resized;
 	fz.host.cut_text = srv_cut_text;
 	fz.host.cursor = srv_cursor;
+	fz.host.log = srv_log;
 	if ((fz.fb = fb_source.open("128x96@0", &fz.host, err, sizeof err)) == NULL ||
 	    grid_setup(&fz) < 0)
 		abort();
