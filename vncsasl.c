@@ -134,6 +134,12 @@
 #define SASL_MECHS_MAX	8	/* -m entries we can offer at all */
 #define PLAIN_FIELD_MAX	1024	/* VeNCrypt Plain user and password */
 #define TLS_RECORD_MAX	16384	/* plaintext bytes per TLS record */
+/* TLS 1.2 is the floor (RFC 8996 deprecates 1.0 and 1.1); anonymous DH
+ * exists only up to 1.2, and gtk-vnc offers ANON-DH alone, libvncclient
+ * ANON-ECDH too (PROTOCOL 6.1) */
+#define TLS_PRIO_X509	"NORMAL:-VERS-TLS1.1:-VERS-TLS1.0:-VERS-SSL3.0"
+#define TLS_PRIO_ANON	"NORMAL:-VERS-TLS1.3:-VERS-TLS1.1:-VERS-TLS1.0:" \
+			"-VERS-SSL3.0:+ANON-ECDH:+ANON-DH"
 #define USER_MAX	255	/* identities we store, match and log */
 #define DN_MAX		1024	/* client certificate subject, RFC 4514 */
 #define PASSWD_LINE_MAX	1024	/* password file: a line with SHA-256 keys
@@ -291,6 +297,7 @@ struct client {
 	unsigned plus_only : 1;	/* named SCRAM-X, only SCRAM-X-PLUS offered */
 	unsigned view_only : 1;	/* ACL "view": input is dropped */
 	unsigned view_logged : 1;
+	unsigned sent_input : 1;	/* keys or buttons reached the source */
 
 	/* initialised clients */
 	struct pixfmt pf;
@@ -303,7 +310,12 @@ struct client {
 	unsigned size_changed : 1;	/* tell the new size, alone */
 	unsigned size_announce : 1;	/* ExtendedDesktopSize, first update */
 	uint8_t size_reason, size_status;	/* ExtendedDesktopSize x, y */
-	uint8_t *dirty;		/* tile map, srv->tw * srv->th */
+	uint8_t *dirty;		/* tile map, dtw * dth, or NULL */
+	int dtw, dth;		/* its grid: the server's after every resize
+				   for a client that follows it, else the
+				   map is gone (finding 1 of the 2026 audit:
+				   a map of the old size written at the new
+				   one overflowed the heap) */
 	int enc;		/* index in encoders[]: the viewer's first
 				   supported choice, Raw (0) by default */
 	int zasked;		/* the viewer's CompressLevel + 1, 0: ours */
@@ -1589,13 +1601,11 @@ tls_setup(struct server *s, const char *cert, const char *key,
 {
 	int r;
 
-	/* anonymous DH only exists up to TLS 1.2; gtk-vnc offers ANON-DH
-	 * alone, libvncclient ANON-ECDH too (PROTOCOL 6.1) */
 	if (gnutls_anon_allocate_server_credentials(&s->anon) < 0 ||
 	    gnutls_anon_set_server_known_dh_params(s->anon,
 	    GNUTLS_SEC_PARAM_MEDIUM) < 0 ||
 	    gnutls_priority_init(&s->prio_anon,
-	    "NORMAL:-VERS-TLS1.3:+ANON-ECDH:+ANON-DH", NULL) < 0)
+	    TLS_PRIO_ANON, NULL) < 0)
 		die(1, "cannot set up anonymous TLS");
 	if (cert == NULL)
 		return;
@@ -1612,7 +1622,7 @@ tls_setup(struct server *s, const char *cert, const char *key,
 		s->verify_clients = 1;
 	}
 	gnutls_certificate_set_known_dh_params(s->x509, GNUTLS_SEC_PARAM_MEDIUM);
-	if (gnutls_priority_init(&s->prio_x509, "NORMAL", NULL) < 0)
+	if (gnutls_priority_init(&s->prio_x509, TLS_PRIO_X509, NULL) < 0)
 		die(1, "cannot set up TLS priorities");
 }
 
@@ -2669,22 +2679,22 @@ enc_free(struct client *c)
 static void
 dirty_mark(struct client *c, int x, int y, int w, int h)
 {
-	const struct server *s = c->srv;
 	int tx0, ty0, tx1, ty1, tx, ty;
 
-	if (c->dirty == NULL || w <= 0 || h <= 0)
+	if (c->dirty == NULL || x < 0 || y < 0 || w <= 0 || h <= 0)
 		return;
 	tx0 = x / TILE;
 	ty0 = y / TILE;
 	tx1 = (x + w - 1) / TILE;
 	ty1 = (y + h - 1) / TILE;
-	if (tx1 >= s->tw)
-		tx1 = s->tw - 1;
-	if (ty1 >= s->th)
-		ty1 = s->th - 1;
+	/* the map's own size bounds every write, whatever the caller */
+	if (tx1 >= c->dtw)
+		tx1 = c->dtw - 1;
+	if (ty1 >= c->dth)
+		ty1 = c->dth - 1;
 	for (ty = ty0; ty <= ty1; ty++)
 		for (tx = tx0; tx <= tx1; tx++)
-			c->dirty[ty * s->tw + tx] = 1;
+			c->dirty[(size_t)ty * c->dtw + tx] = 1;
 }
 
 static void
@@ -2709,13 +2719,17 @@ srv_damage(void *p, int x, int y, int w, int h)
 			s->enc.tgen[(size_t)ty * s->tw + tx] = s->enc.gen;
 }
 
-/* (Re)build the tile grid for the source's current geometry. */
+/*
+ * (Re)build the tile grid for the source's current geometry.  All or
+ * nothing: on failure the grid is empty (tw = th = 0, no scratch), which
+ * every user of it handles, and the next ClientInit tries again.
+ */
 static int
 grid_setup(struct server *s)
 {
+	size_t n;
+
 	fb_source.frame(s->fb, &s->frame);
-	s->tw = (s->frame.width + TILE - 1) / TILE;
-	s->th = (s->frame.height + TILE - 1) / TILE;
 	free(s->rects);
 	free(s->open_a);
 	free(s->open_b);
@@ -2724,11 +2738,34 @@ grid_setup(struct server *s)
 	free(s->enc.zbytes);
 	s->enc.zt = NULL;
 	s->enc.zbytes = NULL;
-	s->rects = calloc((size_t)s->tw * s->th, sizeof *s->rects);
+	s->tw = (s->frame.width + TILE - 1) / TILE;
+	s->th = (s->frame.height + TILE - 1) / TILE;
+	n = (size_t)s->tw * s->th;
+	s->rects = calloc(n, sizeof *s->rects);
 	s->open_a = calloc((size_t)s->tw, sizeof *s->open_a);
 	s->open_b = calloc((size_t)s->tw, sizeof *s->open_b);
-	s->enc.tgen = calloc((size_t)s->tw * s->th, sizeof *s->enc.tgen);
-	return s->rects && s->open_a && s->open_b && s->enc.tgen ? 0 : -1;
+	s->enc.tgen = calloc(n, sizeof *s->enc.tgen);
+	if (s->rects && s->open_a && s->open_b && s->enc.tgen)
+		return 0;
+	free(s->rects);
+	free(s->open_a);
+	free(s->open_b);
+	free(s->enc.tgen);
+	s->rects = NULL;
+	s->open_a = s->open_b = NULL;
+	s->enc.tgen = NULL;
+	s->tw = s->th = 0;
+	logx(s, LOG_ERR, "out of memory for a %dx%d screen's tile grid",
+	    s->frame.width, s->frame.height);
+	return -1;
+}
+
+static void
+cl_ungrid(struct client *c)
+{
+	free(c->dirty);
+	c->dirty = NULL;
+	c->dtw = c->dth = 0;
 }
 
 static int
@@ -2736,28 +2773,40 @@ cl_grid(struct client *c)
 {
 	const struct server *s = c->srv;
 
-	free(c->dirty);
-	c->dirty = calloc((size_t)s->tw * s->th, 1);
-	if (c->dirty == NULL) {
+	cl_ungrid(c);
+	if (s->rects == NULL || (c->dirty = calloc((size_t)s->tw * s->th,
+	    1)) == NULL) {
 		cl_fail(c, "out of memory for the tile map");
 		return -1;
 	}
+	c->dtw = s->tw;
+	c->dth = s->th;
 	return 0;
 }
 
+/*
+ * The source changed size.  Before this returns, every client's tile map
+ * is either rebuilt for the new grid or gone - dead clients and those
+ * that cannot follow included, as the source may report damage at the
+ * new size before the loop reaps them.
+ */
 static void
 srv_resized(void *p)
 {
 	struct server *s = p;
 	struct client *c;
+	int grid = grid_setup(s);
 
-	if (grid_setup(s) < 0)
-		die(1, "out of memory after a resize");
 	logx(s, LOG_INFO, "desktop resized to %dx%d", s->frame.width,
 	    s->frame.height);
 	for (c = s->clients; c != NULL; c = c->next) {
-		if (c->state != ST_NORMAL)
+		cl_ungrid(c);
+		if (c->state != ST_NORMAL || c->dead)
 			continue;
+		if (grid < 0) {
+			cl_fail(c, "out of memory after a resize");
+			continue;
+		}
 		if (!c->enc_desktop_size && !c->enc_ext_desktop_size) {
 			cl_fail(c, "desktop resized and the viewer cannot "
 			    "follow (no DesktopSize encoding)");
@@ -2836,8 +2885,10 @@ cursor_policy(struct server *s)
 
 	if (fb_source.draw_cursor == NULL)
 		return;
+	/* a view-only viewer must not change what the others see */
 	for (c = s->clients; c != NULL; c = c->next)
-		if (c->state == ST_NORMAL && !c->dead && !c->enc_cursor)
+		if (c->state == ST_NORMAL && !c->dead && !c->enc_cursor &&
+		    !c->view_only)
 			draw = 1;
 	if (draw != s->cursor_drawn) {
 		s->cursor_drawn = draw;
@@ -2977,6 +3028,10 @@ cl_update(struct client *c)
 		wr_u16(c, 1);
 		wr_size_rect(c);
 		c->size_changed = c->size_announce = 0;
+		return;
+	}
+	if (c->dirty == NULL || c->dtw != s->tw || c->dth != s->th) {
+		cl_fail(c, "internal: tile map out of step with the screen");
 		return;
 	}
 	n = collect_rects(s, c);
@@ -3366,6 +3421,7 @@ close_others(struct client *c)
 }
 
 static size_t h_message(struct client *, uint8_t *, size_t);
+static int cl_input_dropped(struct client *, const char *);
 
 static size_t
 h_client_init(struct client *c, uint8_t *p, size_t n)
@@ -3373,11 +3429,14 @@ h_client_init(struct client *c, uint8_t *p, size_t n)
 	const struct server *s = c->srv;
 
 	(void)n;
-	if (p[0] == 0)
+	/* exclusive access ends other sessions: not for a watcher */
+	if (p[0] == 0 && !cl_input_dropped(c, "request for exclusive access"))
 		close_others(c);
 	pixfmt_apply(c, &native_pf);
-	if (cl_grid(c) < 0)
+	if ((s->rects == NULL && grid_setup(c->srv) < 0) || cl_grid(c) < 0) {
+		cl_fail(c, "out of memory for the tile grid");
 		return 1;
+	}
 	wr_u16(c, (uint16_t)s->frame.width);
 	wr_u16(c, (uint16_t)s->frame.height);
 	wr_pixfmt(c, &native_pf);
@@ -3502,16 +3561,22 @@ msg_update_request(struct client *c, struct rd *r)
 	c->want_update = 1;
 }
 
-/* ACL "view": the viewer watches; its input goes nowhere. */
+/*
+ * ACL "view": the viewer watches and has no effect on anyone else - its
+ * input, its clipboard, its resize requests and its wish for exclusive
+ * access all go nowhere.  Logged once per session.
+ */
 static int
 cl_input_dropped(struct client *c, const char *what)
 {
+	char u[4 * USER_MAX + 8];
+
 	if (!c->view_only)
 		return 0;
 	if (!c->view_logged)
 		logx(c->srv, LOG_AUTH | LOG_NOTICE, "view-only peer=%s user=%s: "
 		    "dropping its %s and all further input", c->peer,
-		    c->user[0] ? c->user : "-", what);
+		    safe(c->user, u, sizeof u), what);
 	c->view_logged = 1;
 	return 1;
 }
@@ -3524,8 +3589,10 @@ msg_key(struct client *c, struct rd *r)
 
 	rd_u16(r);
 	keysym = rd_u32(r);
-	if (!cl_input_dropped(c, "key events"))
-		fb_source.key(c->srv->fb, keysym, down);
+	if (cl_input_dropped(c, "key events"))
+		return;
+	c->sent_input = 1;
+	fb_source.key(c->srv->fb, keysym, down);
 }
 
 static void
@@ -3539,8 +3606,10 @@ msg_pointer(struct client *c, struct rd *r)
 		x = s->frame.width - 1;
 	if (y >= s->frame.height)
 		y = s->frame.height - 1;
-	if (!cl_input_dropped(c, "pointer events"))
-		fb_source.pointer(s->fb, x, y, buttons);
+	if (cl_input_dropped(c, "pointer events"))
+		return;
+	c->sent_input = 1;
+	fb_source.pointer(s->fb, x, y, buttons);
 }
 
 static size_t
@@ -3592,6 +3661,13 @@ msg_set_desktop_size(struct client *c, struct rd *r)
 	nscreens = rd_u8(r);
 	if (!c->enc_ext_desktop_size) {
 		cl_fail(c, "SetDesktopSize without ExtendedDesktopSize");
+		return;
+	}
+	if (cl_input_dropped(c, "resize request")) {
+		/* RFB: reason 1 (this client), status 1 (prohibited) */
+		c->size_changed = 1;
+		c->size_reason = 1;
+		c->size_status = 1;
 		return;
 	}
 	if (w == s->frame.width && h == s->frame.height)
@@ -3817,7 +3893,9 @@ cl_free(struct client *c)
 
 	logx(s, LOG_AUTH | LOG_INFO, "close peer=%s user=%s secs=%.1f reason=%s",
 	    c->peer, safe(c->user, u, sizeof u), secs, c->why);
-	if (c->state == ST_NORMAL)
+	/* only a viewer that pressed something may release (a watcher
+	 * leaving must not let go of another viewer's keys) */
+	if (c->state == ST_NORMAL && c->sent_input)
 		fb_source.release(s->fb);
 	if (c->sasl != NULL)
 		gsasl_finish(c->sasl);
