@@ -369,6 +369,40 @@ struct cred {
 
 #define NSECTYPES 11
 
+/* ---------------------------------------------------------------------
+ * Prototypes of the handlers, referenced by tables before definition.
+ * ------------------------------------------------------------------- */
+
+static void auth_none(struct client *);
+static void auth_vnc(struct client *);
+static void auth_sasl(struct client *);
+static void auth_plain(struct client *);
+static void cl_fail(struct client *, const char *, ...);
+static void cl_reject(struct client *, const char *);
+static void cl_expect(struct client *, handler_fn, size_t);
+static void cl_linger(struct client *, const char *);
+static void cl_flush(struct client *);
+static void start_init(struct client *);
+static const struct sectype *const *cl_sectypes(const struct client *, int *);
+static void vencrypt_start(struct client *);
+static int mech_offered(const char *, const char *, size_t);
+
+static const struct sectype sectypes[NSECTYPES] = {
+	/* VeNCrypt numbers as QEMU, gtk-vnc and libvncclient use them
+	 * (rfbproto.rst has 263 and 264 swapped) */
+	{ "x509sasl", SEC_VENCRYPT, 263, TLS_X509, auth_sasl },
+	{ "tlssasl", SEC_VENCRYPT, 264, TLS_ANON, auth_sasl },
+	{ "sasl", SEC_SASL, 0, TLS_NO, auth_sasl },
+	{ "x509plain", SEC_VENCRYPT, 262, TLS_X509, auth_plain },
+	{ "tlsplain", SEC_VENCRYPT, 259, TLS_ANON, auth_plain },
+	{ "x509vnc", SEC_VENCRYPT, 261, TLS_X509, auth_vnc },
+	{ "tlsvnc", SEC_VENCRYPT, 258, TLS_ANON, auth_vnc },
+	{ "x509none", SEC_VENCRYPT, 260, TLS_X509, auth_none },
+	{ "tlsnone", SEC_VENCRYPT, 257, TLS_ANON, auth_none },
+	{ "vnc", SEC_VNC, 0, TLS_NO, auth_vnc },
+	{ "none", SEC_NONE, 0, TLS_NO, auth_none },
+};
+
 struct server {
 	/* configuration */
 	struct listener lst[MAX_LISTENERS];
@@ -429,38 +463,6 @@ struct server {
 };
 
 /* ---------------------------------------------------------------------
- * Prototypes of the handlers, referenced by tables before definition.
- * ------------------------------------------------------------------- */
-
-static void auth_none(struct client *);
-static void auth_vnc(struct client *);
-static void auth_sasl(struct client *);
-static void auth_plain(struct client *);
-static void cl_fail(struct client *, const char *, ...);
-static void cl_reject(struct client *, const char *);
-static void cl_expect(struct client *, handler_fn, size_t);
-static void cl_linger(struct client *, const char *);
-static void cl_flush(struct client *);
-static void start_init(struct client *);
-static const struct sectype *const *cl_sectypes(const struct client *, int *);
-
-static const struct sectype sectypes[NSECTYPES] = {
-	/* VeNCrypt numbers as QEMU, gtk-vnc and libvncclient use them
-	 * (rfbproto.rst has 263 and 264 swapped) */
-	{ "x509sasl", SEC_VENCRYPT, 263, TLS_X509, auth_sasl },
-	{ "tlssasl", SEC_VENCRYPT, 264, TLS_ANON, auth_sasl },
-	{ "sasl", SEC_SASL, 0, TLS_NO, auth_sasl },
-	{ "x509plain", SEC_VENCRYPT, 262, TLS_X509, auth_plain },
-	{ "tlsplain", SEC_VENCRYPT, 259, TLS_ANON, auth_plain },
-	{ "x509vnc", SEC_VENCRYPT, 261, TLS_X509, auth_vnc },
-	{ "tlsvnc", SEC_VENCRYPT, 258, TLS_ANON, auth_vnc },
-	{ "x509none", SEC_VENCRYPT, 260, TLS_X509, auth_none },
-	{ "tlsnone", SEC_VENCRYPT, 257, TLS_ANON, auth_none },
-	{ "vnc", SEC_VNC, 0, TLS_NO, auth_vnc },
-	{ "none", SEC_NONE, 0, TLS_NO, auth_none },
-};
-
-/* ---------------------------------------------------------------------
  * Signals: flags only.
  * ------------------------------------------------------------------- */
 
@@ -503,7 +505,6 @@ logx(const struct server *s, int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
-
 static void
 die(int status, const char *fmt, ...)
 {
@@ -515,6 +516,26 @@ die(int status, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(status);
+}
+
+/* Log text from the network: printable ASCII only, bounded. */
+static const char *
+safe(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (in == NULL || *in == '\0')
+		return "-";
+	for (; *in && o + 5 < outlen; in++) {
+		unsigned char ch = (unsigned char)*in;
+
+		if (ch > 0x20 && ch < 0x7f && ch != '\\')
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+	}
+	out[o] = '\0';
+	return out;
 }
 
 /* ---------------------------------------------------------------------
@@ -682,6 +703,64 @@ wr_string(struct client *c, const char *s)
 
 	wr_u32(c, (uint32_t)n);
 	wr_bytes(c, s, n);
+}
+
+/* ---------------------------------------------------------------------
+ * Clients: what a handler waits for, and how a client ends.
+ * A failing client is only marked dead (cl_fail) or left to deliver its
+ * last words (cl_linger); the loop reaps it after the pass.
+ * ------------------------------------------------------------------- */
+
+static void
+cl_expect(struct client *c, handler_fn fn, size_t n)
+{
+	c->handler = fn;
+	c->need = n;
+}
+
+static void
+cl_vclose(struct client *c, const char *fmt, va_list ap)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	vsnprintf(c->why, sizeof c->why, fmt, ap);
+}
+
+/* Close now, logging why; nothing more is sent. */
+static void
+cl_fail(struct client *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cl_vclose(c, fmt, ap);
+	va_end(ap);
+}
+
+/* Deliver what is queued, then close (failure reasons). */
+static void
+cl_linger(struct client *c, const char *why)
+{
+	snprintf(c->why, sizeof c->why, "%.*s", (int)sizeof c->why - 1, why);
+	c->state = ST_CLOSING;
+	c->deadline = mono_ms() + LINGER_MS;
+}
+
+static void
+wr_failure_reason(struct client *c, const char *reason)
+{
+	if (c->minor >= 8)
+		wr_string(c, reason);
+}
+
+/* SecurityResult failed, version-correct, then close. */
+static void
+cl_reject(struct client *c, const char *why)
+{
+	wr_u32(c, 1);
+	wr_failure_reason(c, "Authentication failed");
+	cl_linger(c, why);
 }
 
 /* ---------------------------------------------------------------------
@@ -1284,6 +1363,530 @@ sasl_callback(Gsasl *ctx, Gsasl_session *sctx, Gsasl_property prop)
 }
 
 /* ---------------------------------------------------------------------
+ * TLS (GnuTLS), non-blocking inside the poll loop, handshake included.
+ * ------------------------------------------------------------------- */
+
+static void
+tls_setup(struct server *s, const char *cert, const char *key,
+    const char *ca)
+{
+	int r;
+
+	if (gnutls_anon_allocate_server_credentials(&s->anon) < 0 ||
+	    gnutls_anon_set_server_known_dh_params(s->anon,
+	    GNUTLS_SEC_PARAM_MEDIUM) < 0 ||
+	    gnutls_priority_init(&s->prio_anon,
+	    TLS_PRIO_ANON, NULL) < 0)
+		die(1, "cannot set up anonymous TLS");
+	if (cert == NULL)
+		return;
+	if (gnutls_certificate_allocate_credentials(&s->x509) < 0)
+		die(1, "out of memory");
+	if ((r = gnutls_certificate_set_x509_key_file(s->x509, cert, key,
+	    GNUTLS_X509_FMT_PEM)) < 0)
+		die(1, "-C %s -K %s: %s", cert, key, gnutls_strerror(r));
+	if (ca != NULL) {
+		if ((r = gnutls_certificate_set_x509_trust_file(s->x509, ca,
+		    GNUTLS_X509_FMT_PEM)) <= 0)
+			die(1, "-T %s: %s", ca, r < 0 ? gnutls_strerror(r) :
+			    "no certificate in it");
+		s->verify_clients = 1;
+	}
+	gnutls_certificate_set_known_dh_params(s->x509, GNUTLS_SEC_PARAM_MEDIUM);
+	if (gnutls_priority_init(&s->prio_x509, TLS_PRIO_X509, NULL) < 0)
+		die(1, "cannot set up TLS priorities");
+}
+
+static void
+tls_start(struct client *c)
+{
+	const struct server *s = c->srv;
+	int x509 = c->sec->tls == TLS_X509;
+
+	if (gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0) {
+		c->tls = NULL;
+		cl_fail(c, "cannot start TLS");
+		return;
+	}
+	if (x509) {
+		gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, s->x509);
+		gnutls_priority_set(c->tls, s->prio_x509);
+		if (s->verify_clients)
+			gnutls_certificate_server_set_request(c->tls,
+			    GNUTLS_CERT_REQUIRE);
+	} else {
+		gnutls_credentials_set(c->tls, GNUTLS_CRD_ANON, s->anon);
+		gnutls_priority_set(c->tls, s->prio_anon);
+	}
+	gnutls_transport_set_int2(c->tls, c->fd, c->wfd);
+	c->state = ST_TLS;
+}
+
+/* -T: the client's certificate must verify; keep its subject for the ACL. */
+static int
+tls_verify_client(struct client *c)
+{
+	const gnutls_datum_t *certs;
+	unsigned status = 0, n = 0;
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t dn = { NULL, 0 }, msg = { NULL, 0 };
+	int r;
+
+	r = gnutls_certificate_verify_peers2(c->tls, &status);
+	if (r < 0 || status != 0) {
+		if (r >= 0)
+			gnutls_certificate_verification_status_print(status,
+			    GNUTLS_CRT_X509, &msg, 0);
+		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
+		    "result=fail reason=client certificate: %s", c->peer,
+		    c->sec->name, r < 0 ? gnutls_strerror(r) :
+		    msg.data ? (char *)msg.data : "not trusted");
+		gnutls_free(msg.data);
+		cl_fail(c, "client certificate rejected");
+		return -1;
+	}
+	if ((certs = gnutls_certificate_get_peers(c->tls, &n)) == NULL ||
+	    n == 0 || gnutls_x509_crt_init(&crt) < 0) {
+		cl_fail(c, "no client certificate");
+		return -1;
+	}
+	r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+	if (r >= 0)
+		r = gnutls_x509_crt_get_dn3(crt, &dn, 0);
+	gnutls_x509_crt_deinit(crt);
+	if (r < 0 || dn.size > DN_MAX) {
+		gnutls_free(dn.data);
+		cl_fail(c, "client certificate subject unreadable or too long");
+		return -1;
+	}
+	memcpy(c->dn, dn.data, dn.size);
+	c->dn[dn.size] = '\0';
+	gnutls_free(dn.data);
+	return 0;
+}
+
+static void cl_read(struct client *);
+
+static void
+tls_handshake(struct client *c)
+{
+	int r = gnutls_handshake(c->tls);
+	char *desc;
+
+	if (r < 0) {
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED ||
+		    !gnutls_error_is_fatal(r)) {
+			c->tls_wdir = gnutls_record_get_direction(c->tls) == 1;
+			return;
+		}
+		cl_fail(c, "TLS handshake: %s", gnutls_strerror(r));
+		return;
+	}
+	c->tls_up = 1;
+	c->tls_wdir = 0;
+	c->ssf = (int)gnutls_cipher_get_key_size(gnutls_cipher_get(c->tls)) * 8;
+	if (c->ssf <= 0) {
+		cl_fail(c, "TLS without a cipher");
+		return;
+	}
+	if (c->srv->verify_clients && c->sec->tls == TLS_X509 &&
+	    tls_verify_client(c) < 0)
+		return;
+	desc = gnutls_session_get_desc(c->tls);
+	logx(c->srv, LOG_INFO, "tls peer=%s sec=%s %s ssf=%d%s%s", c->peer,
+	    c->sec->name, desc ? desc : "?", c->ssf, c->dn[0] ? " dn=" : "",
+	    c->dn);
+	gnutls_free(desc);
+	c->state = ST_AUTH;
+	c->sec->start(c);
+	/* application data may already sit in GnuTLS's buffer */
+	if (!c->dead && c->state != ST_CLOSING)
+		cl_read(c);
+}
+
+/*
+ * tls-unique (TLS <= 1.2) or tls-exporter (TLS 1.3), for a -PLUS session,
+ * and for a plain SCRAM session whose -PLUS form we offered: there gsasl
+ * asks only when the client sent the GS2 flag "y" ("I can bind, but you
+ * cannot"), and an answer makes it fail that client as the downgrade it
+ * is (RFC 5802 6).  If the -PLUS form was not offered the client is right,
+ * and we stay silent (SASL-NOTES 1).
+ */
+static int
+tls_binding(struct client *c, Gsasl_session *sctx, Gsasl_property prop)
+{
+	gnutls_datum_t cb = { NULL, 0 };
+	char plus[SASL_MECHNAME_MAX + 8], *b64;
+	size_t len;
+	int r;
+
+	if (!c->tls_up)
+		return GSASL_NO_CALLBACK;
+	if (strstr(c->mech, "-PLUS") == NULL) {
+		snprintf(plus, sizeof plus, "%s-PLUS", c->mech);
+		if (!mech_offered(c->mechlist, plus, strlen(plus)))
+			return GSASL_NO_CALLBACK;
+	}
+	if (gnutls_session_channel_binding(c->tls, prop == GSASL_CB_TLS_UNIQUE ?
+	    GNUTLS_CB_TLS_UNIQUE : GNUTLS_CB_TLS_EXPORTER, &cb) < 0)
+		return GSASL_NO_CALLBACK;
+	r = gsasl_base64_to((const char *)cb.data, cb.size, &b64, &len);
+	gnutls_free(cb.data);
+	if (r != GSASL_OK)
+		return r;
+	r = gsasl_property_set(sctx, prop, b64);
+	gsasl_free(b64);
+	return r;
+}
+
+/* ---------------------------------------------------------------------
+ * Authentication, in handshake order.
+ * ProtocolVersion, the security list, VeNCrypt's version and subtype,
+ * (the TLS handshake, above), then the chosen type's own exchange: None,
+ * VNC authentication, SASL (type 20, or inside X509SASL/TLSSASL) or
+ * VeNCrypt Plain.  Every exchange ends in auth_decide(): throttling, the
+ * ACL, one audit line, SecurityResult.  Then ClientInit.
+ * ------------------------------------------------------------------- */
+
+/* -- ProtocolVersion and the security list -- */
+
+static const struct sectype *const *
+cl_sectypes(const struct client *c, int *n)
+{
+	const struct server *s = c->srv;
+
+	*n = c->is_unix ? s->nsec_unix : s->nsec_tcp;
+	return c->is_unix ? s->sec_unix : s->sec_tcp;
+}
+
+static void
+sec_start(struct client *c, const struct sectype *st)
+{
+	c->sec = st;
+	c->state = ST_AUTH;
+	logx(c->srv, LOG_DEBUG, "peer=%s security %s", c->peer, st->name);
+	st->start(c);
+}
+
+static size_t
+h_sectype(struct client *c, uint8_t *p, size_t n)
+{
+	const struct sectype *const *list;
+	int i, k;
+
+	(void)n;
+	list = cl_sectypes(c, &k);
+	for (i = 0; i < k; i++)
+		if (list[i]->type == p[0]) {
+			if (p[0] == SEC_VENCRYPT)
+				vencrypt_start(c);
+			else
+				sec_start(c, list[i]);
+			return 1;
+		}
+	/* QEMU and the spec: SecurityResult failed (+ reason in 3.8) */
+	logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%u result=fail "
+	    "reason=type-not-offered", c->peer, p[0]);
+	wr_u32(c, 1);
+	wr_failure_reason(c, "Security type not offered");
+	cl_linger(c, "chose a security type that was not offered");
+	return 1;
+}
+
+static void
+send_sectypes(struct client *c)
+{
+	const struct sectype *const *list;
+	uint8_t types[NSECTYPES];
+	int i, j, k, n = 0;
+
+	list = cl_sectypes(c, &k);
+	if (c->minor == 3) {
+		/* 3.3: the server picks; only None and VNC exist there */
+		for (i = 0; i < k; i++)
+			if (list[i]->subtype == 0 &&
+			    (list[i]->type == SEC_NONE || list[i]->type == SEC_VNC))
+				break;
+		if (i == k) {
+			wr_u32(c, SEC_INVALID);
+			wr_string(c, "No security type offered to RFB 3.3 "
+			    "viewers; use a viewer that speaks RFB 3.8");
+			cl_linger(c, "RFB 3.3 viewer, nothing it can use");
+			return;
+		}
+		wr_u32(c, (uint32_t)list[i]->type);
+		sec_start(c, list[i]);
+		return;
+	}
+	for (i = 0; i < k; i++) {	/* first occurrence order */
+		for (j = 0; j < n; j++)
+			if (types[j] == list[i]->type)
+				break;
+		if (j == n)
+			types[n++] = (uint8_t)list[i]->type;
+	}
+	wr_u8(c, (uint8_t)n);
+	wr_bytes(c, types, (size_t)n);
+	c->state = ST_SECURITY;
+	cl_expect(c, h_sectype, 1);
+}
+
+static size_t
+h_version(struct client *c, uint8_t *p, size_t n)
+{
+	int major = 0, minor = 0, i;
+
+	(void)n;
+	for (i = 0; i < 12; i++)
+		if ((i < 4 && p[i] != "RFB "[i]) || (i == 7 && p[i] != '.') ||
+		    (i == 11 && p[i] != '\n') ||
+		    (i != 7 && i >= 4 && i < 11 && (p[i] < '0' || p[i] > '9'))) {
+			cl_fail(c, "not an RFB ProtocolVersion");
+			return 12;
+		}
+	for (i = 4; i < 7; i++)
+		major = major * 10 + (p[i] - '0');
+	for (i = 8; i < 11; i++)
+		minor = minor * 10 + (p[i] - '0');
+	/* 3.4 and 3.6 (UltraVNC), 3.5 (spec: read as 3.3), 3.889 (Apple) */
+	if (major == 3 && minor >= 3 && minor <= 6)
+		c->minor = 3;
+	else if (major == 3 && (minor == 7 || minor == 8))
+		c->minor = minor;
+	else if (major == 3 && minor == 889)
+		c->minor = 8;
+	else {
+		c->minor = 3;
+		wr_u32(c, SEC_INVALID);
+		wr_string(c, "Unsupported RFB protocol version");
+		cl_linger(c, "unsupported RFB version");
+		logx(c->srv, LOG_INFO, "peer=%s unsupported version %03d.%03d",
+		    c->peer, major, minor);
+		return 12;
+	}
+	logx(c->srv, LOG_DEBUG, "peer=%s RFB %d.%d (asked %d.%d)", c->peer,
+	    3, c->minor, major, minor);
+	send_sectypes(c);
+	return 12;
+}
+
+/* -- VeNCrypt 0.2 (PROTOCOL 6.1) -- */
+
+static size_t
+h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
+{
+	const struct sectype *const *list;
+	uint32_t sub = be32(p);
+	int i, k;
+
+	list = cl_sectypes(c, &k);
+	for (i = 0; i < k; i++)
+		if (list[i]->type == SEC_VENCRYPT &&
+		    (uint32_t)list[i]->subtype == sub)
+			break;
+	if (i == k) {
+		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=vencrypt"
+		    "-%lu result=fail reason=subtype-not-offered", c->peer,
+		    (unsigned long)sub);
+		wr_u8(c, 0);
+		cl_linger(c, "chose a VeNCrypt subtype that was not offered");
+		return 4;
+	}
+	if (n > 4) {	/* the viewer must wait for our answer */
+		cl_fail(c, "data before the TLS handshake");
+		return n;
+	}
+	c->sec = list[i];
+	wr_u8(c, 1);
+	tls_start(c);
+	cl_flush(c);
+	return 4;
+}
+
+static size_t
+h_vencrypt_version(struct client *c, uint8_t *p, size_t n)
+{
+	const struct sectype *const *list;
+	int i, k, m = 0;
+
+	(void)n;
+	if (p[0] != 0 || p[1] != 2) {
+		wr_u8(c, 1);
+		cl_linger(c, "VeNCrypt version other than 0.2");
+		return 2;
+	}
+	list = cl_sectypes(c, &k);
+	for (i = 0; i < k; i++)
+		m += list[i]->type == SEC_VENCRYPT;
+	wr_u8(c, 0);
+	wr_u8(c, (uint8_t)m);
+	for (i = 0; i < k; i++)
+		if (list[i]->type == SEC_VENCRYPT)
+			wr_u32(c, (uint32_t)list[i]->subtype);
+	cl_expect(c, h_vencrypt_subtype, 4);
+	return 2;
+}
+
+static void
+vencrypt_start(struct client *c)
+{
+	c->state = ST_VENCRYPT;
+	wr_u8(c, 0);
+	wr_u8(c, 2);
+	cl_expect(c, h_vencrypt_version, 2);
+}
+
+/*
+ * Login throttling without lockout: each failure from an address makes
+ * the answer to its next failure wait twice as long, up to a cap, and a
+ * quiet address is forgotten.  Only decided logins count (not cancelled
+ * or half-open handshakes); a success clears the address; one address
+ * never slows another.  The wait is a deadline in the poll loop.
+ */
+static struct fail_rec *
+fail_find(struct server *s, const char *addr, long long now)
+{
+	int i;
+
+	for (i = 0; i < s->nfails; i++)
+		if (strcmp(s->fails[i].addr, addr) == 0) {
+			if (now - s->fails[i].last > FAIL_FORGET_MS)
+				s->fails[i].count = 0;
+			return &s->fails[i];
+		}
+	return NULL;
+}
+
+/* A failure from addr: how long its answer must wait (ms). */
+static long long
+fail_note(struct server *s, const char *addr, long long now)
+{
+	struct fail_rec *f = fail_find(s, addr, now);
+	long long delay;
+	int i, old = 0;
+
+	if (f == NULL) {
+		if (s->nfails < FAIL_ADDRS) {
+			f = &s->fails[s->nfails++];
+		} else {	/* forget the address quiet the longest */
+			for (i = 1; i < s->nfails; i++)
+				if (s->fails[i].last < s->fails[old].last)
+					old = i;
+			f = &s->fails[old];
+		}
+		snprintf(f->addr, sizeof f->addr, "%s", addr);
+		f->count = 0;
+	}
+	f->last = now;
+	if (f->count < 30)
+		f->count++;
+	delay = (long long)FAIL_DELAY_MS << (f->count - 1);
+	if (delay > (long long)s->fail_delay_cap * 1000)
+		delay = (long long)s->fail_delay_cap * 1000;
+	return delay;
+}
+
+static void
+fail_clear(struct server *s, const char *addr)
+{
+	struct fail_rec *f = fail_find(s, addr, 0);
+
+	if (f != NULL)
+		*f = s->fails[--s->nfails];
+}
+
+/*
+ * Every authentication ends here: one audit line, then SecurityResult
+ * ok or "Authentication failed" - the same bytes whatever the reason.
+ */
+static void
+auth_decide(struct client *c, const char *user, int ok, const char *why)
+{
+	char u[4 * USER_MAX + 8], m[4 * SASL_MECHNAME_MAX + 8];
+	char rule[PATH_MAX + 16] = "-", reason[PATH_MAX + 64];
+	enum acl_action act = ACL_DENY;
+	int acl_ran = 0;
+
+	if (ok) {
+		act = acl_check(c->srv->acl, user ? user : "", c->dn, c->addr,
+		    rule, sizeof rule);
+		acl_ran = 1;
+		if (act == ACL_DENY) {
+			ok = 0;
+			snprintf(reason, sizeof reason, "denied by %s", rule);
+			why = reason;
+		}
+	}
+	if (ok && user != NULL)
+		snprintf(c->user, sizeof c->user, "%s", user);
+	c->view_only = act == ACL_VIEW;
+	if (acl_ran)	/* the ACL's verdict, else the authenticator's */
+		logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
+		    "auth peer=%s sec=%s mech=%s user=%s ssf=%d result=%s "
+		    "acl=%s rule=%s", c->peer, c->sec->name,
+		    safe(c->mech, m, sizeof m), safe(user, u, sizeof u), c->ssf,
+		    ok ? "ok" : "fail", acl_action_name[act], rule);
+	else
+		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
+		    "mech=%s user=%s ssf=%d result=fail reason=%s", c->peer,
+		    c->sec->name, safe(c->mech, m, sizeof m),
+		    safe(user, u, sizeof u), c->ssf, why);
+	if (!ok) {
+		long long now = mono_ms();
+
+		cl_reject(c, why);
+		c->hold_until = now + fail_note(c->srv, c->addr, now);
+		c->deadline = c->hold_until + LINGER_MS;
+		return;
+	}
+	fail_clear(c->srv, c->addr);
+	c->authed = 1;
+	/* RFB 3.3 and 3.7 send no SecurityResult for plain None */
+	if (c->sec->type == SEC_NONE && c->minor < 8) {
+		start_init(c);
+		return;
+	}
+	wr_u32(c, 0);
+	start_init(c);
+}
+
+/* -- security type None, and VeNCrypt X509None/TLSNone -- */
+
+static void
+auth_none(struct client *c)
+{
+	auth_decide(c, c->dn[0] ? c->dn : NULL, 1, NULL);
+}
+
+/* -- security type VNC authentication (DES challenge) -- */
+
+static size_t
+h_vnc_response(struct client *c, uint8_t *p, size_t n)
+{
+	uint8_t want[16];
+	int ok;
+
+	(void)n;
+	des_encrypt(&c->srv->vnc_des, 16, want, c->challenge);
+	ok = memeql_sec(want, p, 16);
+	memset(want, 0, sizeof want);
+	auth_decide(c, c->dn[0] ? c->dn : NULL, ok, "wrong VNC password");
+	return 16;
+}
+
+static void
+auth_vnc(struct client *c)
+{
+	if (gnutls_rnd(GNUTLS_RND_NONCE, c->challenge, sizeof c->challenge)) {
+		cl_fail(c, "no random bytes for the challenge");
+		return;
+	}
+	c->state = ST_AUTH;
+	wr_bytes(c, c->challenge, sizeof c->challenge);
+	cl_expect(c, h_vnc_response, 16);
+}
+
+/* ---------------------------------------------------------------------
  * SASL: RFB security type 20, also inside VeNCrypt X509SASL/TLSSASL.
  *
  * Wire (PROTOCOL.md 2): mechlist without NUL; mechname 1-100 bytes; data
@@ -1589,249 +2192,6 @@ auth_plain(struct client *c)
 {
 	c->state = ST_AUTH;
 	cl_expect(c, h_plain_lens, 8);
-}
-
-/* ---------------------------------------------------------------------
- * TLS (GnuTLS), non-blocking inside the poll loop, handshake included.
- * ------------------------------------------------------------------- */
-
-static void
-tls_setup(struct server *s, const char *cert, const char *key,
-    const char *ca)
-{
-	int r;
-
-	if (gnutls_anon_allocate_server_credentials(&s->anon) < 0 ||
-	    gnutls_anon_set_server_known_dh_params(s->anon,
-	    GNUTLS_SEC_PARAM_MEDIUM) < 0 ||
-	    gnutls_priority_init(&s->prio_anon,
-	    TLS_PRIO_ANON, NULL) < 0)
-		die(1, "cannot set up anonymous TLS");
-	if (cert == NULL)
-		return;
-	if (gnutls_certificate_allocate_credentials(&s->x509) < 0)
-		die(1, "out of memory");
-	if ((r = gnutls_certificate_set_x509_key_file(s->x509, cert, key,
-	    GNUTLS_X509_FMT_PEM)) < 0)
-		die(1, "-C %s -K %s: %s", cert, key, gnutls_strerror(r));
-	if (ca != NULL) {
-		if ((r = gnutls_certificate_set_x509_trust_file(s->x509, ca,
-		    GNUTLS_X509_FMT_PEM)) <= 0)
-			die(1, "-T %s: %s", ca, r < 0 ? gnutls_strerror(r) :
-			    "no certificate in it");
-		s->verify_clients = 1;
-	}
-	gnutls_certificate_set_known_dh_params(s->x509, GNUTLS_SEC_PARAM_MEDIUM);
-	if (gnutls_priority_init(&s->prio_x509, TLS_PRIO_X509, NULL) < 0)
-		die(1, "cannot set up TLS priorities");
-}
-
-static void
-tls_start(struct client *c)
-{
-	const struct server *s = c->srv;
-	int x509 = c->sec->tls == TLS_X509;
-
-	if (gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0) {
-		c->tls = NULL;
-		cl_fail(c, "cannot start TLS");
-		return;
-	}
-	if (x509) {
-		gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, s->x509);
-		gnutls_priority_set(c->tls, s->prio_x509);
-		if (s->verify_clients)
-			gnutls_certificate_server_set_request(c->tls,
-			    GNUTLS_CERT_REQUIRE);
-	} else {
-		gnutls_credentials_set(c->tls, GNUTLS_CRD_ANON, s->anon);
-		gnutls_priority_set(c->tls, s->prio_anon);
-	}
-	gnutls_transport_set_int2(c->tls, c->fd, c->wfd);
-	c->state = ST_TLS;
-}
-
-/* -T: the client's certificate must verify; keep its subject for the ACL. */
-static int
-tls_verify_client(struct client *c)
-{
-	const gnutls_datum_t *certs;
-	unsigned status = 0, n = 0;
-	gnutls_x509_crt_t crt;
-	gnutls_datum_t dn = { NULL, 0 }, msg = { NULL, 0 };
-	int r;
-
-	r = gnutls_certificate_verify_peers2(c->tls, &status);
-	if (r < 0 || status != 0) {
-		if (r >= 0)
-			gnutls_certificate_verification_status_print(status,
-			    GNUTLS_CRT_X509, &msg, 0);
-		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
-		    "result=fail reason=client certificate: %s", c->peer,
-		    c->sec->name, r < 0 ? gnutls_strerror(r) :
-		    msg.data ? (char *)msg.data : "not trusted");
-		gnutls_free(msg.data);
-		cl_fail(c, "client certificate rejected");
-		return -1;
-	}
-	if ((certs = gnutls_certificate_get_peers(c->tls, &n)) == NULL ||
-	    n == 0 || gnutls_x509_crt_init(&crt) < 0) {
-		cl_fail(c, "no client certificate");
-		return -1;
-	}
-	r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
-	if (r >= 0)
-		r = gnutls_x509_crt_get_dn3(crt, &dn, 0);
-	gnutls_x509_crt_deinit(crt);
-	if (r < 0 || dn.size > DN_MAX) {
-		gnutls_free(dn.data);
-		cl_fail(c, "client certificate subject unreadable or too long");
-		return -1;
-	}
-	memcpy(c->dn, dn.data, dn.size);
-	c->dn[dn.size] = '\0';
-	gnutls_free(dn.data);
-	return 0;
-}
-
-static void cl_read(struct client *);
-
-static void
-tls_handshake(struct client *c)
-{
-	int r = gnutls_handshake(c->tls);
-	char *desc;
-
-	if (r < 0) {
-		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED ||
-		    !gnutls_error_is_fatal(r)) {
-			c->tls_wdir = gnutls_record_get_direction(c->tls) == 1;
-			return;
-		}
-		cl_fail(c, "TLS handshake: %s", gnutls_strerror(r));
-		return;
-	}
-	c->tls_up = 1;
-	c->tls_wdir = 0;
-	c->ssf = (int)gnutls_cipher_get_key_size(gnutls_cipher_get(c->tls)) * 8;
-	if (c->ssf <= 0) {
-		cl_fail(c, "TLS without a cipher");
-		return;
-	}
-	if (c->srv->verify_clients && c->sec->tls == TLS_X509 &&
-	    tls_verify_client(c) < 0)
-		return;
-	desc = gnutls_session_get_desc(c->tls);
-	logx(c->srv, LOG_INFO, "tls peer=%s sec=%s %s ssf=%d%s%s", c->peer,
-	    c->sec->name, desc ? desc : "?", c->ssf, c->dn[0] ? " dn=" : "",
-	    c->dn);
-	gnutls_free(desc);
-	c->state = ST_AUTH;
-	c->sec->start(c);
-	/* application data may already sit in GnuTLS's buffer */
-	if (!c->dead && c->state != ST_CLOSING)
-		cl_read(c);
-}
-
-/*
- * tls-unique (TLS <= 1.2) or tls-exporter (TLS 1.3), for a -PLUS session,
- * and for a plain SCRAM session whose -PLUS form we offered: there gsasl
- * asks only when the client sent the GS2 flag "y" ("I can bind, but you
- * cannot"), and an answer makes it fail that client as the downgrade it
- * is (RFC 5802 6).  If the -PLUS form was not offered the client is right,
- * and we stay silent (SASL-NOTES 1).
- */
-static int
-tls_binding(struct client *c, Gsasl_session *sctx, Gsasl_property prop)
-{
-	gnutls_datum_t cb = { NULL, 0 };
-	char plus[SASL_MECHNAME_MAX + 8], *b64;
-	size_t len;
-	int r;
-
-	if (!c->tls_up)
-		return GSASL_NO_CALLBACK;
-	if (strstr(c->mech, "-PLUS") == NULL) {
-		snprintf(plus, sizeof plus, "%s-PLUS", c->mech);
-		if (!mech_offered(c->mechlist, plus, strlen(plus)))
-			return GSASL_NO_CALLBACK;
-	}
-	if (gnutls_session_channel_binding(c->tls, prop == GSASL_CB_TLS_UNIQUE ?
-	    GNUTLS_CB_TLS_UNIQUE : GNUTLS_CB_TLS_EXPORTER, &cb) < 0)
-		return GSASL_NO_CALLBACK;
-	r = gsasl_base64_to((const char *)cb.data, cb.size, &b64, &len);
-	gnutls_free(cb.data);
-	if (r != GSASL_OK)
-		return r;
-	r = gsasl_property_set(sctx, prop, b64);
-	gsasl_free(b64);
-	return r;
-}
-
-/* -- VeNCrypt 0.2 (PROTOCOL 6.1) -- */
-
-static size_t
-h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
-{
-	const struct sectype *const *list;
-	uint32_t sub = be32(p);
-	int i, k;
-
-	list = cl_sectypes(c, &k);
-	for (i = 0; i < k; i++)
-		if (list[i]->type == SEC_VENCRYPT &&
-		    (uint32_t)list[i]->subtype == sub)
-			break;
-	if (i == k) {
-		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=vencrypt"
-		    "-%lu result=fail reason=subtype-not-offered", c->peer,
-		    (unsigned long)sub);
-		wr_u8(c, 0);
-		cl_linger(c, "chose a VeNCrypt subtype that was not offered");
-		return 4;
-	}
-	if (n > 4) {	/* the viewer must wait for our answer */
-		cl_fail(c, "data before the TLS handshake");
-		return n;
-	}
-	c->sec = list[i];
-	wr_u8(c, 1);
-	tls_start(c);
-	cl_flush(c);
-	return 4;
-}
-
-static size_t
-h_vencrypt_version(struct client *c, uint8_t *p, size_t n)
-{
-	const struct sectype *const *list;
-	int i, k, m = 0;
-
-	(void)n;
-	if (p[0] != 0 || p[1] != 2) {
-		wr_u8(c, 1);
-		cl_linger(c, "VeNCrypt version other than 0.2");
-		return 2;
-	}
-	list = cl_sectypes(c, &k);
-	for (i = 0; i < k; i++)
-		m += list[i]->type == SEC_VENCRYPT;
-	wr_u8(c, 0);
-	wr_u8(c, (uint8_t)m);
-	for (i = 0; i < k; i++)
-		if (list[i]->type == SEC_VENCRYPT)
-			wr_u32(c, (uint32_t)list[i]->subtype);
-	cl_expect(c, h_vencrypt_subtype, 4);
-	return 2;
-}
-
-static void
-vencrypt_start(struct client *c)
-{
-	c->state = ST_VENCRYPT;
-	wr_u8(c, 0);
-	wr_u8(c, 2);
-	cl_expect(c, h_vencrypt_version, 2);
 }
 
 /* ---------------------------------------------------------------------
@@ -3061,352 +3421,9 @@ cl_waiting(const struct client *c)
 }
 
 /* ---------------------------------------------------------------------
- * The client state machine.
+ * Client messages (RFB 7.5): ClientInit, then a table indexed by message
+type.
  * ------------------------------------------------------------------- */
-
-static void
-cl_expect(struct client *c, handler_fn fn, size_t n)
-{
-	c->handler = fn;
-	c->need = n;
-}
-
-static void
-cl_vclose(struct client *c, const char *fmt, va_list ap)
-{
-	if (c->dead)
-		return;
-	c->dead = 1;
-	vsnprintf(c->why, sizeof c->why, fmt, ap);
-}
-
-/* Close now, logging why; nothing more is sent. */
-static void
-cl_fail(struct client *c, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	cl_vclose(c, fmt, ap);
-	va_end(ap);
-}
-
-/* Deliver what is queued, then close (failure reasons). */
-static void
-cl_linger(struct client *c, const char *why)
-{
-	snprintf(c->why, sizeof c->why, "%.*s", (int)sizeof c->why - 1, why);
-	c->state = ST_CLOSING;
-	c->deadline = mono_ms() + LINGER_MS;
-}
-
-static void
-wr_failure_reason(struct client *c, const char *reason)
-{
-	if (c->minor >= 8)
-		wr_string(c, reason);
-}
-
-/* SecurityResult failed, version-correct, then close. */
-static void
-cl_reject(struct client *c, const char *why)
-{
-	wr_u32(c, 1);
-	wr_failure_reason(c, "Authentication failed");
-	cl_linger(c, why);
-}
-
-/* Log text from the network: printable ASCII only, bounded. */
-static const char *
-safe(const char *in, char *out, size_t outlen)
-{
-	size_t o = 0;
-
-	if (in == NULL || *in == '\0')
-		return "-";
-	for (; *in && o + 5 < outlen; in++) {
-		unsigned char ch = (unsigned char)*in;
-
-		if (ch > 0x20 && ch < 0x7f && ch != '\\')
-			out[o++] = (char)ch;
-		else
-			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
-	}
-	out[o] = '\0';
-	return out;
-}
-
-/*
- * Login throttling without lockout: each failure from an address makes
- * the answer to its next failure wait twice as long, up to a cap, and a
- * quiet address is forgotten.  Only decided logins count (not cancelled
- * or half-open handshakes); a success clears the address; one address
- * never slows another.  The wait is a deadline in the poll loop.
- */
-static struct fail_rec *
-fail_find(struct server *s, const char *addr, long long now)
-{
-	int i;
-
-	for (i = 0; i < s->nfails; i++)
-		if (strcmp(s->fails[i].addr, addr) == 0) {
-			if (now - s->fails[i].last > FAIL_FORGET_MS)
-				s->fails[i].count = 0;
-			return &s->fails[i];
-		}
-	return NULL;
-}
-
-/* A failure from addr: how long its answer must wait (ms). */
-static long long
-fail_note(struct server *s, const char *addr, long long now)
-{
-	struct fail_rec *f = fail_find(s, addr, now);
-	long long delay;
-	int i, old = 0;
-
-	if (f == NULL) {
-		if (s->nfails < FAIL_ADDRS) {
-			f = &s->fails[s->nfails++];
-		} else {	/* forget the address quiet the longest */
-			for (i = 1; i < s->nfails; i++)
-				if (s->fails[i].last < s->fails[old].last)
-					old = i;
-			f = &s->fails[old];
-		}
-		snprintf(f->addr, sizeof f->addr, "%s", addr);
-		f->count = 0;
-	}
-	f->last = now;
-	if (f->count < 30)
-		f->count++;
-	delay = (long long)FAIL_DELAY_MS << (f->count - 1);
-	if (delay > (long long)s->fail_delay_cap * 1000)
-		delay = (long long)s->fail_delay_cap * 1000;
-	return delay;
-}
-
-static void
-fail_clear(struct server *s, const char *addr)
-{
-	struct fail_rec *f = fail_find(s, addr, 0);
-
-	if (f != NULL)
-		*f = s->fails[--s->nfails];
-}
-
-/*
- * Every authentication ends here: one audit line, then SecurityResult
- * ok or "Authentication failed" - the same bytes whatever the reason.
- */
-static void
-auth_decide(struct client *c, const char *user, int ok, const char *why)
-{
-	char u[4 * USER_MAX + 8], m[4 * SASL_MECHNAME_MAX + 8];
-	char rule[PATH_MAX + 16] = "-", reason[PATH_MAX + 64];
-	enum acl_action act = ACL_DENY;
-	int acl_ran = 0;
-
-	if (ok) {
-		act = acl_check(c->srv->acl, user ? user : "", c->dn, c->addr,
-		    rule, sizeof rule);
-		acl_ran = 1;
-		if (act == ACL_DENY) {
-			ok = 0;
-			snprintf(reason, sizeof reason, "denied by %s", rule);
-			why = reason;
-		}
-	}
-	if (ok && user != NULL)
-		snprintf(c->user, sizeof c->user, "%s", user);
-	c->view_only = act == ACL_VIEW;
-	if (acl_ran)	/* the ACL's verdict, else the authenticator's */
-		logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
-		    "auth peer=%s sec=%s mech=%s user=%s ssf=%d result=%s "
-		    "acl=%s rule=%s", c->peer, c->sec->name,
-		    safe(c->mech, m, sizeof m), safe(user, u, sizeof u), c->ssf,
-		    ok ? "ok" : "fail", acl_action_name[act], rule);
-	else
-		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
-		    "mech=%s user=%s ssf=%d result=fail reason=%s", c->peer,
-		    c->sec->name, safe(c->mech, m, sizeof m),
-		    safe(user, u, sizeof u), c->ssf, why);
-	if (!ok) {
-		long long now = mono_ms();
-
-		cl_reject(c, why);
-		c->hold_until = now + fail_note(c->srv, c->addr, now);
-		c->deadline = c->hold_until + LINGER_MS;
-		return;
-	}
-	fail_clear(c->srv, c->addr);
-	c->authed = 1;
-	/* RFB 3.3 and 3.7 send no SecurityResult for plain None */
-	if (c->sec->type == SEC_NONE && c->minor < 8) {
-		start_init(c);
-		return;
-	}
-	wr_u32(c, 0);
-	start_init(c);
-}
-
-/* -- security type None, and VeNCrypt X509None/TLSNone -- */
-
-static void
-auth_none(struct client *c)
-{
-	auth_decide(c, c->dn[0] ? c->dn : NULL, 1, NULL);
-}
-
-/* -- security type VNC authentication (DES challenge) -- */
-
-static size_t
-h_vnc_response(struct client *c, uint8_t *p, size_t n)
-{
-	uint8_t want[16];
-	int ok;
-
-	(void)n;
-	des_encrypt(&c->srv->vnc_des, 16, want, c->challenge);
-	ok = memeql_sec(want, p, 16);
-	memset(want, 0, sizeof want);
-	auth_decide(c, c->dn[0] ? c->dn : NULL, ok, "wrong VNC password");
-	return 16;
-}
-
-static void
-auth_vnc(struct client *c)
-{
-	if (gnutls_rnd(GNUTLS_RND_NONCE, c->challenge, sizeof c->challenge)) {
-		cl_fail(c, "no random bytes for the challenge");
-		return;
-	}
-	c->state = ST_AUTH;
-	wr_bytes(c, c->challenge, sizeof c->challenge);
-	cl_expect(c, h_vnc_response, 16);
-}
-
-/* -- ProtocolVersion and the security list -- */
-
-static const struct sectype *const *
-cl_sectypes(const struct client *c, int *n)
-{
-	const struct server *s = c->srv;
-
-	*n = c->is_unix ? s->nsec_unix : s->nsec_tcp;
-	return c->is_unix ? s->sec_unix : s->sec_tcp;
-}
-
-static void
-sec_start(struct client *c, const struct sectype *st)
-{
-	c->sec = st;
-	c->state = ST_AUTH;
-	logx(c->srv, LOG_DEBUG, "peer=%s security %s", c->peer, st->name);
-	st->start(c);
-}
-
-static size_t
-h_sectype(struct client *c, uint8_t *p, size_t n)
-{
-	const struct sectype *const *list;
-	int i, k;
-
-	(void)n;
-	list = cl_sectypes(c, &k);
-	for (i = 0; i < k; i++)
-		if (list[i]->type == p[0]) {
-			if (p[0] == SEC_VENCRYPT)
-				vencrypt_start(c);
-			else
-				sec_start(c, list[i]);
-			return 1;
-		}
-	/* QEMU and the spec: SecurityResult failed (+ reason in 3.8) */
-	logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%u result=fail "
-	    "reason=type-not-offered", c->peer, p[0]);
-	wr_u32(c, 1);
-	wr_failure_reason(c, "Security type not offered");
-	cl_linger(c, "chose a security type that was not offered");
-	return 1;
-}
-
-static void
-send_sectypes(struct client *c)
-{
-	const struct sectype *const *list;
-	uint8_t types[NSECTYPES];
-	int i, j, k, n = 0;
-
-	list = cl_sectypes(c, &k);
-	if (c->minor == 3) {
-		/* 3.3: the server picks; only None and VNC exist there */
-		for (i = 0; i < k; i++)
-			if (list[i]->subtype == 0 &&
-			    (list[i]->type == SEC_NONE || list[i]->type == SEC_VNC))
-				break;
-		if (i == k) {
-			wr_u32(c, SEC_INVALID);
-			wr_string(c, "No security type offered to RFB 3.3 "
-			    "viewers; use a viewer that speaks RFB 3.8");
-			cl_linger(c, "RFB 3.3 viewer, nothing it can use");
-			return;
-		}
-		wr_u32(c, (uint32_t)list[i]->type);
-		sec_start(c, list[i]);
-		return;
-	}
-	for (i = 0; i < k; i++) {	/* first occurrence order */
-		for (j = 0; j < n; j++)
-			if (types[j] == list[i]->type)
-				break;
-		if (j == n)
-			types[n++] = (uint8_t)list[i]->type;
-	}
-	wr_u8(c, (uint8_t)n);
-	wr_bytes(c, types, (size_t)n);
-	c->state = ST_SECURITY;
-	cl_expect(c, h_sectype, 1);
-}
-
-static size_t
-h_version(struct client *c, uint8_t *p, size_t n)
-{
-	int major = 0, minor = 0, i;
-
-	(void)n;
-	for (i = 0; i < 12; i++)
-		if ((i < 4 && p[i] != "RFB "[i]) || (i == 7 && p[i] != '.') ||
-		    (i == 11 && p[i] != '\n') ||
-		    (i != 7 && i >= 4 && i < 11 && (p[i] < '0' || p[i] > '9'))) {
-			cl_fail(c, "not an RFB ProtocolVersion");
-			return 12;
-		}
-	for (i = 4; i < 7; i++)
-		major = major * 10 + (p[i] - '0');
-	for (i = 8; i < 11; i++)
-		minor = minor * 10 + (p[i] - '0');
-	/* 3.4 and 3.6 (UltraVNC), 3.5 (spec: read as 3.3), 3.889 (Apple) */
-	if (major == 3 && minor >= 3 && minor <= 6)
-		c->minor = 3;
-	else if (major == 3 && (minor == 7 || minor == 8))
-		c->minor = minor;
-	else if (major == 3 && minor == 889)
-		c->minor = 8;
-	else {
-		c->minor = 3;
-		wr_u32(c, SEC_INVALID);
-		wr_string(c, "Unsupported RFB protocol version");
-		cl_linger(c, "unsupported RFB version");
-		logx(c->srv, LOG_INFO, "peer=%s unsupported version %03d.%03d",
-		    c->peer, major, minor);
-		return 12;
-	}
-	logx(c->srv, LOG_DEBUG, "peer=%s RFB %d.%d (asked %d.%d)", c->peer,
-	    3, c->minor, major, minor);
-	send_sectypes(c);
-	return 12;
-}
 
 /* -- ClientInit / ServerInit -- */
 
@@ -3457,8 +3474,6 @@ start_init(struct client *c)
 	c->state = ST_INIT;
 	cl_expect(c, h_client_init, 1);
 }
-
-/* -- client messages (RFB 7.5) -- */
 
 static void
 msg_set_pixel_format(struct client *c, struct rd *r)
@@ -4439,6 +4454,187 @@ listen_unix(struct server *s, const char *path)
 	s->unix_path = path;
 }
 
+/* An address from the environment (UCSPI, socat) for -i peers. */
+static int
+env_peer(struct sockaddr_storage *ss, const char *ip, const char *port)
+{
+	const char *a = getenv(ip), *p = getenv(port);
+	int n = p ? atoi(p) : 0;
+
+	memset(ss, 0, sizeof *ss);
+	if (a == NULL)
+		return -1;
+	if (inet_pton(AF_INET, a, &((struct sockaddr_in *)(void *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)n);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, a, &((struct sockaddr_in6 *)(void *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)n);
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * -i: the one connection is on stdin/stdout (inetd, xinetd, systemd
+ * Accept=yes, s6-tcpserver, socat EXEC).  The peer comes from the socket,
+ * else from TCPREMOTEIP (UCSPI) or SOCAT_PEERADDR.
+ */
+static void
+serve_stdin(struct server *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+
+	memset(&ss, 0, sizeof ss);
+	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &sl) < 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+		if (env_peer(&ss, "TCPREMOTEIP", "TCPREMOTEPORT") < 0 &&
+		    env_peer(&ss, "SOCAT_PEERADDR", "SOCAT_PEERPORT") < 0)
+			ss.ss_family = AF_UNIX;
+	}
+	s->once = 1;
+	if (cl_new(s, STDIN_FILENO, STDOUT_FILENO, &ss) == NULL)
+		die(1, "-i: cannot use standard input and output");
+}
+
+/*
+ * systemd socket activation without libsystemd: listening sockets (or,
+ * with Accept=yes, one connection) from fd 3 on.  Returns how many.
+ */
+static int
+inherit_sockets(struct server *s)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	int n, fd, listening;
+	socklen_t len;
+
+	if (pid == NULL || fds == NULL || atol(pid) != (long)getpid())
+		return 0;
+	n = atoi(fds);
+	if (n < 1 || n > MAX_LISTENERS)
+		die(2, "LISTEN_FDS=%s: want 1 to %d", fds, MAX_LISTENERS);
+	for (fd = 3; fd < 3 + n; fd++) {
+		struct sockaddr_storage ss;
+		struct listener *l;
+		char host[INET6_ADDRSTRLEN];
+		int port;
+
+		len = sizeof listening;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening,
+		    &len) < 0)
+			die(1, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+		len = sizeof ss;
+		memset(&ss, 0, sizeof ss);
+		getsockname(fd, (struct sockaddr *)&ss, &len);
+		if (!listening) {	/* Accept=yes: serve this one */
+			len = sizeof ss;
+			memset(&ss, 0, sizeof ss);
+			getpeername(fd, (struct sockaddr *)&ss, &len);
+			s->once = 1;
+			cl_new(s, fd, fd, &ss);
+			continue;
+		}
+		if (set_nonblock(fd) < 0)
+			die(1, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+		l = &s->lst[s->nlst++];
+		l->fd = fd;
+		l->is_unix = ss.ss_family == AF_UNIX;
+		port = addr_text(&ss, host, sizeof host);
+		if (l->is_unix)
+			snprintf(l->name, sizeof l->name, "unix:(fd %d)", fd);
+		else
+			snprintf(l->name, sizeof l->name, ss.ss_family == AF_INET6 ?
+			    "[%s]:%d" : "%s:%d", host, port);
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return n;
+}
+
+/* -c HOST[:PORT]: dial a listening viewer (default port 5500). */
+static void
+reverse_connect(struct server *s, const char *spec)
+{
+	char host[256], port[8] = "5500";
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints, *res, *ai;
+	int fd = -1, e;
+
+	if (spec[0] == '[') {	/* [v6]:port */
+		const char *rb = strchr(spec, ']');
+
+		if (rb == NULL || (size_t)(rb - spec - 1) >= sizeof host)
+			die(2, "-c %s: want HOST[:PORT] or [IPV6]:PORT", spec);
+		memcpy(host, spec + 1, (size_t)(rb - spec - 1));
+		host[rb - spec - 1] = '\0';
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+	} else if (colon != NULL && strchr(spec, ':') == colon) {
+		if ((size_t)(colon - spec) >= sizeof host)
+			die(2, "-c %s: host name too long", spec);
+		memcpy(host, spec, (size_t)(colon - spec));
+		host[colon - spec] = '\0';
+	} else {		/* a name, or a bare IPv6 address */
+		colon = NULL;
+		if (strlen(spec) >= sizeof host)
+			die(2, "-c %s: host name too long", spec);
+		snprintf(host, sizeof host, "%s", spec);
+	}
+	if (colon != NULL) {
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(colon + 1, &end, 10);
+		if (end == colon + 1 || *end || errno || v < 1 || v > 65535)
+			die(2, "-c %s: the port must be 1 to 65535", spec);
+		snprintf(port, sizeof port, "%s", colon + 1);
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if ((e = getaddrinfo(host, port, &hints, &res)) != 0)
+		die(1, "-c %s: %s", spec, gai_strerror(e));
+	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+		struct pollfd p;
+		int err = 0, r;
+		socklen_t el = sizeof err;
+
+		if ((fd = socket(ai->ai_family, ai->ai_socktype, 0)) < 0)
+			continue;
+		/* start-up, not the loop: a bounded wait is fine here */
+		set_nonblock(fd);
+		r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+		if (r < 0 && errno == EINPROGRESS) {
+			p.fd = fd;
+			p.events = POLLOUT;
+			if (poll(&p, 1, 10000) != 1 || getsockopt(fd, SOL_SOCKET,
+			    SO_ERROR, &err, &el) < 0 || err != 0) {
+				errno = err ? err : ETIMEDOUT;
+				close(fd);
+				fd = -1;
+			}
+		} else if (r < 0) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd >= 0) {
+			struct sockaddr_storage ss;
+
+			memset(&ss, 0, sizeof ss);
+			memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+			logx(s, LOG_INFO, "reverse connection to %s", spec);
+			cl_new(s, fd, fd, &ss);
+		}
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		die(1, "-c %s: cannot connect: %s", spec, strerror(errno));
+}
+
 /* ---------------------------------------------------------------------
  * Configuration: files and option values.  Errors here end start-up:
  * status 2 for what the operator wrote, 1 for what the system did.
@@ -4807,187 +5003,6 @@ drop_privileges(struct server *s, const char *user)
 	    getuid() == 0))
 		die(1, "-u %s: still root after dropping privileges", user);
 	logx(s, LOG_INFO, "running as %s (uid %ld)", user, (long)pw->pw_uid);
-}
-
-/* An address from the environment (UCSPI, socat) for -i peers. */
-static int
-env_peer(struct sockaddr_storage *ss, const char *ip, const char *port)
-{
-	const char *a = getenv(ip), *p = getenv(port);
-	int n = p ? atoi(p) : 0;
-
-	memset(ss, 0, sizeof *ss);
-	if (a == NULL)
-		return -1;
-	if (inet_pton(AF_INET, a, &((struct sockaddr_in *)(void *)ss)->sin_addr) == 1) {
-		ss->ss_family = AF_INET;
-		((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)n);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, a, &((struct sockaddr_in6 *)(void *)ss)->sin6_addr) == 1) {
-		ss->ss_family = AF_INET6;
-		((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)n);
-		return 0;
-	}
-	return -1;
-}
-
-/*
- * -i: the one connection is on stdin/stdout (inetd, xinetd, systemd
- * Accept=yes, s6-tcpserver, socat EXEC).  The peer comes from the socket,
- * else from TCPREMOTEIP (UCSPI) or SOCAT_PEERADDR.
- */
-static void
-serve_stdin(struct server *s)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-
-	memset(&ss, 0, sizeof ss);
-	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &sl) < 0 ||
-	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
-		if (env_peer(&ss, "TCPREMOTEIP", "TCPREMOTEPORT") < 0 &&
-		    env_peer(&ss, "SOCAT_PEERADDR", "SOCAT_PEERPORT") < 0)
-			ss.ss_family = AF_UNIX;
-	}
-	s->once = 1;
-	if (cl_new(s, STDIN_FILENO, STDOUT_FILENO, &ss) == NULL)
-		die(1, "-i: cannot use standard input and output");
-}
-
-/*
- * systemd socket activation without libsystemd: listening sockets (or,
- * with Accept=yes, one connection) from fd 3 on.  Returns how many.
- */
-static int
-inherit_sockets(struct server *s)
-{
-	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
-	int n, fd, listening;
-	socklen_t len;
-
-	if (pid == NULL || fds == NULL || atol(pid) != (long)getpid())
-		return 0;
-	n = atoi(fds);
-	if (n < 1 || n > MAX_LISTENERS)
-		die(2, "LISTEN_FDS=%s: want 1 to %d", fds, MAX_LISTENERS);
-	for (fd = 3; fd < 3 + n; fd++) {
-		struct sockaddr_storage ss;
-		struct listener *l;
-		char host[INET6_ADDRSTRLEN];
-		int port;
-
-		len = sizeof listening;
-		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening,
-		    &len) < 0)
-			die(1, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
-		len = sizeof ss;
-		memset(&ss, 0, sizeof ss);
-		getsockname(fd, (struct sockaddr *)&ss, &len);
-		if (!listening) {	/* Accept=yes: serve this one */
-			len = sizeof ss;
-			memset(&ss, 0, sizeof ss);
-			getpeername(fd, (struct sockaddr *)&ss, &len);
-			s->once = 1;
-			cl_new(s, fd, fd, &ss);
-			continue;
-		}
-		if (set_nonblock(fd) < 0)
-			die(1, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
-		l = &s->lst[s->nlst++];
-		l->fd = fd;
-		l->is_unix = ss.ss_family == AF_UNIX;
-		port = addr_text(&ss, host, sizeof host);
-		if (l->is_unix)
-			snprintf(l->name, sizeof l->name, "unix:(fd %d)", fd);
-		else
-			snprintf(l->name, sizeof l->name, ss.ss_family == AF_INET6 ?
-			    "[%s]:%d" : "%s:%d", host, port);
-	}
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
-	return n;
-}
-
-/* -c HOST[:PORT]: dial a listening viewer (default port 5500). */
-static void
-reverse_connect(struct server *s, const char *spec)
-{
-	char host[256], port[8] = "5500";
-	const char *colon = strrchr(spec, ':');
-	struct addrinfo hints, *res, *ai;
-	int fd = -1, e;
-
-	if (spec[0] == '[') {	/* [v6]:port */
-		const char *rb = strchr(spec, ']');
-
-		if (rb == NULL || (size_t)(rb - spec - 1) >= sizeof host)
-			die(2, "-c %s: want HOST[:PORT] or [IPV6]:PORT", spec);
-		memcpy(host, spec + 1, (size_t)(rb - spec - 1));
-		host[rb - spec - 1] = '\0';
-		colon = rb[1] == ':' ? rb + 1 : NULL;
-	} else if (colon != NULL && strchr(spec, ':') == colon) {
-		if ((size_t)(colon - spec) >= sizeof host)
-			die(2, "-c %s: host name too long", spec);
-		memcpy(host, spec, (size_t)(colon - spec));
-		host[colon - spec] = '\0';
-	} else {		/* a name, or a bare IPv6 address */
-		colon = NULL;
-		if (strlen(spec) >= sizeof host)
-			die(2, "-c %s: host name too long", spec);
-		snprintf(host, sizeof host, "%s", spec);
-	}
-	if (colon != NULL) {
-		char *end;
-		long v;
-
-		errno = 0;
-		v = strtol(colon + 1, &end, 10);
-		if (end == colon + 1 || *end || errno || v < 1 || v > 65535)
-			die(2, "-c %s: the port must be 1 to 65535", spec);
-		snprintf(port, sizeof port, "%s", colon + 1);
-	}
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	if ((e = getaddrinfo(host, port, &hints, &res)) != 0)
-		die(1, "-c %s: %s", spec, gai_strerror(e));
-	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		struct pollfd p;
-		int err = 0, r;
-		socklen_t el = sizeof err;
-
-		if ((fd = socket(ai->ai_family, ai->ai_socktype, 0)) < 0)
-			continue;
-		/* start-up, not the loop: a bounded wait is fine here */
-		set_nonblock(fd);
-		r = connect(fd, ai->ai_addr, ai->ai_addrlen);
-		if (r < 0 && errno == EINPROGRESS) {
-			p.fd = fd;
-			p.events = POLLOUT;
-			if (poll(&p, 1, 10000) != 1 || getsockopt(fd, SOL_SOCKET,
-			    SO_ERROR, &err, &el) < 0 || err != 0) {
-				errno = err ? err : ETIMEDOUT;
-				close(fd);
-				fd = -1;
-			}
-		} else if (r < 0) {
-			close(fd);
-			fd = -1;
-		}
-		if (fd >= 0) {
-			struct sockaddr_storage ss;
-
-			memset(&ss, 0, sizeof ss);
-			memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-			logx(s, LOG_INFO, "reverse connection to %s", spec);
-			cl_new(s, fd, fd, &ss);
-		}
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		die(1, "-c %s: cannot connect: %s", spec, strerror(errno));
 }
 
 /* -t USER [ADDR [DN]]: what would the ACL say? (like doas -C) */
