@@ -155,6 +155,9 @@
 
 #define STR(x)		#x
 #define XSTR(x)		STR(x)
+#ifndef nitems			/* BSD <sys/param.h> has it */
+#define nitems(a)	(sizeof (a) / sizeof (a)[0])
+#endif
 
 #define RFB_GREETING	"RFB 003.008\n"
 
@@ -206,9 +209,14 @@ struct buf {
 	size_t off, len, cap;	/* valid bytes are data[off..len) */
 };
 
-/* A bounds-checked reader over buffered wire bytes; errors are sticky. */
+/*
+ * A bounds-checked reader over buffered wire bytes; errors are sticky, so
+ * a handler reads every field and checks once (tinyssh's packetparser).
+ * The bytes are the client's own input buffer: a handler may wipe what
+ * it read (passwords).
+ */
 struct rd {
-	const uint8_t *p;
+	uint8_t *p;
 	size_t n;
 	int err;
 };
@@ -367,8 +375,6 @@ struct cred {
 	uint8_t stored[GSASL_HASH_MAX_SIZE], server[GSASL_HASH_MAX_SIZE];
 };
 
-#define NSECTYPES 11
-
 /* ---------------------------------------------------------------------
  * Prototypes of the handlers, referenced by tables before definition.
  * ------------------------------------------------------------------- */
@@ -387,7 +393,13 @@ static const struct sectype *const *cl_sectypes(const struct client *, int *);
 static void vencrypt_start(struct client *);
 static int mech_offered(const char *, const char *, size_t);
 
-static const struct sectype sectypes[NSECTYPES] = {
+/*
+ * Every security type: its -s name, its numbers, its transport and the
+ * exchange it starts.  Adding one means a row here, its handlers in the
+ * Authentication section, and a line in the man page and README; -s, -h,
+ * -V and the logs take its name from this row.
+ */
+static const struct sectype sectypes[] = {
 	/* VeNCrypt numbers as QEMU, gtk-vnc and libvncclient use them
 	 * (rfbproto.rst has 263 and 264 swapped) */
 	{ "x509sasl", SEC_VENCRYPT, 263, TLS_X509, auth_sasl },
@@ -408,7 +420,8 @@ struct server {
 	struct listener lst[MAX_LISTENERS];
 	int nlst;
 	const char *unix_path;
-	const struct sectype *sec_tcp[NSECTYPES], *sec_unix[NSECTYPES];
+	const struct sectype *sec_tcp[nitems(sectypes)];
+	const struct sectype *sec_unix[nitems(sectypes)];
 	int nsec_tcp, nsec_unix;
 	struct des_ctx vnc_des;
 	int have_vnc_key;
@@ -455,6 +468,8 @@ struct server {
 	struct encscratch enc;	/* encoders' scratch, one client at a time */
 	struct client *clients;
 	int nclients, served;
+	int polled_lst;		/* this turn's pollfd set has the listeners */
+	int polled_fb;		/* ... the source's descriptor at this index */
 	long long grab_due;
 	uint32_t *cursor;	/* ARGB, cursor_w * cursor_h */
 	int cursor_w, cursor_h, cursor_x, cursor_y;
@@ -609,10 +624,10 @@ rd_u32(struct rd *r)
 	return v | rd_u16(r);
 }
 
-static const uint8_t *
+static uint8_t *
 rd_bytes(struct rd *r, size_t n)
 {
-	const uint8_t *p = r->p;
+	uint8_t *p = r->p;
 
 	if (r->err || r->n < n) {
 		r->err = 1;
@@ -623,11 +638,48 @@ rd_bytes(struct rd *r, size_t n)
 	return p;
 }
 
-static uint32_t
-be32(const uint8_t *p)
+/* Exactly these n bytes (a literal in the protocol), else an error. */
+static void
+rd_lit(struct rd *r, const char *lit, size_t n)
 {
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-	    p[3];
+	const uint8_t *p = rd_bytes(r, n);
+
+	if (p != NULL && memcmp(p, lit, n) != 0)
+		r->err = 1;
+}
+
+/* n ASCII decimal digits. */
+static unsigned
+rd_dec(struct rd *r, size_t n)
+{
+	const uint8_t *p = rd_bytes(r, n);
+	unsigned v = 0;
+	size_t i;
+
+	for (i = 0; p != NULL && i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			r->err = 1;
+		v = v * 10 + (unsigned)(p[i] - '0');
+	}
+	return v;
+}
+
+static struct rd
+rd_of(uint8_t *p, size_t n)
+{
+	struct rd r;
+
+	r.p = p;
+	r.n = n;
+	r.err = 0;
+	return r;
+}
+
+/* What a handler consumed of the n bytes it was given. */
+static size_t
+rd_used(const struct rd *r, size_t n)
+{
+	return n - r->n;
 }
 
 /*
@@ -703,6 +755,85 @@ wr_string(struct client *c, const char *s)
 
 	wr_u32(c, (uint32_t)n);
 	wr_bytes(c, s, n);
+}
+
+/* ---------------------------------------------------------------------
+ * Text: comma lists (options, mechanism lists) and lines of files.
+ * ------------------------------------------------------------------- */
+
+/* The next item of a comma-separated list: 1 with its start and length
+ * (",," gives an empty item), 0 at the end. */
+static int
+list_next(const char **p, const char **item, size_t *len)
+{
+	if (**p == '\0')
+		return 0;
+	*item = *p;
+	*len = strcspn(*p, ",");
+	*p += *len;
+	if (**p == ',')
+		(*p)++;
+	return 1;
+}
+
+/*
+ * Open a configuration file (ACL, password file, VNC password) for
+ * reading, refusing what is not a regular file and what group or others
+ * may use in the ways `forbidden` names (who may write the rules may
+ * grant themselves the screen; who may read the keys may guess offline).
+ * OpenBSD doas and ssh do the same.  NULL with the reason in err.
+ */
+static FILE *
+conf_open(const char *path, mode_t forbidden, const char *fix, char *err,
+    size_t errlen)
+{
+	struct stat st;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode))
+		snprintf(err, errlen, "%s: not a regular file", path);
+	else if (st.st_mode & forbidden)
+		snprintf(err, errlen, "%s: group or others may %s it; %s", path,
+		    forbidden & (S_IRGRP | S_IROTH) ? "access" : "write", fix);
+	else
+		return f;
+	fclose(f);
+	return NULL;
+}
+
+/*
+ * The next line of a configuration file without its LF or CRLF: 1, or 0
+ * at the end, or -1 with "FILE:LINE: reason" in err.  size includes room
+ * for the line end and the NUL.
+ */
+static int
+line_next(FILE *f, char *line, size_t size, const char *path, int *lineno,
+    char *err, size_t errlen)
+{
+	size_t len;
+
+	if (fgets(line, (int)size, f) == NULL) {
+		if (!ferror(f))
+			return 0;
+		snprintf(err, errlen, "%s: read error", path);
+		return -1;
+	}
+	(*lineno)++;
+	len = strlen(line);
+	if (len > 0 && line[len - 1] == '\n')
+		line[--len] = '\0';
+	else if (!feof(f)) {
+		snprintf(err, errlen, "%s:%d: line longer than %zu bytes", path,
+		    *lineno, size - 2);
+		return -1;
+	}
+	if (len > 0 && line[len - 1] == '\r')
+		line[--len] = '\0';
+	return 1;
 }
 
 /* ---------------------------------------------------------------------
@@ -880,24 +1011,13 @@ acl_load(const char *path, char *err, size_t errlen)
 {
 	char line[ACL_LINE_MAX + 2];
 	struct acl *a;
-	struct stat st;
 	const char *why;
-	int lineno = 0, policy_line = 0;
+	int lineno = 0, policy_line = 0, r;
 	FILE *f;
 
-	if ((f = fopen(path, "r")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if ((f = conf_open(path, S_IWGRP | S_IWOTH, "chmod go-w it", err,
+	    errlen)) == NULL)
 		return NULL;
-	}
-	/* who may write the rules may grant themselves the screen */
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
-		snprintf(err, errlen, "%s: %s", path, S_ISREG(st.st_mode) ?
-		    "group or others may write it; chmod go-w it" :
-		    "not a regular file");
-		fclose(f);
-		return NULL;
-	}
 	if ((a = calloc(1, sizeof *a)) == NULL) {
 		fclose(f);
 		snprintf(err, errlen, "%s: out of memory", path);
@@ -905,28 +1025,14 @@ acl_load(const char *path, char *err, size_t errlen)
 	}
 	a->policy = ACL_DENY;	/* a file that says nothing denies */
 	snprintf(a->path, sizeof a->path, "%s", path);
-	while (fgets(line, sizeof line, f) != NULL) {
-		size_t len = strlen(line);
-
-		lineno++;
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		else if (!feof(f)) {
-			snprintf(err, errlen, "%s:%d: line longer than %d bytes",
-			    path, lineno, ACL_LINE_MAX);
-			goto fail;
-		}
-		if (len > 0 && line[len - 1] == '\r')
-			line[--len] = '\0';
+	while ((r = line_next(f, line, sizeof line, path, &lineno, err,
+	    errlen)) > 0)
 		if ((why = acl_line(a, line, lineno, &policy_line)) != NULL) {
 			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
 			goto fail;
 		}
-	}
-	if (ferror(f)) {
-		snprintf(err, errlen, "%s: read error", path);
+	if (r < 0)
 		goto fail;
-	}
 	fclose(f);
 	return a;
 fail:
@@ -1119,34 +1225,6 @@ cred_parse(char *line, struct cred *cr)
 }
 
 /*
- * Open a file holding secrets; refuse it if group or others may use it
- * (OpenBSD doas and ssh do the same).  NULL with the reason in err.
- */
-static FILE *
-open_secret(const char *path, char *err, size_t errlen)
-{
-	struct stat st;
-	FILE *f;
-
-	if ((f = fopen(path, "r")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
-		fclose(f);
-		return NULL;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(err, errlen, "%s: group or others may access it; "
-		    "chmod 600 it", path);
-		fclose(f);
-		return NULL;
-	}
-	return f;
-}
-
-/*
  * Read a password file.  0 and the records, or -1 with "FILE:LINE:
  * reason" in err.  key gets a digest of the whole file: the secret behind
  * unknown users' fake salts, stable while the file is.
@@ -1160,27 +1238,17 @@ passwd_read(const char *path, struct cred **out, size_t *nout,
 	struct sha256_ctx sha;
 	size_t n = 0, cap = 0, i;
 	const char *why;
-	int lineno = 0;
+	int lineno = 0, r;
 	FILE *f;
 
-	if ((f = open_secret(path, err, errlen)) == NULL)
+	if ((f = conf_open(path, S_IRWXG | S_IRWXO, "chmod 600 it", err,
+	    errlen)) == NULL)
 		return -1;
 	sha256_init(&sha);
-	while (fgets(line, sizeof line, f) != NULL) {
-		size_t len = strlen(line);
-
-		lineno++;
-		sha256_update(&sha, len, (const uint8_t *)line);
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		else if (!feof(f)) {
-			snprintf(err, errlen, "%s:%d: line longer than %d bytes",
-			    path, lineno, PASSWD_LINE_MAX);
-			goto fail;
-		}
-		if (len > 0 && line[len - 1] == '\r')
-			line[--len] = '\0';
-		if (len == 0 || line[0] == '#')
+	while ((r = line_next(f, line, sizeof line, path, &lineno, err,
+	    errlen)) > 0) {
+		sha256_update(&sha, strlen(line) + 1, (const uint8_t *)line);
+		if (line[0] == '\0' || line[0] == '#')
 			continue;
 		if (n == PASSWD_USERS_MAX) {
 			snprintf(err, errlen, "%s:%d: more than %d records", path,
@@ -1209,10 +1277,8 @@ passwd_read(const char *path, struct cred **out, size_t *nout,
 			}
 		n++;
 	}
-	if (ferror(f)) {
-		snprintf(err, errlen, "%s: read error", path);
+	if (r < 0)
 		goto fail;
-	}
 	fclose(f);
 	memset(line, 0, sizeof line);
 	sha256_digest(&sha, SHA256_DIGEST_SIZE, key);
@@ -1550,6 +1616,52 @@ tls_binding(struct client *c, Gsasl_session *sctx, Gsasl_property prop)
 
 /* -- ProtocolVersion and the security list -- */
 
+/* The handshake's handlers, in the order a viewer meets them. */
+static size_t h_version(struct client *, uint8_t *, size_t);
+static void send_sectypes(struct client *);
+static size_t h_sectype(struct client *, uint8_t *, size_t);
+static void sec_start(struct client *, const struct sectype *);
+static size_t h_vencrypt_version(struct client *, uint8_t *, size_t);
+static size_t h_vencrypt_subtype(struct client *, uint8_t *, size_t);
+
+/* "RFB xxx.yyy\n" (RFB 7.1.1). */
+static size_t
+h_version(struct client *c, uint8_t *p, size_t n)
+{
+	struct rd r = rd_of(p, n);
+	unsigned major, minor;
+
+	rd_lit(&r, "RFB ", 4);
+	major = rd_dec(&r, 3);
+	rd_lit(&r, ".", 1);
+	minor = rd_dec(&r, 3);
+	rd_lit(&r, "\n", 1);
+	if (r.err) {
+		cl_fail(c, "not an RFB ProtocolVersion");
+		return n;
+	}
+	/* 3.4 and 3.6 (UltraVNC), 3.5 (spec: read as 3.3), 3.889 (Apple) */
+	if (major == 3 && minor >= 3 && minor <= 6)
+		c->minor = 3;
+	else if (major == 3 && (minor == 7 || minor == 8))
+		c->minor = (int)minor;
+	else if (major == 3 && minor == 889)
+		c->minor = 8;
+	else {
+		c->minor = 3;
+		wr_u32(c, SEC_INVALID);
+		wr_string(c, "Unsupported RFB protocol version");
+		cl_linger(c, "unsupported RFB version");
+		logx(c->srv, LOG_INFO, "peer=%s unsupported version %03u.%03u",
+		    c->peer, major, minor);
+		return rd_used(&r, n);
+	}
+	logx(c->srv, LOG_DEBUG, "peer=%s RFB %d.%d (asked %u.%u)", c->peer,
+	    3, c->minor, major, minor);
+	send_sectypes(c);
+	return rd_used(&r, n);
+}
+
 static const struct sectype *const *
 cl_sectypes(const struct client *c, int *n)
 {
@@ -1560,44 +1672,10 @@ cl_sectypes(const struct client *c, int *n)
 }
 
 static void
-sec_start(struct client *c, const struct sectype *st)
-{
-	c->sec = st;
-	c->state = ST_AUTH;
-	logx(c->srv, LOG_DEBUG, "peer=%s security %s", c->peer, st->name);
-	st->start(c);
-}
-
-static size_t
-h_sectype(struct client *c, uint8_t *p, size_t n)
-{
-	const struct sectype *const *list;
-	int i, k;
-
-	(void)n;
-	list = cl_sectypes(c, &k);
-	for (i = 0; i < k; i++)
-		if (list[i]->type == p[0]) {
-			if (p[0] == SEC_VENCRYPT)
-				vencrypt_start(c);
-			else
-				sec_start(c, list[i]);
-			return 1;
-		}
-	/* QEMU and the spec: SecurityResult failed (+ reason in 3.8) */
-	logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%u result=fail "
-	    "reason=type-not-offered", c->peer, p[0]);
-	wr_u32(c, 1);
-	wr_failure_reason(c, "Security type not offered");
-	cl_linger(c, "chose a security type that was not offered");
-	return 1;
-}
-
-static void
 send_sectypes(struct client *c)
 {
 	const struct sectype *const *list;
-	uint8_t types[NSECTYPES];
+	uint8_t types[nitems(sectypes)];
 	int i, j, k, n = 0;
 
 	list = cl_sectypes(c, &k);
@@ -1632,51 +1710,83 @@ send_sectypes(struct client *c)
 }
 
 static size_t
-h_version(struct client *c, uint8_t *p, size_t n)
+h_sectype(struct client *c, uint8_t *p, size_t n)
 {
-	int major = 0, minor = 0, i;
+	const struct sectype *const *list;
+	struct rd r = rd_of(p, n);
+	unsigned type = rd_u8(&r);
+	int i, k;
 
-	(void)n;
-	for (i = 0; i < 12; i++)
-		if ((i < 4 && p[i] != "RFB "[i]) || (i == 7 && p[i] != '.') ||
-		    (i == 11 && p[i] != '\n') ||
-		    (i != 7 && i >= 4 && i < 11 && (p[i] < '0' || p[i] > '9'))) {
-			cl_fail(c, "not an RFB ProtocolVersion");
-			return 12;
+	list = cl_sectypes(c, &k);
+	for (i = 0; i < k; i++)
+		if ((unsigned)list[i]->type == type) {
+			if (type == SEC_VENCRYPT)
+				vencrypt_start(c);
+			else
+				sec_start(c, list[i]);
+			return rd_used(&r, n);
 		}
-	for (i = 4; i < 7; i++)
-		major = major * 10 + (p[i] - '0');
-	for (i = 8; i < 11; i++)
-		minor = minor * 10 + (p[i] - '0');
-	/* 3.4 and 3.6 (UltraVNC), 3.5 (spec: read as 3.3), 3.889 (Apple) */
-	if (major == 3 && minor >= 3 && minor <= 6)
-		c->minor = 3;
-	else if (major == 3 && (minor == 7 || minor == 8))
-		c->minor = minor;
-	else if (major == 3 && minor == 889)
-		c->minor = 8;
-	else {
-		c->minor = 3;
-		wr_u32(c, SEC_INVALID);
-		wr_string(c, "Unsupported RFB protocol version");
-		cl_linger(c, "unsupported RFB version");
-		logx(c->srv, LOG_INFO, "peer=%s unsupported version %03d.%03d",
-		    c->peer, major, minor);
-		return 12;
-	}
-	logx(c->srv, LOG_DEBUG, "peer=%s RFB %d.%d (asked %d.%d)", c->peer,
-	    3, c->minor, major, minor);
-	send_sectypes(c);
-	return 12;
+	/* QEMU and the spec: SecurityResult failed (+ reason in 3.8) */
+	logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%u result=fail "
+	    "reason=type-not-offered", c->peer, type);
+	wr_u32(c, 1);
+	wr_failure_reason(c, "Security type not offered");
+	cl_linger(c, "chose a security type that was not offered");
+	return rd_used(&r, n);
 }
 
-/* -- VeNCrypt 0.2 (PROTOCOL 6.1) -- */
+/* A type's own exchange begins (for VeNCrypt: after the TLS handshake). */
+static void
+sec_start(struct client *c, const struct sectype *st)
+{
+	c->sec = st;
+	c->state = ST_AUTH;
+	logx(c->srv, LOG_DEBUG, "peer=%s security %s", c->peer, st->name);
+	st->start(c);
+}
+
+/* -- VeNCrypt 0.2 (PROTOCOL 6.1): version, subtype, then TLS -- */
+
+static void
+vencrypt_start(struct client *c)
+{
+	c->state = ST_VENCRYPT;
+	wr_u8(c, 0);
+	wr_u8(c, 2);
+	cl_expect(c, h_vencrypt_version, 2);
+}
+
+static size_t
+h_vencrypt_version(struct client *c, uint8_t *p, size_t n)
+{
+	const struct sectype *const *list;
+	struct rd r = rd_of(p, n);
+	unsigned major = rd_u8(&r), minor = rd_u8(&r);
+	int i, k, m = 0;
+
+	if (major != 0 || minor != 2) {
+		wr_u8(c, 1);
+		cl_linger(c, "VeNCrypt version other than 0.2");
+		return rd_used(&r, n);
+	}
+	list = cl_sectypes(c, &k);
+	for (i = 0; i < k; i++)
+		m += list[i]->type == SEC_VENCRYPT;
+	wr_u8(c, 0);
+	wr_u8(c, (uint8_t)m);
+	for (i = 0; i < k; i++)
+		if (list[i]->type == SEC_VENCRYPT)
+			wr_u32(c, (uint32_t)list[i]->subtype);
+	cl_expect(c, h_vencrypt_subtype, 4);
+	return rd_used(&r, n);
+}
 
 static size_t
 h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
 {
 	const struct sectype *const *list;
-	uint32_t sub = be32(p);
+	struct rd r = rd_of(p, n);
+	uint32_t sub = rd_u32(&r);
 	int i, k;
 
 	list = cl_sectypes(c, &k);
@@ -1690,9 +1800,9 @@ h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
 		    (unsigned long)sub);
 		wr_u8(c, 0);
 		cl_linger(c, "chose a VeNCrypt subtype that was not offered");
-		return 4;
+		return rd_used(&r, n);
 	}
-	if (n > 4) {	/* the viewer must wait for our answer */
+	if (r.n > 0) {	/* the viewer must wait for our answer */
 		cl_fail(c, "data before the TLS handshake");
 		return n;
 	}
@@ -1700,40 +1810,7 @@ h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
 	wr_u8(c, 1);
 	tls_start(c);
 	cl_flush(c);
-	return 4;
-}
-
-static size_t
-h_vencrypt_version(struct client *c, uint8_t *p, size_t n)
-{
-	const struct sectype *const *list;
-	int i, k, m = 0;
-
-	(void)n;
-	if (p[0] != 0 || p[1] != 2) {
-		wr_u8(c, 1);
-		cl_linger(c, "VeNCrypt version other than 0.2");
-		return 2;
-	}
-	list = cl_sectypes(c, &k);
-	for (i = 0; i < k; i++)
-		m += list[i]->type == SEC_VENCRYPT;
-	wr_u8(c, 0);
-	wr_u8(c, (uint8_t)m);
-	for (i = 0; i < k; i++)
-		if (list[i]->type == SEC_VENCRYPT)
-			wr_u32(c, (uint32_t)list[i]->subtype);
-	cl_expect(c, h_vencrypt_subtype, 4);
-	return 2;
-}
-
-static void
-vencrypt_start(struct client *c)
-{
-	c->state = ST_VENCRYPT;
-	wr_u8(c, 0);
-	wr_u8(c, 2);
-	cl_expect(c, h_vencrypt_version, 2);
+	return rd_used(&r, n);
 }
 
 /*
@@ -1863,15 +1940,16 @@ auth_none(struct client *c)
 static size_t
 h_vnc_response(struct client *c, uint8_t *p, size_t n)
 {
-	uint8_t want[16];
+	struct rd r = rd_of(p, n);
+	const uint8_t *resp = rd_bytes(&r, sizeof c->challenge);
+	uint8_t want[sizeof c->challenge];
 	int ok;
 
-	(void)n;
-	des_encrypt(&c->srv->vnc_des, 16, want, c->challenge);
-	ok = memeql_sec(want, p, 16);
+	des_encrypt(&c->srv->vnc_des, sizeof want, want, c->challenge);
+	ok = resp != NULL && memeql_sec(want, resp, sizeof want);
 	memset(want, 0, sizeof want);
 	auth_decide(c, c->dn[0] ? c->dn : NULL, ok, "wrong VNC password");
-	return 16;
+	return rd_used(&r, n);
 }
 
 static void
@@ -1900,17 +1978,12 @@ auth_vnc(struct client *c)
 static int
 mech_offered(const char *list, const char *name, size_t n)
 {
-	const char *p = list;
+	const char *item;
+	size_t len;
 
-	while (*p) {
-		size_t len = strcspn(p, ",");
-
-		if (len == n && memcmp(p, name, n) == 0)
+	while (list_next(&list, &item, &len))
+		if (len == n && memcmp(item, name, n) == 0)
 			return 1;
-		p += len;
-		if (*p == ',')
-			p++;
-	}
 	return 0;
 }
 
@@ -1942,6 +2015,7 @@ static size_t h_sasl_mechlen(struct client *, uint8_t *, size_t);
 static size_t h_sasl_mechname(struct client *, uint8_t *, size_t);
 static size_t h_sasl_datalen(struct client *, uint8_t *, size_t);
 static size_t h_sasl_data(struct client *, uint8_t *, size_t);
+static void sasl_reply(struct client *, int, const char *, size_t);
 static void auth_decide(struct client *, const char *, int, const char *);
 
 static void
@@ -1961,7 +2035,8 @@ auth_sasl(struct client *c)
 static size_t
 h_sasl_mechlen(struct client *c, uint8_t *p, size_t n)
 {
-	uint32_t len = be32(p);
+	struct rd r = rd_of(p, n);
+	uint32_t len = rd_u32(&r);
 
 	if (len < 1 || len > SASL_MECHNAME_MAX) {
 		cl_fail(c, "SASL mechanism name of %lu bytes (1-%d allowed)",
@@ -1975,33 +2050,40 @@ h_sasl_mechlen(struct client *c, uint8_t *p, size_t n)
 static size_t
 h_sasl_mechname(struct client *c, uint8_t *p, size_t n)
 {
-	size_t len = be32(p), i;
+	struct rd r = rd_of(p, n);
+	size_t len = rd_u32(&r), i;
+	uint8_t *name = rd_bytes(&r, len);
 	char plus[SASL_MECHNAME_MAX + 8];
 
-	/* a Cyrus viewer names SCRAM-X-PLUS "SCRAM-X" (see sasl_begin) */
-	snprintf(plus, sizeof plus, "%.*s-PLUS", (int)len, (const char *)p + 4);
-	c->plus_only = !mech_offered(c->mechlist, (const char *)p + 4, len) &&
-	    len > 6 && memcmp(p + 4, "SCRAM-", 6) == 0 &&
-	    mech_offered(c->mechlist, plus, strlen(plus));
-	if (!c->plus_only && !mech_offered(c->mechlist, (const char *)p + 4,
-	    len)) {
-		for (i = 0; i < len; i++)	/* for the log only */
-			if (p[4 + i] < 0x21 || p[4 + i] > 0x7e)
-				p[4 + i] = '?';
-		cl_fail(c, "SASL mechanism '%.*s' was not offered", (int)len,
-		    (const char *)p + 4);
+	if (r.err || len > SASL_MECHNAME_MAX) {	/* h_sasl_mechlen saw to it */
+		cl_fail(c, "internal: SASL mechanism name");
 		return n;
 	}
-	memcpy(c->mech, p + 4, len);
+	/* a Cyrus viewer names SCRAM-X-PLUS "SCRAM-X" (see sasl_begin) */
+	snprintf(plus, sizeof plus, "%.*s-PLUS", (int)len, (const char *)name);
+	c->plus_only = !mech_offered(c->mechlist, (const char *)name, len) &&
+	    len > 6 && memcmp(name, "SCRAM-", 6) == 0 &&
+	    mech_offered(c->mechlist, plus, strlen(plus));
+	if (!c->plus_only && !mech_offered(c->mechlist, (const char *)name,
+	    len)) {
+		for (i = 0; i < len; i++)	/* for the log only */
+			if (name[i] < 0x21 || name[i] > 0x7e)
+				name[i] = '?';
+		cl_fail(c, "SASL mechanism '%.*s' was not offered", (int)len,
+		    (const char *)name);
+		return n;
+	}
+	memcpy(c->mech, name, len);
 	c->mech[len] = '\0';
 	cl_expect(c, h_sasl_datalen, 4);
-	return 4 + len;
+	return rd_used(&r, n);
 }
 
 static size_t
 h_sasl_datalen(struct client *c, uint8_t *p, size_t n)
 {
-	uint32_t len = be32(p);
+	struct rd r = rd_of(p, n);
+	uint32_t len = rd_u32(&r);
 
 	if (len > SASL_DATA_MAX) {
 		cl_fail(c, "SASL data of %lu bytes (limit %d)",
@@ -2066,12 +2148,17 @@ sasl_done(struct client *c)
 static size_t
 h_sasl_data(struct client *c, uint8_t *p, size_t n)
 {
-	size_t len = be32(p), inlen = 0, outlen = 0;
+	struct rd r = rd_of(p, n);
+	size_t len = rd_u32(&r), inlen = 0, outlen = 0;
+	uint8_t *data = rd_bytes(&r, len);
 	const char *in = NULL;
 	char *out = NULL;
-	int r;
+	int st;
 
-	(void)n;
+	if (r.err) {		/* h_sasl_datalen saw to it */
+		cl_fail(c, "internal: SASL data");
+		return n;
+	}
 	if (len > 0) {
 		/*
 		 * The last byte is the pad: dropped, never trusted, and not
@@ -2082,33 +2169,40 @@ h_sasl_data(struct client *c, uint8_t *p, size_t n)
 		 * memory (measured), so QEMU's 2024 check (1a225f57) would
 		 * refuse real Kerberos logins.
 		 */
-		if (p[4 + len - 1] != '\0')
+		if (data[len - 1] != '\0')
 			logx(c->srv, LOG_DEBUG, "peer=%s SASL pad byte 0x%02x "
-			    "ignored", c->peer, p[4 + len - 1]);
-		p[4 + len - 1] = '\0';
-		in = (const char *)p + 4;	/* non-NULL even when empty */
+			    "ignored", c->peer, data[len - 1]);
+		data[len - 1] = '\0';
+		in = (const char *)data;	/* non-NULL even when empty */
 		inlen = len - 1;
 	}
 	if (c->sasl == NULL && sasl_begin(c, in, inlen) < 0)
-		return 4 + len;
-	r = gsasl_step(c->sasl, in, inlen, &out, &outlen);
-	memset(p + 4, 0, len);	/* PLAIN and LOGIN carry passwords */
-	if (r != GSASL_OK && r != GSASL_NEEDS_MORE) {
-		gsasl_free(out);
+		return rd_used(&r, n);
+	st = gsasl_step(c->sasl, in, inlen, &out, &outlen);
+	memset(data, 0, len);	/* PLAIN and LOGIN carry passwords */
+	sasl_reply(c, st, out, outlen);
+	gsasl_free(out);
+	return rd_used(&r, n);
+}
+
+/* A step's answer: data and the complete byte, or the failure. */
+static void
+sasl_reply(struct client *c, int st, const char *out, size_t outlen)
+{
+	if (st != GSASL_OK && st != GSASL_NEEDS_MORE) {
 		/* complete=1, then a failed SecurityResult (PROTOCOL 2.7) */
 		wr_u32(c, 0);
 		wr_u8(c, 1);
 		auth_decide(c, gsasl_property_fast(c->sasl, GSASL_AUTHID), 0,
-		    c->unknown_user ? "unknown user" : r ==
+		    c->unknown_user ? "unknown user" : st ==
 		    GSASL_AUTHENTICATION_ERROR ? "wrong password" :
-		    gsasl_strerror_name(r));
-		return 4 + len;
+		    gsasl_strerror_name(st));
+		return;
 	}
 	if (out != NULL && outlen >= SASL_DATA_MAX) {
-		gsasl_free(out);
 		cl_fail(c, "SASL reply of %zu bytes (limit %d)", outlen,
 		    SASL_DATA_MAX);
-		return 4 + len;
+		return;
 	}
 	if (out == NULL) {
 		wr_u32(c, 0);
@@ -2117,13 +2211,11 @@ h_sasl_data(struct client *c, uint8_t *p, size_t n)
 		wr_bytes(c, out, outlen);
 		wr_u8(c, 0);
 	}
-	gsasl_free(out);
-	wr_u8(c, r == GSASL_OK);
-	if (r == GSASL_NEEDS_MORE)
+	wr_u8(c, st == GSASL_OK);
+	if (st == GSASL_NEEDS_MORE)
 		cl_expect(c, h_sasl_datalen, 4);
 	else
 		sasl_done(c);
-	return 4 + len;
 }
 
 /* VeNCrypt X509Plain/TLSPlain: a user and password through GNU SASL PLAIN. */
@@ -2132,7 +2224,8 @@ static size_t h_plain_creds(struct client *, uint8_t *, size_t);
 static size_t
 h_plain_lens(struct client *c, uint8_t *p, size_t n)
 {
-	uint32_t ulen = be32(p), plen = be32(p + 4);
+	struct rd r = rd_of(p, n);
+	uint32_t ulen = rd_u32(&r), plen = rd_u32(&r);
 
 	if (ulen > PLAIN_FIELD_MAX || plen > PLAIN_FIELD_MAX) {
 		cl_fail(c, "VeNCrypt Plain lengths %lu/%lu (limit %d)",
@@ -2146,45 +2239,44 @@ h_plain_lens(struct client *c, uint8_t *p, size_t n)
 static size_t
 h_plain_creds(struct client *c, uint8_t *p, size_t n)
 {
-	size_t ulen = be32(p), plen = be32(p + 4), tlen = ulen + plen + 2;
-	const uint8_t *user = p + 8, *pass = user + ulen;
-	char *token, *out = NULL;
-	size_t outlen;
-	int r = GSASL_AUTHENTICATION_ERROR;
+	struct rd r = rd_of(p, n);
+	size_t ulen = rd_u32(&r), plen = rd_u32(&r);
+	uint8_t *user = rd_bytes(&r, ulen), *pass = rd_bytes(&r, plen);
+	char token[1 + USER_MAX + 1 + PLAIN_FIELD_MAX], *out = NULL;
+	size_t outlen, tlen = ulen + plen + 2;
+	int st = GSASL_AUTHENTICATION_ERROR;
 
-	(void)n;
+	if (r.err || plen > PLAIN_FIELD_MAX) {	/* h_plain_lens saw to it */
+		cl_fail(c, "internal: VeNCrypt Plain fields");
+		return n;
+	}
 	if (memchr(user, 0, ulen) || memchr(pass, 0, plen) || ulen == 0 ||
 	    ulen > USER_MAX) {
-		memset(p, 0, 8 + ulen + plen);
+		memset(p, 0, rd_used(&r, n));
 		auth_decide(c, NULL, 0, "bad user name or password bytes");
-		return 8 + ulen + plen;
-	}
-	if ((token = malloc(tlen)) == NULL) {
-		cl_fail(c, "out of memory");
-		return 8 + ulen + plen;
+		return rd_used(&r, n);
 	}
 	/* RFC 4616: authzid NUL authcid NUL passwd */
 	token[0] = '\0';
 	memcpy(token + 1, user, ulen);
 	token[1 + ulen] = '\0';
 	memcpy(token + 2 + ulen, pass, plen);
+	memset(p, 0, rd_used(&r, n));
 	snprintf(c->mech, sizeof c->mech, "PLAIN");
 	if (gsasl_server_start(c->srv->gsasl, "PLAIN", &c->sasl) == GSASL_OK) {
 		gsasl_session_hook_set(c->sasl, c);
-		r = gsasl_step(c->sasl, token, tlen, &out, &outlen);
+		st = gsasl_step(c->sasl, token, tlen, &out, &outlen);
 		gsasl_free(out);
 	} else {
 		c->sasl = NULL;
 	}
 	memset(token, 0, tlen);
-	free(token);
-	memset(p, 0, 8 + ulen + plen);
-	if (r == GSASL_OK)
+	if (st == GSASL_OK)
 		sasl_done(c);
 	else
 		auth_decide(c, NULL, 0, c->unknown_user ? "unknown user" :
 		    "wrong password");
-	return 8 + ulen + plen;
+	return rd_used(&r, n);
 }
 
 static void
@@ -3010,7 +3102,7 @@ static const struct encoder encoders[] = {
 	{ ENC_ZRLE, "zrle", enc_zrle },
 };
 
-#define NENCODERS ((int)(sizeof encoders / sizeof encoders[0]))
+#define NENCODERS ((int)nitems(encoders))
 
 /* A viewer went away: its stream, and what its tiles were, for the log. */
 static void
@@ -3444,15 +3536,16 @@ static size_t
 h_client_init(struct client *c, uint8_t *p, size_t n)
 {
 	const struct server *s = c->srv;
+	struct rd r = rd_of(p, n);
+	int shared = rd_u8(&r) != 0;
 
-	(void)n;
 	/* exclusive access ends other sessions: not for a watcher */
-	if (p[0] == 0 && !cl_input_dropped(c, "request for exclusive access"))
+	if (!shared && !cl_input_dropped(c, "request for exclusive access"))
 		close_others(c);
 	pixfmt_apply(c, &native_pf);
 	if ((s->rects == NULL && grid_setup(c->srv) < 0) || cl_grid(c) < 0) {
 		cl_fail(c, "out of memory for the tile grid");
-		return 1;
+		return n;
 	}
 	wr_u16(c, (uint16_t)s->frame.width);
 	wr_u16(c, (uint16_t)s->frame.height);
@@ -3463,9 +3556,9 @@ h_client_init(struct client *c, uint8_t *p, size_t n)
 	cursor_policy(c->srv);
 	dirty_mark(c, 0, 0, s->frame.width, s->frame.height);
 	cl_expect(c, h_message, 1);
-	logx(s, LOG_INFO, "session peer=%s shared=%d %dx%d", c->peer, p[0] != 0,
+	logx(s, LOG_INFO, "session peer=%s shared=%d %dx%d", c->peer, shared,
 	    s->frame.width, s->frame.height);
-	return 1;
+	return rd_used(&r, n);
 }
 
 static void
@@ -3503,10 +3596,12 @@ msg_set_pixel_format(struct client *c, struct rd *r)
 }
 
 static size_t
-len_set_encodings(struct client *c, const uint8_t *p)
+len_set_encodings(struct client *c, struct rd *r)
 {
-	size_t n = (size_t)p[2] << 8 | p[3];
+	size_t n;
 
+	rd_u8(r);
+	n = rd_u16(r);
 	if (n > ENCODINGS_MAX) {
 		cl_fail(c, "SetEncodings with %zu entries (limit %d)", n,
 		    ENCODINGS_MAX);
@@ -3628,10 +3723,12 @@ msg_pointer(struct client *c, struct rd *r)
 }
 
 static size_t
-len_cut_text(struct client *c, const uint8_t *p)
+len_cut_text(struct client *c, struct rd *r)
 {
-	uint32_t n = be32(p + 4);
+	uint32_t n;
 
+	rd_bytes(r, 3);
+	n = rd_u32(r);
 	if (n > CUT_TEXT_MAX) {
 		cl_fail(c, "ClientCutText of %lu bytes (limit %d)",
 		    (unsigned long)n, CUT_TEXT_MAX);
@@ -3654,14 +3751,18 @@ msg_cut_text(struct client *c, struct rd *r)
 }
 
 static size_t
-len_set_desktop_size(struct client *c, const uint8_t *p)
+len_set_desktop_size(struct client *c, struct rd *r)
 {
-	if (p[6] > SCREENS_MAX) {
-		cl_fail(c, "SetDesktopSize with %u screens (limit %d)", p[6],
+	unsigned screens;
+
+	rd_bytes(r, 5);		/* padding, width, height */
+	screens = rd_u8(r);
+	if (screens > SCREENS_MAX) {
+		cl_fail(c, "SetDesktopSize with %u screens (limit %d)", screens,
 		    SCREENS_MAX);
 		return 0;
 	}
-	return (size_t)p[6] * 16;
+	return (size_t)screens * 16;
 }
 
 static void
@@ -3702,7 +3803,8 @@ msg_set_desktop_size(struct client *c, struct rd *r)
 struct msgtype {
 	const char *name;
 	size_t len;		/* fixed part, type byte included */
-	size_t (*extra)(struct client *, const uint8_t *);
+	/* the variable part's length, read from the fixed part */
+	size_t (*extra)(struct client *, struct rd *);
 	void (*fn)(struct client *, struct rd *);
 };
 
@@ -3723,12 +3825,13 @@ static const struct msgtype msgtab[256] = {
 static size_t
 h_message(struct client *c, uint8_t *p, size_t n)
 {
-	const struct msgtype *m = &msgtab[p[0]];
+	struct rd r = rd_of(p, n);
+	unsigned type = rd_u8(&r);
+	const struct msgtype *m = &msgtab[type];
 	size_t len;
-	struct rd r;
 
 	if (m->name == NULL) {
-		cl_fail(c, "unknown client message type %u", p[0]);
+		cl_fail(c, "unknown client message type %u", type);
 		return n;
 	}
 	len = m->len;
@@ -3737,7 +3840,9 @@ h_message(struct client *c, uint8_t *p, size_t n)
 		return 0;
 	}
 	if (m->extra != NULL) {
-		len += m->extra(c, p);
+		struct rd fixed = rd_of(p + 1, m->len - 1);
+
+		len += m->extra(c, &fixed);
 		if (c->dead)
 			return n;
 		if (n < len) {
@@ -3745,9 +3850,7 @@ h_message(struct client *c, uint8_t *p, size_t n)
 			return 0;
 		}
 	}
-	r.p = p + 1;
-	r.n = len - 1;
-	r.err = 0;
+	r = rd_of(p + 1, len - 1);
 	m->fn(c, &r);
 	if (r.err && !c->dead)
 		cl_fail(c, "%s shorter than its fields", m->name);
@@ -4121,36 +4224,97 @@ reap(struct server *s)
 		cursor_policy(s);
 }
 
+/*
+ * What falls due for a client, and when: the one place deadlines are
+ * derived.  serve() sleeps until the nearest (srv_due()), and
+ * check_deadlines() acts on those that have passed.
+ */
+enum due {
+	DUE_NONE,
+	DUE_LINGER,		/* a failure reason had its time: close */
+	DUE_HANDSHAKE,		/* -o handshake: too slow to log in */
+	DUE_STALL,		/* -D: queued output not read */
+	DUE_HOLD,		/* a held answer may go now */
+};
+
+static long long
+cl_due(const struct server *s, const struct client *c, enum due *what)
+{
+	long long t = LLONG_MAX;
+
+	*what = DUE_NONE;
+	if (c->dead)
+		return t;
+	if (c->deadline) {
+		t = c->deadline;
+		*what = c->state == ST_CLOSING ? DUE_LINGER : DUE_HANDSHAKE;
+	}
+	if (buf_used(&c->out) > 0 && c->last_out + s->stall_ms < t) {
+		t = c->last_out + s->stall_ms;
+		*what = DUE_STALL;
+	}
+	if (c->hold_until && c->hold_until < t) {
+		t = c->hold_until;
+		*what = DUE_HOLD;
+	}
+	return t;
+}
+
 static void
 check_deadlines(struct server *s, long long now)
 {
 	struct client *c;
+	enum due what;
+
+	for (c = s->clients; c != NULL; c = c->next)
+		while (!c->dead && cl_due(s, c, &what) <= now)
+			switch (what) {
+			case DUE_LINGER:
+				c->dead = 1;	/* c->why says why */
+				break;
+			case DUE_HANDSHAKE:
+				cl_fail(c, "handshake not finished in %d s (state "
+				    "%s)", s->handshake_s, state_name[c->state]);
+				break;
+			case DUE_STALL:
+				cl_fail(c, "viewer read nothing for %d s (-D)",
+				    s->stall_ms / 1000);
+				break;
+			case DUE_HOLD:
+				c->hold_until = 0;
+				break;
+			case DUE_NONE:
+				return;		/* LLONG_MAX: cannot be */
+			}
+}
+
+/* The nearest moment anything is due: clients, and the source's next
+ * picture while someone waits for it. */
+static long long
+srv_due(const struct server *s)
+{
+	const struct client *c;
+	long long t = LLONG_MAX, d;
+	enum due what;
 
 	for (c = s->clients; c != NULL; c = c->next) {
-		if (c->dead)
-			continue;
-		if (c->deadline && now >= c->deadline && c->state == ST_CLOSING)
-			c->dead = 1;	/* c->why says why */
-		else if (c->deadline && now >= c->deadline)
-			cl_fail(c, "handshake not finished in %d s (state %s)",
-			    s->handshake_s, state_name[c->state]);
-		else if (buf_used(&c->out) > 0 &&
-		    now - c->last_out >= s->stall_ms)
-			cl_fail(c, "viewer read nothing for %d s (-D)",
-			    s->stall_ms / 1000);
+		if ((d = cl_due(s, c, &what)) < t)
+			t = d;
+		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
+		    s->grab_due < t)
+			t = s->grab_due;
 	}
+	return t;
 }
 
 static int
-min_timeout(int t, long long due, long long now)
+poll_timeout(const struct server *s, long long now)
 {
-	long long d = due - now;
+	long long t = srv_due(s);
 
-	if (d < 0)
-		d = 0;
-	if (d > INT_MAX)
-		d = INT_MAX;
-	return t < 0 || d < t ? (int)d : t;
+	if (t == LLONG_MAX)
+		return -1;
+	return t <= now ? 0 : t - now > INT_MAX ? INT_MAX : (int)(t - now);
 }
 
 static void
@@ -4233,102 +4397,114 @@ reload(struct server *s)
 	}
 }
 
+/* This turn's pollfd set, from state: listeners only below the client
+ * cap, the source's descriptor, each client's reads, and its writes only
+ * with something to write.  Returns the count. */
+static int
+poll_set(struct server *s, struct pollfd *pfd)
+{
+	struct client *c;
+	int i, n = 0, fbfd = fb_source.fd(s->fb);
+
+	s->polled_lst = s->nclients < s->max_clients;
+	for (i = 0; s->polled_lst && i < s->nlst; i++) {
+		pfd[n].fd = s->lst[i].fd;
+		pfd[n++].events = POLLIN;
+	}
+	s->polled_fb = -1;
+	if (fbfd >= 0) {
+		s->polled_fb = n;
+		pfd[n].fd = fbfd;
+		pfd[n++].events = POLLIN;
+	}
+	for (c = s->clients; c != NULL; c = c->next) {
+		int wantw = !c->hold_until && (buf_used(&c->out) > 0 ||
+		    c->tls_wpending || (c->state == ST_TLS && c->tls_wdir));
+
+		c->pfd = c->pfdw = n;
+		pfd[n].fd = c->fd;
+		pfd[n++].events = POLLIN;
+		if (wantw && c->wfd != c->fd) {
+			c->pfdw = n;
+			pfd[n].fd = c->wfd;
+			pfd[n++].events = POLLOUT;
+		} else if (wantw) {
+			pfd[c->pfd].events |= POLLOUT;
+		}
+	}
+	return n;
+}
+
+/* What poll() found, then the deadlines, the updates, the flushes and
+ * the dead. */
+static void
+poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
+{
+	struct client *c;
+	int i;
+
+	for (i = 0; s->polled_lst && i < s->nlst; i++)
+		if (pfd[i].revents & POLLIN)
+			accept_all(s, &s->lst[i]);
+	if (s->polled_fb >= 0 && (pfd[s->polled_fb].revents & POLLIN)) {
+		fb_source.readable(s->fb);
+		s->grab_due = now;
+	}
+	for (c = s->clients; c != NULL; c = c->next) {
+		short rev;
+
+		if (c->pfd < 0 || c->dead)
+			continue;
+		rev = pfd[c->pfd].revents;
+		if (c->pfdw != c->pfd)
+			rev |= pfd[c->pfdw].revents & POLLOUT;
+		if (rev & POLLOUT)
+			cl_flush(c);
+		if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
+		    (c->state == ST_TLS && (rev & POLLOUT))))
+			cl_read(c);
+		c->pfd = c->pfdw = -1;
+	}
+	check_deadlines(s, now);
+	send_updates(s, now);
+	for (c = s->clients; c != NULL; c = c->next)
+		if (!c->dead && buf_used(&c->out) > 0)
+			cl_flush(c);
+	reap(s);
+}
+
+/* The loop: build the pollfd set, wait, dispatch.  0 when told to stop
+ * (or after the one client of -1, -i), 1 if poll() itself fails. */
 static int
 serve(struct server *s)
 {
-	struct pollfd *pfd;
 	size_t npfd = (size_t)s->nlst + 2 * (size_t)s->max_clients + 1;
-	struct client *c;
-	int i, n, timeout, fbfd = fb_source.fd(s->fb), fbi = -1;
+	struct pollfd *pfd;
+	int n, rc = 0;
 
-	if ((pfd = calloc(npfd, sizeof *pfd)) == NULL)
-		die(1, "out of memory");
+	if ((pfd = calloc(npfd, sizeof *pfd)) == NULL) {
+		logx(s, LOG_ERR, "out of memory for the poll set");
+		return 1;
+	}
 	while (!got_stop) {
-		long long now = mono_ms();
-
 		if (got_hup) {
 			got_hup = 0;
 			reload(s);
 		}
-
-		n = 0;
-		timeout = -1;
-		if (s->nclients < s->max_clients)
-			for (i = 0; i < s->nlst; i++) {
-				pfd[n].fd = s->lst[i].fd;
-				pfd[n++].events = POLLIN;
-			}
-		if (fbfd >= 0) {
-			fbi = n;
-			pfd[n].fd = fbfd;
-			pfd[n++].events = POLLIN;
-		}
-		for (c = s->clients; c != NULL; c = c->next) {
-			int holding = c->hold_until > now, wantw;
-
-			wantw = !holding && (buf_used(&c->out) > 0 ||
-			    c->tls_wpending || (c->state == ST_TLS && c->tls_wdir));
-			c->pfd = c->pfdw = n;
-			pfd[n].fd = c->fd;
-			pfd[n++].events = POLLIN;
-			if (wantw && c->wfd != c->fd) {
-				c->pfdw = n;
-				pfd[n].fd = c->wfd;
-				pfd[n++].events = POLLOUT;
-			} else if (wantw) {
-				pfd[c->pfd].events |= POLLOUT;
-			}
-			if (holding)
-				timeout = min_timeout(timeout, c->hold_until, now);
-			if (c->deadline)
-				timeout = min_timeout(timeout, c->deadline, now);
-			if (buf_used(&c->out) > 0)
-				timeout = min_timeout(timeout,
-				    c->last_out + s->stall_ms, now);
-			if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
-			    s->grab_due != LLONG_MAX)
-				timeout = min_timeout(timeout, s->grab_due, now);
-		}
-		if (poll(pfd, (nfds_t)n, timeout) < 0) {
+		n = poll_set(s, pfd);
+		if (poll(pfd, (nfds_t)n, poll_timeout(s, mono_ms())) < 0) {
 			if (errno == EINTR)
 				continue;
-			die(1, "poll: %s", strerror(errno));
+			logx(s, LOG_ERR, "poll: %s", strerror(errno));
+			rc = 1;
+			break;
 		}
-		now = mono_ms();
-		if (s->nclients < s->max_clients)
-			for (i = 0; i < s->nlst; i++)
-				if (pfd[i].revents & POLLIN)
-					accept_all(s, &s->lst[i]);
-		if (fbfd >= 0 && (pfd[fbi].revents & POLLIN)) {
-			fb_source.readable(s->fb);
-			s->grab_due = now;
-		}
-		for (c = s->clients; c != NULL; c = c->next) {
-			short rev;
-
-			if (c->pfd < 0 || c->dead)
-				continue;
-			rev = pfd[c->pfd].revents;
-			if (c->pfdw != c->pfd)
-				rev |= pfd[c->pfdw].revents & POLLOUT;
-			if (rev & POLLOUT)
-				cl_flush(c);
-			if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
-			    (c->state == ST_TLS && (rev & POLLOUT))))
-				cl_read(c);
-			c->pfd = c->pfdw = -1;
-		}
-		check_deadlines(s, now);
-		send_updates(s, now);
-		for (c = s->clients; c != NULL; c = c->next)
-			if (!c->dead && buf_used(&c->out) > 0)
-				cl_flush(c);
-		reap(s);
+		poll_dispatch(s, pfd, mono_ms());
 		if (s->once && s->served > 0 && s->nclients == 0)
 			break;
 	}
 	free(pfd);
-	return 0;
+	return rc;
 }
 
 static int
@@ -4648,7 +4824,8 @@ load_vnc_password(struct server *s, const char *path)
 	size_t n, i;
 	FILE *f;
 
-	if ((f = open_secret(path, err, sizeof err)) == NULL)
+	if ((f = conf_open(path, S_IRWXG | S_IRWXO, "chmod 600 it", err,
+	    sizeof err)) == NULL)
 		die(2, "-w %s", err);
 	if (fgets(line, sizeof line, f) == NULL)
 		die(2, "-w %s: empty file", path);
@@ -4681,36 +4858,48 @@ load_vnc_password(struct server *s, const char *path)
 static const struct sectype *
 sectype_by_name(const char *name, size_t len)
 {
-	int i;
+	size_t i;
 
-	for (i = 0; i < NSECTYPES; i++)
+	for (i = 0; i < nitems(sectypes); i++)
 		if (strlen(sectypes[i].name) == len &&
 		    strncmp(sectypes[i].name, name, len) == 0)
 			return &sectypes[i];
 	return NULL;
 }
 
+/* The -s names of every security type (VeNCrypt subtypes only: vc). */
+static const char *
+sectype_names(char *buf, size_t size, const char *sep, int vc)
+{
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < nitems(sectypes); i++)
+		if (!vc || sectypes[i].type == SEC_VENCRYPT)
+			off += (size_t)snprintf(buf + off, off < size ? size -
+			    off : 0, "%s%s", off ? sep : "", sectypes[i].name);
+	return buf;
+}
+
 static int
 parse_seclist(const char *list, const struct sectype **out)
 {
-	const char *p = list;
+	const char *p = list, *item;
+	char names[256];
+	size_t len;
 	int n = 0, i;
 
-	while (*p) {
-		size_t len = strcspn(p, ",");
-		const struct sectype *st = sectype_by_name(p, len);
+	while (list_next(&p, &item, &len)) {
+		const struct sectype *st = sectype_by_name(item, len);
 
 		if (st == NULL)
-			die(2, "-s: unknown security type '%.*s' (known: "
-			    "x509sasl,tlssasl,sasl,x509plain,tlsplain,x509vnc,"
-			    "tlsvnc,x509none,tlsnone,vnc,none)", (int)len, p);
+			die(2, "-s: unknown security type '%.*s' (known: %s)",
+			    (int)len, item, sectype_names(names, sizeof names,
+			    ",", 0));
 		for (i = 0; i < n; i++)
 			if (out[i] == st)
 				die(2, "-s: %s listed twice", st->name);
 		out[n++] = st;
-		p += len;
-		if (*p == ',')
-			p++;
 	}
 	if (n == 0)
 		die(2, "-s: empty list");
@@ -4724,7 +4913,7 @@ parse_seclist(const char *list, const struct sectype **out)
 static void
 setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 {
-	const struct sectype *v[NSECTYPES];
+	const struct sectype *v[nitems(sectypes)];
 	int i, n, dropped = 0;
 
 	if (list == NULL) {
@@ -4767,25 +4956,24 @@ static const char *const mech_usable[] = {
 	"SCRAM-SHA-256", "SCRAM-SHA-1", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS",
 	"PLAIN", "LOGIN", "GSSAPI", "GS2-KRB5",
 };
-#define NMECH_USABLE (int)(sizeof mech_usable / sizeof mech_usable[0])
+#define NMECH_USABLE (int)nitems(mech_usable)
 
 static void
 setup_mechs(struct server *s, const char *list, int keytab)
 {
-	const char *p = list;
+	const char *p = list, *item;
+	size_t len;
 	int i, j;
 
-	while (*p) {
-		size_t len = strcspn(p, ",");
-
+	while (list_next(&p, &item, &len)) {
 		for (i = 0; i < NMECH_USABLE; i++)
 			if (strlen(mech_usable[i]) == len &&
-			    strncmp(mech_usable[i], p, len) == 0)
+			    strncmp(mech_usable[i], item, len) == 0)
 				break;
 		if (i == NMECH_USABLE)
 			die(2, "-m: '%.*s' is not a mechanism vncsasl can check "
 			    "(SCRAM-SHA-256, SCRAM-SHA-1, their -PLUS forms, "
-			    "PLAIN, LOGIN, GSSAPI, GS2-KRB5)", (int)len, p);
+			    "PLAIN, LOGIN, GSSAPI, GS2-KRB5)", (int)len, item);
 		if (!gsasl_server_support_p(s->gsasl, mech_usable[i]))
 			die(2, "-m %s: this GNU SASL cannot serve it",
 			    mech_usable[i]);
@@ -4797,9 +4985,6 @@ setup_mechs(struct server *s, const char *list, int keytab)
 			if (s->mechs[j] == mech_usable[i])
 				die(2, "-m: %s listed twice", mech_usable[i]);
 		s->mechs[s->nmechs++] = mech_usable[i];
-		p += len;
-		if (*p == ',')
-			p++;
 	}
 	if (s->nmechs == 0)
 		die(2, "-m: empty list");
@@ -4933,40 +5118,41 @@ static const struct limit_opt {
 	{ "fail-delay", offsetof(struct server, fail_delay_cap), 0, 600,
 	    "most seconds a failed login's answer waits" },
 };
-#define NLIMIT_OPTS (int)(sizeof limit_opts / sizeof limit_opts[0])
+#define NLIMIT_OPTS (int)nitems(limit_opts)
 
 static void
 parse_limits(struct server *s, const char *list)
 {
-	const char *p = list;
-	char name[32];
+	const char *p = list, *item;
+	char name[32], names[256];
+	size_t len, off;
 	int i;
 
-	while (*p) {
-		size_t len = strcspn(p, ","), nl = strcspn(p, "=");
+	while (list_next(&p, &item, &len)) {
+		size_t nl = strcspn(item, "=");
 		char *end;
 		long v;
 
 		if (nl >= len || nl >= sizeof name)
-			die(2, "-o %.*s: want NAME=VALUE", (int)len, p);
-		memcpy(name, p, nl);
+			die(2, "-o %.*s: want NAME=VALUE", (int)len, item);
+		memcpy(name, item, nl);
 		name[nl] = '\0';
 		for (i = 0; i < NLIMIT_OPTS; i++)
 			if (strcmp(limit_opts[i].name, name) == 0)
 				break;
-		if (i == NLIMIT_OPTS)
-			die(2, "-o %s: unknown limit (preauth, preauth-per-addr, "
-			    "handshake, fail-delay)", name);
+		if (i == NLIMIT_OPTS) {
+			for (off = 0, i = 0; i < NLIMIT_OPTS; i++)
+				off += (size_t)snprintf(names + off, sizeof names -
+				    off, "%s%s", i ? ", " : "", limit_opts[i].name);
+			die(2, "-o %s: unknown limit (%s)", name, names);
+		}
 		errno = 0;
-		v = strtol(p + nl + 1, &end, 10);
-		if (end == p + nl + 1 || end != p + len || errno ||
+		v = strtol(item + nl + 1, &end, 10);
+		if (end == item + nl + 1 || end != item + len || errno ||
 		    v < limit_opts[i].lo || v > limit_opts[i].hi)
 			die(2, "-o %s: want %d to %d (%s)", name, limit_opts[i].lo,
 			    limit_opts[i].hi, limit_opts[i].what);
 		*(int *)(void *)((char *)s + limit_opts[i].off) = (int)v;
-		p += len;
-		if (*p == ',')
-			p++;
 	}
 }
 
@@ -5042,6 +5228,8 @@ acl_test(const struct server *s, char **argv, int argc)
 static void
 usage(FILE *f)
 {
+	char names[256];
+
 	fprintf(f,
 "usage: vncsasl [-1iIvV] [-l addr]... [-p port] [-U path] [-c host[:port]]\n"
 "               [-s types] [-o limits] [-u user]\n"
@@ -5054,8 +5242,7 @@ usage(FILE *f)
 "  -l ADDR   listen address, repeatable (default 127.0.0.1 and ::1)\n"
 "  -p PORT   TCP port, 0 for none (default 5900)\n"
 "  -U PATH   also listen on a UNIX socket\n"
-"  -s LIST   security types offered, in order: x509sasl,tlssasl,sasl,\n"
-"            x509plain,tlsplain,x509vnc,tlsvnc,x509none,tlsnone,vnc,none\n"
+"  -s LIST   security types offered, in order, from: %s\n"
 "            (default TCP: x509sasl if -C, tlssasl; UNIX: tlssasl,sasl)\n"
 "  -I        also offer sasl (type 20) on TCP without TLS (insecure)\n"
 "  -m LIST   SASL mechanisms (default SCRAM-SHA-256,SCRAM-SHA-1)\n"
@@ -5086,6 +5273,7 @@ usage(FILE *f)
 "  -L DEST   log to stderr (default) or syslog\n"
 "  -v        verbose log\n"
 "  -V        print version and build options\n",
+	    sectype_names(names, sizeof names, ",", 0),
 	    fb_source.arg_help, MAX_CLIENTS, PREAUTH_MAX, PREAUTH_PER_ADDR,
 	    HANDSHAKE_S, FAIL_DELAY_CAP, ZLEVEL_DEFAULT, STALL_SECS);
 }
@@ -5093,14 +5281,14 @@ usage(FILE *f)
 static void
 version(void)
 {
+	char names[256];
 	Gsasl *g;
 	int i;
 
 	printf("vncsasl %s\n", VNCSASL_VERSION);
 	printf("framebuffer: %s\n", fb_source.name);
-	printf("tls: on (GnuTLS %s): VeNCrypt x509sasl tlssasl x509plain "
-	    "tlsplain x509vnc tlsvnc x509none tlsnone\n",
-	    gnutls_check_version(NULL));
+	printf("tls: on (GnuTLS %s): VeNCrypt %s\n", gnutls_check_version(NULL),
+	    sectype_names(names, sizeof names, " ", 1));
 	printf("sasl: GNU SASL %s:", gsasl_check_version(NULL));
 	if (gsasl_init(&g) == GSASL_OK) {
 		for (i = 0; i < NMECH_USABLE; i++)
@@ -5108,8 +5296,8 @@ version(void)
 				printf(" %s", mech_usable[i]);
 		gsasl_done(g);
 	}
-	printf("\nsecurity types: x509sasl tlssasl sasl x509plain tlsplain "
-	    "x509vnc tlsvnc x509none tlsnone vnc none\n");
+	printf("\nsecurity types: %s\n", sectype_names(names, sizeof names, " ",
+	    0));
 	printf("encodings: raw hextile zrle (zlib %s, -Z level, default %d); "
 	    "pseudo: DesktopSize ExtendedDesktopSize Cursor CompressLevel\n",
 	    zlibVersion(), ZLEVEL_DEFAULT);
