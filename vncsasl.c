@@ -2366,124 +2366,42 @@ wr_pixfmt(struct client *c, const struct pixfmt *pf)
 	wr_bytes(c, "\0\0\0", 3);
 }
 
-/* Translate n source pixels into the client's format at dst. */
-static void
-put_pixels(const struct client *c, uint8_t *dst, const uint32_t *src, int n)
-{
-	int i;
-
-	if (c->native) {
-		memcpy(dst, src, (size_t)n * 4);
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		uint32_t p = src[i];
-		uint32_t v = c->tr[0][p >> 16 & 0xff] | c->tr[1][p >> 8 & 0xff] |
-		    c->tr[2][p & 0xff];
-
-		switch (c->bytes_pp) {
-		case 1:
-			*dst++ = (uint8_t)v;
-			break;
-		case 2:
-			if (c->pf.bigendian) {
-				*dst++ = (uint8_t)(v >> 8);
-				*dst++ = (uint8_t)v;
-			} else {
-				*dst++ = (uint8_t)v;
-				*dst++ = (uint8_t)(v >> 8);
-			}
-			break;
-		default:
-			if (c->pf.bigendian) {
-				*dst++ = (uint8_t)(v >> 24);
-				*dst++ = (uint8_t)(v >> 16);
-				*dst++ = (uint8_t)(v >> 8);
-				*dst++ = (uint8_t)v;
-			} else {
-				*dst++ = (uint8_t)v;
-				*dst++ = (uint8_t)(v >> 8);
-				*dst++ = (uint8_t)(v >> 16);
-				*dst++ = (uint8_t)(v >> 24);
-			}
-		}
-	}
-}
-
-/* ---------------------------------------------------------------------
- * Encoders.
- *
- * Every encoder turns one rectangle of the source's XRGB pixels into the
- * viewer's pixel format and encoding, appending to its output queue.  The
- * viewer's SetEncodings order decides (the first one we have), Raw is the
- * fallback.  ZRLE and Hextile look at one tile at a time in client pixel
- * values, so colours that the viewer's format merges (16 and 8 bpp) are
- * counted as one and compress as one.
- * ------------------------------------------------------------------- */
-
-static void
-wr_rect_header(struct client *c, int x, int y, int w, int h, int32_t enc)
-{
-	wr_u16(c, (uint16_t)x);
-	wr_u16(c, (uint16_t)y);
-	wr_u16(c, (uint16_t)w);
-	wr_u16(c, (uint16_t)h);
-	wr_u32(c, (uint32_t)enc);
-}
-
 /*
- * Room for up to n bytes at the end of the queue, under the same bound as
- * wr_space(), but not queued: the caller adds what it used to out.len.
- * For writers that know only an upper bound before they start.
+ * One translation path for every encoder: source XRGB pixels become
+ * client pixel values (px_values, per-channel lookup tables), values
+ * become bytes in the client's byte order (put_values).  Encoders that
+ * analyse content (ZRLE, Hextile) work on values, so colours that the
+ * viewer's format merges (16 and 8 bpp) count as one.
  */
-static uint8_t *
-wr_room(struct client *c, size_t n)
-{
-	uint8_t *p = wr_space(c, n);
-
-	if (p != NULL)
-		c->out.len -= n;
-	return p;
-}
-
 static void
-enc_raw(struct client *c, const struct rect *r)
+px_values(const struct client *c, uint32_t *v, const uint32_t *src, int n)
 {
-	const struct fb_frame *f = &c->srv->frame;
-	size_t row = (size_t)r->w * c->bytes_pp;
-	uint8_t *p;
-	int y;
+	const struct pixfmt *pf = &c->pf;
+	int x;
 
-	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_RAW);
-	if ((p = wr_space(c, row * r->h)) == NULL)
+	if (pf->max[0] == 255 && pf->max[1] == 255 && pf->max[2] == 255 &&
+	    pf->shift[0] == 16 && pf->shift[1] == 8 && pf->shift[2] == 0) {
+		for (x = 0; x < n; x++)
+			v[x] = src[x] & 0xffffff;
 		return;
-	for (y = 0; y < r->h; y++, p += row)
-		put_pixels(c, p,
-		    f->pixels + (size_t)(r->y + y) * f->stride + r->x, r->w);
+	}
+	for (x = 0; x < n; x++) {
+		uint32_t p = src[x];
+
+		v[x] = c->tr[0][p >> 16 & 0xff] | c->tr[1][p >> 8 & 0xff] |
+		    c->tr[2][p & 0xff];
+	}
 }
 
-/* A w x h tile of source pixels as client pixel values (not bytes). */
+/* A w x h tile of source pixels as client pixel values. */
 static void
 tile_values(const struct client *c, uint32_t *v, const uint32_t *src,
     int stride, int w, int h)
 {
-	const struct pixfmt *pf = &c->pf;
-	int x, y;
+	int y;
 
-	if (pf->max[0] == 255 && pf->max[1] == 255 && pf->max[2] == 255 &&
-	    pf->shift[0] == 16 && pf->shift[1] == 8 && pf->shift[2] == 0) {
-		for (y = 0; y < h; y++, src += stride, v += w)
-			for (x = 0; x < w; x++)
-				v[x] = src[x] & 0xffffff;
-		return;
-	}
 	for (y = 0; y < h; y++, src += stride, v += w)
-		for (x = 0; x < w; x++) {
-			uint32_t p = src[x];
-
-			v[x] = c->tr[0][p >> 16 & 0xff] |
-			    c->tr[1][p >> 8 & 0xff] | c->tr[2][p & 0xff];
-		}
+		px_values(c, v, src, w);
 }
 
 /*
@@ -2549,6 +2467,76 @@ put_values(const struct client *c, uint8_t *p, const uint32_t *v, int n,
 		}
 	}
 	return p;
+}
+
+/* n source pixels as client pixel bytes at dst (Raw, Cursor). */
+static void
+put_pixels(const struct client *c, uint8_t *dst, const uint32_t *src, int n)
+{
+	uint32_t v[256];
+	int k;
+
+	if (c->native) {
+		memcpy(dst, src, (size_t)n * 4);
+		return;
+	}
+	for (; n > 0; n -= k, src += k) {
+		k = n < (int)nitems(v) ? n : (int)nitems(v);
+		px_values(c, v, src, k);
+		dst = put_values(c, dst, v, k, c->bytes_pp, 0);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Encoders.
+ *
+ * Every encoder turns one rectangle of the source's XRGB pixels into the
+ * viewer's pixel format and encoding, appending to its output queue.  The
+ * viewer's SetEncodings order decides (the first one we have), Raw is the
+ * fallback.  ZRLE and Hextile look at one tile at a time in client pixel
+ * values; each tile is analysed (colours, runs, what it would cost each
+ * way), then emitted the cheapest way.
+ * ------------------------------------------------------------------- */
+
+static void
+wr_rect_header(struct client *c, int x, int y, int w, int h, int32_t enc)
+{
+	wr_u16(c, (uint16_t)x);
+	wr_u16(c, (uint16_t)y);
+	wr_u16(c, (uint16_t)w);
+	wr_u16(c, (uint16_t)h);
+	wr_u32(c, (uint32_t)enc);
+}
+
+/*
+ * Room for up to n bytes at the end of the queue, under the same bound as
+ * wr_space(), but not queued: the caller adds what it used to out.len.
+ * For writers that know only an upper bound before they start.
+ */
+static uint8_t *
+wr_room(struct client *c, size_t n)
+{
+	uint8_t *p = wr_space(c, n);
+
+	if (p != NULL)
+		c->out.len -= n;
+	return p;
+}
+
+static void
+enc_raw(struct client *c, const struct rect *r)
+{
+	const struct fb_frame *f = &c->srv->frame;
+	size_t row = (size_t)r->w * c->bytes_pp;
+	uint8_t *p;
+	int y;
+
+	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_RAW);
+	if ((p = wr_space(c, row * r->h)) == NULL)
+		return;
+	for (y = 0; y < r->h; y++, p += row)
+		put_pixels(c, p,
+		    f->pixels + (size_t)(r->y + y) * f->stride + r->x, r->w);
 }
 
 /* -- the palette of one tile: colours in order, and a hash to find them -- */
@@ -2642,20 +2630,24 @@ put_runlength(uint8_t *p, int len)
 	return p;
 }
 
+/* What a tile is made of, and the cheapest way to send it. */
+struct zplan {
+	int kind;		/* ZT_* */
+	int bits;		/* packed palette: bits per pixel */
+	int photo;		/* more colours than a palette holds */
+};
+
 /*
- * One tile: count runs and colours in one pass, price every subencoding,
- * write the cheapest.  Returns its size (<= 1 + w * h * 4: raw is always
- * a candidate).
+ * Count runs and colours in one pass (the palette lands in e), price
+ * every subencoding, pick the cheapest; raw (1 + w * h * cb) is always
+ * a candidate, so no tile is bigger.
  */
-static size_t
-zrle_tile(struct client *c, const uint32_t *v, int w, int h, int cb,
-    int cshift, uint8_t *out, int *photo, int *kindp)
+static void
+zrle_analyse(struct encscratch *e, const uint32_t *v, int w, int h, int cb,
+    struct zplan *zp)
 {
-	struct encscratch *e = &c->srv->enc;
 	size_t n = (size_t)w * h, runs = 0, singles = 0, lenbytes = 0;
 	size_t best, cost, i, start = 0;
-	int kind = ZT_RAW, bits = 0, x, y;
-	uint8_t *p = out;
 
 	pal_reset(e);
 	pal_add(e, v[0]);
@@ -2673,33 +2665,91 @@ zrle_tile(struct client *c, const uint32_t *v, int w, int h, int cb,
 			pal_add(e, v[i]);
 		}
 	}
-
+	zp->kind = ZT_RAW;
+	zp->bits = 0;
 	best = 1 + n * cb;
 	if ((cost = 1 + runs * cb + lenbytes) < best) {
 		best = cost;
-		kind = ZT_RLE;
+		zp->kind = ZT_RLE;
 	}
 	if (e->npal <= ZRLE_PALETTE_MAX &&
 	    (cost = 1 + e->npal * cb + runs + lenbytes - singles) < best) {
 		best = cost;
-		kind = ZT_PRLE;
+		zp->kind = ZT_PRLE;
 	}
 	if (e->npal <= ZRLE_PACKED_MAX) {
 		int b = e->npal <= 2 ? 1 : e->npal <= 4 ? 2 : 4;
 
-		if ((cost = 1 + e->npal * cb + h * (((size_t)w * b + 7) / 8)) <
-		    best) {
-			best = cost;
-			kind = ZT_PACKED;
-			bits = b;
+		if (1 + e->npal * cb + h * (((size_t)w * b + 7) / 8) < best) {
+			zp->kind = ZT_PACKED;
+			zp->bits = b;
 		}
 	}
 	if (e->npal == 1)
-		kind = ZT_SOLID;
-	*kindp = kind;
-	*photo = e->npal > ZRLE_PALETTE_MAX;
+		zp->kind = ZT_SOLID;
+	zp->photo = e->npal > ZRLE_PALETTE_MAX;
+}
 
-	switch (kind) {
+/* Packed palette pixels: rows of bits-wide indexes, each row whole bytes. */
+static uint8_t *
+zrle_packed(const struct encscratch *e, uint8_t *p, const uint32_t *v, int w,
+    int h, int bits)
+{
+	int x, y;
+
+	for (y = 0; y < h; y++) {
+		unsigned acc = 0, nbits = 0;
+
+		for (x = 0; x < w; x++) {
+			acc = acc << bits | pal_index(e, *v++);
+			if ((nbits += (unsigned)bits) == 8) {
+				*p++ = (uint8_t)acc;
+				acc = nbits = 0;
+			}
+		}
+		if (nbits > 0)	/* rows end on a byte boundary */
+			*p++ = (uint8_t)(acc << (8 - nbits));
+	}
+	return p;
+}
+
+/* Runs: of pixels (RLE), or of palette indexes (palette RLE). */
+static uint8_t *
+zrle_runs(const struct client *c, const struct encscratch *e, uint8_t *p,
+    const uint32_t *v, size_t n, int cb, int cshift, int palette)
+{
+	size_t i, start;
+
+	for (i = 1, start = 0; i <= n; i++) {
+		int len;
+
+		if (i < n && v[i] == v[start])
+			continue;
+		len = (int)(i - start);
+		if (!palette) {
+			p = put_values(c, p, v + start, 1, cb, cshift);
+			p = put_runlength(p, len);
+		} else if (len == 1) {
+			*p++ = (uint8_t)pal_index(e, v[start]);
+		} else {
+			*p++ = (uint8_t)(128 | pal_index(e, v[start]));
+			p = put_runlength(p, len);
+		}
+		start = i;
+	}
+	return p;
+}
+
+/* Write the tile as planned; returns its size. */
+static size_t
+zrle_emit(const struct client *c, const struct encscratch *e,
+    const uint32_t *v, int w, int h, int cb, int cshift,
+    const struct zplan *zp, uint8_t *out)
+{
+	size_t n = (size_t)w * h;
+	uint8_t *p = out;
+
+	switch (zp->kind) {
 	case ZT_SOLID:
 		*p++ = 1;
 		p = put_values(c, p, v, 1, cb, cshift);
@@ -2707,42 +2757,16 @@ zrle_tile(struct client *c, const uint32_t *v, int w, int h, int cb,
 	case ZT_PACKED:
 		*p++ = (uint8_t)e->npal;
 		p = put_values(c, p, e->pal, e->npal, cb, cshift);
-		for (y = 0; y < h; y++) {
-			unsigned acc = 0, nbits = 0;
-
-			for (x = 0; x < w; x++) {
-				acc = acc << bits | pal_index(e, *v++);
-				if ((nbits += bits) == 8) {
-					*p++ = (uint8_t)acc;
-					acc = nbits = 0;
-				}
-			}
-			if (nbits > 0)	/* rows end on a byte boundary */
-				*p++ = (uint8_t)(acc << (8 - nbits));
-		}
+		p = zrle_packed(e, p, v, w, h, zp->bits);
 		break;
 	case ZT_PRLE:
+		*p++ = (uint8_t)(128 + e->npal);
+		p = put_values(c, p, e->pal, e->npal, cb, cshift);
+		p = zrle_runs(c, e, p, v, n, cb, cshift, 1);
+		break;
 	case ZT_RLE:
-		*p++ = kind == ZT_RLE ? 128 : (uint8_t)(128 + e->npal);
-		if (kind == ZT_PRLE)
-			p = put_values(c, p, e->pal, e->npal, cb, cshift);
-		for (i = 1, start = 0; i <= n; i++) {
-			int len;
-
-			if (i < n && v[i] == v[start])
-				continue;
-			len = (int)(i - start);
-			if (kind == ZT_RLE) {
-				p = put_values(c, p, v + start, 1, cb, cshift);
-				p = put_runlength(p, len);
-			} else if (len == 1) {
-				*p++ = (uint8_t)pal_index(e, v[start]);
-			} else {
-				*p++ = (uint8_t)(128 | pal_index(e, v[start]));
-				p = put_runlength(p, len);
-			}
-			start = i;
-		}
+		*p++ = 128;
+		p = zrle_runs(c, e, p, v, n, cb, cshift, 0);
 		break;
 	default:
 		*p++ = 0;
@@ -2907,14 +2931,15 @@ enc_zrle(struct client *c, const struct rect *r)
 				h = ZRLE_TILE;
 			if (!z->valid || z->gen != e->tgen[i] || z->w != w ||
 			    z->h != h) {
-				int photo, kind;
+				struct zplan zp;
 
 				tile_values(c, e->px, f->pixels + (size_t)ty *
 				    f->stride + tx, f->stride, w, h);
-				z->len = (uint32_t)zrle_tile(c, e->px, w, h, cb,
-				    cshift, slot, &photo, &kind);
-				z->photo = (uint8_t)photo;
-				z->kind = (uint8_t)kind;
+				zrle_analyse(e, e->px, w, h, cb, &zp);
+				z->len = (uint32_t)zrle_emit(c, e, e->px, w, h, cb,
+				    cshift, &zp, slot);
+				z->photo = (uint8_t)zp.photo;
+				z->kind = (uint8_t)zp.kind;
 				z->w = (uint16_t)w;
 				z->h = (uint16_t)h;
 				z->gen = e->tgen[i];
@@ -2938,6 +2963,25 @@ enc_zrle(struct client *c, const struct rect *r)
 	p[3] = (uint8_t)n;
 }
 
+/* A viewer went away: its stream, and what its tiles were, for the log. */
+static void
+zrle_free(struct client *c)
+{
+	char line[200];
+	size_t off = 0;
+	int i;
+
+	if (c->zs == NULL)
+		return;
+	for (i = 0; i < ZT_RAW + 1; i++)
+		off += (size_t)snprintf(line + off, sizeof line - off,
+		    " %s=%lu", ztile_name[i], c->ztiles[i]);
+	logx(c->srv, LOG_DEBUG, "peer=%s zrle tiles:%s", c->peer, line);
+	deflateEnd(c->zs);
+	free(c->zs);
+	c->zs = NULL;
+}
+
 /* -- Hextile (RFB 7.7.4) -- */
 
 enum {
@@ -2950,24 +2994,21 @@ struct hexstate {
 	int bg_ok, fg_ok;
 };
 
-/*
- * One tile: raw, or a background with subrectangles of the other colours
- * (one foreground, or each subrectangle with its colour), whichever is
- * smaller.  Subrectangles are found greedily: from each uncovered pixel,
- * as far right as the colour goes, then down while the whole run repeats.
- */
-static size_t
-hextile_tile(const struct client *c, const uint32_t *v, int w, int h,
-    struct hexstate *hs, uint8_t *out)
-{
-	uint32_t col[HEXTILE_COLOURS], bg, fg = 0;
-	unsigned cnt[HEXTILE_COLOURS];
-	uint16_t done[HEXTILE_TILE];
-	uint8_t sub[HEXTILE_TILE * HEXTILE_TILE * 4 + 8], *p = out, *q = sub;
-	int b = c->bytes_pp, ncol = 0, last = 0, nsub = 0, i, x, y;
-	size_t raw = 1 + (size_t)w * h * b, per;
+/* A tile's colours: raw if more than HEXTILE_COLOURS, else the most
+ * common as background and, with two, the other as foreground. */
+struct hexplan {
+	uint32_t bg, fg;
+	int ncol;		/* > HEXTILE_COLOURS: send it raw */
+};
 
-	for (i = 0; i < w * h && ncol <= HEXTILE_COLOURS; i++) {
+static void
+hextile_analyse(const uint32_t *v, int w, int h, struct hexplan *hp)
+{
+	uint32_t col[HEXTILE_COLOURS];
+	unsigned cnt[HEXTILE_COLOURS];
+	int ncol = 0, last = 0, i;
+
+	for (i = 0; i < w * h; i++) {
 		if (ncol > 0 && v[i] == col[last]) {
 			cnt[last]++;
 			continue;
@@ -2976,23 +3017,47 @@ hextile_tile(const struct client *c, const uint32_t *v, int w, int h,
 			;
 		if (last == ncol) {
 			if (ncol == HEXTILE_COLOURS) {
-				ncol++;		/* too many: raw */
-				break;
+				hp->ncol = ncol + 1;	/* too many: raw */
+				return;
 			}
 			col[ncol] = v[i];
 			cnt[ncol++] = 0;
 		}
 		cnt[last]++;
 	}
-	if (ncol > HEXTILE_COLOURS)
-		goto raw;
 	for (i = 1, last = 0; i < ncol; i++)
 		if (cnt[i] > cnt[last])
 			last = i;
-	bg = col[last];
-	if (ncol == 2)
-		fg = col[!last];
-	per = ncol == 2 ? 2 : (size_t)b + 2;
+	hp->ncol = ncol;
+	hp->bg = col[last];
+	hp->fg = ncol == 2 ? col[!last] : 0;
+}
+
+static size_t
+hextile_raw(const struct client *c, const uint32_t *v, int w, int h,
+    struct hexstate *hs, uint8_t *out)
+{
+	/* RFB: after a raw tile the colours must be given again */
+	hs->bg_ok = hs->fg_ok = 0;
+	*out = HT_RAW;
+	return (size_t)(put_values(c, out + 1, v, w * h, c->bytes_pp, 0) - out);
+}
+
+/*
+ * Subrectangles of the non-background colours, found greedily: from each
+ * uncovered pixel, as far right as the colour goes, then down while the
+ * whole run repeats.  Their bytes go to sub; -1 once they would cost as
+ * much as raw.
+ */
+static int
+hextile_subrects(const struct client *c, const uint32_t *v, int w, int h,
+    const struct hexplan *hp, uint8_t *sub, size_t *sublen)
+{
+	uint16_t done[HEXTILE_TILE];
+	size_t raw = 1 + (size_t)w * h * c->bytes_pp;
+	size_t per = hp->ncol == 2 ? 2 : (size_t)c->bytes_pp + 2;
+	uint8_t *q = sub;
+	int nsub = 0, x, y;
 
 	memset(done, 0, sizeof done);
 	for (y = 0; y < h; y++)
@@ -3002,7 +3067,7 @@ hextile_tile(const struct client *c, const uint32_t *v, int w, int h,
 			int x1, y1, j;
 			uint16_t bits;
 
-			if (k == bg || (done[y] >> x & 1))
+			if (k == hp->bg || (done[y] >> x & 1))
 				continue;
 			for (x1 = x + 1; x1 < w && row[x1] == k &&
 			    !(done[y] >> x1 & 1); x1++)
@@ -3014,48 +3079,57 @@ hextile_tile(const struct client *c, const uint32_t *v, int w, int h,
 				if (j < x1)
 					break;
 			}
-			if ((size_t)(q - sub) + per + 1 + 2 * b >= raw ||
-			    nsub == 255)
-				goto raw;
+			if ((size_t)(q - sub) + per + 1 + 2 *
+			    (size_t)c->bytes_pp >= raw || nsub == 255)
+				return -1;
 			for (j = y; j < y1; j++)
 				done[j] |= bits;
-			if (ncol > 2)
-				q = put_values(c, q, &k, 1, b, 0);
+			if (hp->ncol > 2)
+				q = put_values(c, q, &k, 1, c->bytes_pp, 0);
 			*q++ = (uint8_t)(x << 4 | y);
 			*q++ = (uint8_t)((x1 - x - 1) << 4 | (y1 - y - 1));
 			nsub++;
 		}
+	*sublen = (size_t)(q - sub);
+	return nsub;
+}
 
-	*p = 0;
-	p++;
-	if (!hs->bg_ok || hs->bg != bg) {
+/* One tile as planned, or raw where that is no dearer; returns its size. */
+static size_t
+hextile_emit(const struct client *c, const uint32_t *v, int w, int h,
+    const struct hexplan *hp, struct hexstate *hs, uint8_t *out)
+{
+	uint8_t sub[HEXTILE_TILE * HEXTILE_TILE * 4 + 8], *p = out + 1;
+	size_t sublen = 0;
+	int b = c->bytes_pp, nsub;
+
+	if (hp->ncol > HEXTILE_COLOURS ||
+	    (nsub = hextile_subrects(c, v, w, h, hp, sub, &sublen)) < 0)
+		return hextile_raw(c, v, w, h, hs, out);
+	*out = 0;
+	if (!hs->bg_ok || hs->bg != hp->bg) {
 		*out |= HT_BG;
-		p = put_values(c, p, &bg, 1, b, 0);
+		p = put_values(c, p, &hp->bg, 1, b, 0);
 	}
-	if (nsub > 0 && ncol == 2 && (!hs->fg_ok || hs->fg != fg)) {
+	if (nsub > 0 && hp->ncol == 2 && (!hs->fg_ok || hs->fg != hp->fg)) {
 		*out |= HT_FG;
-		p = put_values(c, p, &fg, 1, b, 0);
-		hs->fg = fg;
+		p = put_values(c, p, &hp->fg, 1, b, 0);
+		hs->fg = hp->fg;
 		hs->fg_ok = 1;
 	}
 	if (nsub > 0) {
 		*out |= HT_SUBRECTS;
 		*p++ = (uint8_t)nsub;
-		if (ncol > 2) {
+		if (hp->ncol > 2) {
 			*out |= HT_COLOURED;
 			hs->fg_ok = 0;	/* viewers differ in what stays */
 		}
-		memcpy(p, sub, (size_t)(q - sub));
-		p += q - sub;
+		memcpy(p, sub, sublen);
+		p += sublen;
 	}
-	hs->bg = bg;
+	hs->bg = hp->bg;
 	hs->bg_ok = 1;
 	return (size_t)(p - out);
-raw:
-	/* RFB: after a raw tile the colours must be given again */
-	hs->bg_ok = hs->fg_ok = 0;
-	*p++ = HT_RAW;
-	return (size_t)(put_values(c, p, v, w * h, b, 0) - out);
 }
 
 static void
@@ -3067,6 +3141,7 @@ enc_hextile(struct client *c, const struct rect *r)
 	    ((r->h + HEXTILE_TILE - 1) / HEXTILE_TILE);
 	size_t max = ntiles + (size_t)r->w * r->h * c->bytes_pp, used = 0;
 	struct hexstate hs = { 0, 0, 0, 0 };
+	struct hexplan hp;
 	uint8_t *p;
 	int tx, ty;
 
@@ -3084,7 +3159,9 @@ enc_hextile(struct client *c, const struct rect *r)
 			tile_values(c, s->enc.px, f->pixels +
 			    (size_t)(r->y + ty) * f->stride + r->x + tx,
 			    f->stride, w, h);
-			used += hextile_tile(c, s->enc.px, w, h, &hs, p + used);
+			hextile_analyse(s->enc.px, w, h, &hp);
+			used += hextile_emit(c, s->enc.px, w, h, &hp, &hs,
+			    p + used);
 		}
 	c->out.len += used;
 }
@@ -3094,34 +3171,26 @@ struct encoder {
 	int32_t num;
 	const char *name;
 	void (*fn)(struct client *, const struct rect *);
+	void (*free)(struct client *);	/* its per-client state, or NULL */
 };
 
 static const struct encoder encoders[] = {
-	{ ENC_RAW, "raw", enc_raw },	/* first: the default */
-	{ ENC_HEXTILE, "hextile", enc_hextile },
-	{ ENC_ZRLE, "zrle", enc_zrle },
+	{ ENC_RAW, "raw", enc_raw, NULL },	/* first: the default */
+	{ ENC_HEXTILE, "hextile", enc_hextile, NULL },
+	{ ENC_ZRLE, "zrle", enc_zrle, zrle_free },
 };
 
 #define NENCODERS ((int)nitems(encoders))
 
-/* A viewer went away: its stream, and what its tiles were, for the log. */
+/* A viewer went away: every encoder's state for it. */
 static void
 enc_free(struct client *c)
 {
-	int i;
+	size_t i;
 
-	if (c->zs != NULL) {
-		char line[200];
-		size_t off = 0;
-
-		for (i = 0; i < ZT_RAW + 1; i++)
-			off += (size_t)snprintf(line + off, sizeof line - off,
-			    " %s=%lu", ztile_name[i], c->ztiles[i]);
-		logx(c->srv, LOG_DEBUG, "peer=%s zrle tiles:%s", c->peer, line);
-		deflateEnd(c->zs);
-		free(c->zs);
-		c->zs = NULL;
-	}
+	for (i = 0; i < nitems(encoders); i++)
+		if (encoders[i].free != NULL)
+			encoders[i].free(c);
 }
 
 /* ---------------------------------------------------------------------
