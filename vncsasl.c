@@ -5169,7 +5169,42 @@ passwd_add(const char *path, const char *user)
 	return 0;
 }
 
+/* vncsasl -k FILE USER */
+static int
+passwd_tool(char **args, int nargs)
+{
+	if (nargs != 2)
+		die(2, "-k FILE USER: want a file and a user name");
+	if (gnutls_global_init() < 0)
+		die(1, "cannot initialise GnuTLS");
+	return passwd_add(args[0], args[1]);
+}
+
+/* -P: the password file, or none (then unknown users' fake salts come
+ * from a random key, and password mechanisms refuse everyone). */
+static void
+setup_passwd(struct server *s)
+{
+	char err[PATH_MAX + 128];
+	uint8_t key[SHA256_DIGEST_SIZE];
+	struct cred *v;
+	size_t n;
+
+	if (s->passwd_path == NULL) {
+		if (gnutls_rnd(GNUTLS_RND_RANDOM, s->fake_key,
+		    sizeof s->fake_key) < 0)
+			die(1, "no random bytes");
+		s->fake_iter = SCRAM_ITER_DEFAULT;
+		return;
+	}
+	if (passwd_read(s->passwd_path, &v, &n, key, err, sizeof err) < 0)
+		die(2, "-P %s", err);
+	passwd_install(s, v, n, key);
+}
+
 static long parse_num(int, const char *, long, long);
+static void usage(FILE *);
+static void version(void);
 
 /* -o NAME=VALUE,...: the limits an operator may want to move. */
 static const struct limit_opt {
@@ -5262,12 +5297,16 @@ drop_privileges(struct server *s, const char *user)
 
 /* -t USER [ADDR [DN]]: what would the ACL say? (like doas -C) */
 static int
-acl_test(const struct server *s, char **argv, int argc)
+acl_test(struct server *s, char **argv, int argc)
 {
 	struct sockaddr_storage ss;
 	char addr[INET6_ADDRSTRLEN] = "unix", rule[PATH_MAX + 16];
+	char err[PATH_MAX + 128];
 	enum acl_action act;
 
+	if (s->acl_path != NULL &&
+	    (s->acl = acl_load(s->acl_path, err, sizeof err)) == NULL)
+		die(2, "-A %s", err);
 	if (argc < 1 || argc > 3)
 		die(2, "-t USER [ADDRESS [DN]]: want one to three arguments");
 	memset(&ss, 0, sizeof ss);
@@ -5385,20 +5424,52 @@ parse_num(int opt, const char *arg, long lo, long hi)
 	return v;
 }
 
-int
-main(int argc, char **argv)
-{
-	static struct server srv;
-	struct server *s = &srv;
-	char *addrs[MAX_LISTENERS], err[512], hostname[256];
-	const char *port = "5900", *fbarg = NULL, *seclist = NULL;
-	const char *vncpass = NULL, *unix_path = NULL, *mechs = NULL;
-	const char *cert = NULL, *key = NULL, *ca = NULL, *keytab = NULL;
-	const char *limits = NULL, *runas = NULL, *reverse = NULL;
-	int naddrs = 0, ch, i, insecure = 0, kmode = 0, tmode = 0;
-	int inetd = 0, log_given = 0, explicit_listen = 0;
-	struct sigaction sa;
+/* The command line, parsed: what main()'s steps open and set up. */
+struct opts {
+	char *addrs[MAX_LISTENERS];
+	int naddrs;
+	const char *port, *unix_path, *reverse, *fbarg, *seclist, *mechs;
+	const char *vncpass, *cert, *key, *ca, *keytab, *limits, *runas;
+	int insecure, kmode, tmode, inetd, log_given, explicit_listen;
+	char **args;		/* operands, for -k and -t */
+	int nargs;
+};
 
+/* Options that only name a file or a value for a later step. */
+static const struct str_opt {
+	int opt;
+	size_t off;
+} str_opts[] = {
+	{ 'o', offsetof(struct opts, limits) },
+	{ 'u', offsetof(struct opts, runas) },
+	{ 'c', offsetof(struct opts, reverse) },
+	{ 's', offsetof(struct opts, seclist) },
+	{ 'm', offsetof(struct opts, mechs) },
+	{ 'C', offsetof(struct opts, cert) },
+	{ 'K', offsetof(struct opts, key) },
+	{ 'T', offsetof(struct opts, ca) },
+	{ 'G', offsetof(struct opts, keytab) },
+	{ 'w', offsetof(struct opts, vncpass) },
+	{ 'x', offsetof(struct opts, fbarg) },
+};
+
+/* Options that set a flag of the command line (o) or of the server (s). */
+static const struct flag_opt {
+	int opt;
+	int in_server;
+	size_t off;
+} flag_opts[] = {
+	{ '1', 1, offsetof(struct server, once) },
+	{ 'v', 1, offsetof(struct server, verbose) },
+	{ 'I', 0, offsetof(struct opts, insecure) },
+	{ 'k', 0, offsetof(struct opts, kmode) },
+	{ 't', 0, offsetof(struct opts, tmode) },
+	{ 'i', 0, offsetof(struct opts, inetd) },
+};
+
+static void
+server_defaults(struct server *s)
+{
 	s->max_clients = MAX_CLIENTS;
 	s->preauth_max = PREAUTH_MAX;
 	s->preauth_per_addr = PREAUTH_PER_ADDR;
@@ -5406,203 +5477,165 @@ main(int argc, char **argv)
 	s->fail_delay_cap = FAIL_DELAY_CAP;
 	s->zlevel = ZLEVEL_DEFAULT;
 	s->stall_ms = STALL_SECS * 1000;
+}
+
+/* Options with a value to check now, or an effect of their own. */
+static void
+parse_opt(struct server *s, struct opts *o, int ch)
+{
+	switch (ch) {
+	case 'l':
+		if (o->naddrs >= MAX_LISTENERS)
+			die(2, "-l: too many addresses (limit %d)",
+			    MAX_LISTENERS);
+		o->addrs[o->naddrs++] = optarg;
+		o->explicit_listen = 1;
+		break;
+	case 'p':
+		parse_num('p', optarg, 0, 65535);
+		o->port = optarg;
+		o->explicit_listen = 1;
+		break;
+	case 'U':
+		o->unix_path = optarg;
+		o->explicit_listen = 1;
+		break;
+	case 'P':
+		s->passwd_path = optarg;
+		break;
+	case 'A':
+		s->acl_path = optarg;
+		break;
+	case 'H':
+		if (strlen(optarg) == 0 || strlen(optarg) > 255)
+			die(2, "-H: want a host name of 1-255 bytes");
+		s->sasl_host = optarg;
+		break;
+	case 'n':
+		if (strlen(optarg) > NAME_MAX_LEN)
+			die(2, "-n: name longer than %d bytes", NAME_MAX_LEN);
+		snprintf(s->name, sizeof s->name, "%s", optarg);
+		break;
+	case 'M':
+		s->max_clients = (int)parse_num('M', optarg, 1, 4096);
+		break;
+	case 'Z':
+		s->zlevel = (int)parse_num('Z', optarg, 0, 9);
+		break;
+	case 'D':
+		s->stall_ms = (int)parse_num('D', optarg, 1, STALL_SECS_MAX) *
+		    1000;
+		break;
+	case 'L':
+		o->log_given = 1;
+		if (strcmp(optarg, "syslog") == 0)
+			s->use_syslog = 1;
+		else if (strcmp(optarg, "stderr") != 0)
+			die(2, "-L %s: want stderr or syslog", optarg);
+		break;
+	case 'V':
+		version();
+		exit(0);
+	case 'h':
+		usage(stdout);
+		exit(0);
+	case ':':
+		die(2, "option -%c needs a value (vncsasl -h for help)", optopt);
+		break;
+	default:
+		die(2, "unknown option -%c (vncsasl -h for help)", optopt);
+	}
+}
+
+/* Step 1: the command line into o (and the server's plain settings). */
+static void
+parse_args(struct server *s, struct opts *o, int argc, char **argv)
+{
+	size_t i;
+	int ch;
+
+	memset(o, 0, sizeof *o);
+	o->port = "5900";
 	opterr = 0;		/* our own one-line errors, exit status 2 */
 	while ((ch = getopt(argc, argv,
 	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:A:C:K:T:G:H:Ikto:u:ic:Z:D:")) != -1) {
-		switch (ch) {
-		case '1':
-			s->once = 1;
-			break;
-		case 'o':
-			limits = optarg;
-			break;
-		case 'u':
-			runas = optarg;
-			break;
-		case 'i':
-			inetd = 1;
-			break;
-		case 'c':
-			reverse = optarg;
-			break;
-		case 'l':
-			if (naddrs >= MAX_LISTENERS)
-				die(2, "-l: too many addresses (limit %d)",
-				    MAX_LISTENERS);
-			addrs[naddrs++] = optarg;
-			explicit_listen = 1;
-			break;
-		case 'p':
-			parse_num('p', optarg, 0, 65535);
-			port = optarg;
-			explicit_listen = 1;
-			break;
-		case 'U':
-			unix_path = optarg;
-			explicit_listen = 1;
-			break;
-		case 's':
-			seclist = optarg;
-			break;
-		case 'I':
-			insecure = 1;
-			break;
-		case 'm':
-			mechs = optarg;
-			break;
-		case 'P':
-			s->passwd_path = optarg;
-			break;
-		case 'k':
-			kmode = 1;
-			break;
-		case 't':
-			tmode = 1;
-			break;
-		case 'A':
-			s->acl_path = optarg;
-			break;
-		case 'C':
-			cert = optarg;
-			break;
-		case 'K':
-			key = optarg;
-			break;
-		case 'T':
-			ca = optarg;
-			break;
-		case 'G':
-			keytab = optarg;
-			break;
-		case 'H':
-			if (strlen(optarg) == 0 || strlen(optarg) > 255)
-				die(2, "-H: want a host name of 1-255 bytes");
-			s->sasl_host = optarg;
-			break;
-		case 'w':
-			vncpass = optarg;
-			break;
-		case 'x':
-			fbarg = optarg;
-			break;
-		case 'n':
-			if (strlen(optarg) > NAME_MAX_LEN)
-				die(2, "-n: name longer than %d bytes",
-				    NAME_MAX_LEN);
-			snprintf(s->name, sizeof s->name, "%s", optarg);
-			break;
-		case 'M':
-			s->max_clients = (int)parse_num('M', optarg, 1, 4096);
-			break;
-		case 'Z':
-			s->zlevel = (int)parse_num('Z', optarg, 0, 9);
-			break;
-		case 'D':
-			s->stall_ms = (int)parse_num('D', optarg, 1,
-			    STALL_SECS_MAX) * 1000;
-			break;
-		case 'L':
-			log_given = 1;
-			if (strcmp(optarg, "syslog") == 0)
-				s->use_syslog = 1;
-			else if (strcmp(optarg, "stderr") != 0)
-				die(2, "-L %s: want stderr or syslog", optarg);
-			break;
-		case 'v':
-			s->verbose = 1;
-			break;
-		case 'V':
-			version();
-			return 0;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case ':':
-			die(2, "option -%c needs a value (vncsasl -h for help)",
-			    optopt);
-			break;
-		default:
-			die(2, "unknown option -%c (vncsasl -h for help)", optopt);
-		}
+		for (i = 0; i < nitems(str_opts); i++)
+			if (str_opts[i].opt == ch)
+				*(const char **)(void *)((char *)o +
+				    str_opts[i].off) = optarg;
+		for (i = 0; i < nitems(flag_opts); i++)
+			if (flag_opts[i].opt == ch)
+				*(int *)(void *)((flag_opts[i].in_server ?
+				    (char *)s : (char *)o) + flag_opts[i].off) =
+				    1;
+		if (strchr("oucsmCKTGwx1vIkti", ch) == NULL)
+			parse_opt(s, o, ch);
 	}
-	if (kmode) {
-		if (argc - optind != 2)
-			die(2, "-k FILE USER: want a file and a user name");
-		if (gnutls_global_init() < 0)
-			die(1, "cannot initialise GnuTLS");
-		return passwd_add(argv[optind], argv[optind + 1]);
-	}
-	if (tmode) {
-		if (s->acl_path != NULL &&
-		    (s->acl = acl_load(s->acl_path, err, sizeof err)) == NULL)
-			die(2, "-A %s", err);
-		return acl_test(s, argv + optind, argc - optind);
-	}
-	if (optind != argc)
-		die(2, "unexpected argument '%s'", argv[optind]);
-	if ((cert == NULL) != (key == NULL))
+	o->args = argv + optind;
+	o->nargs = argc - optind;
+	if (o->kmode || o->tmode)
+		return;
+	if (o->nargs != 0)
+		die(2, "unexpected argument '%s'", o->args[0]);
+	if ((o->cert == NULL) != (o->key == NULL))
 		die(2, "-C and -K go together");
-	if (limits != NULL)
-		parse_limits(s, limits);
-	if (inetd && (explicit_listen || reverse != NULL))
+	if (o->limits != NULL)
+		parse_limits(s, o->limits);
+	if (o->inetd && (o->explicit_listen || o->reverse != NULL))
 		die(2, "-i serves standard input; it takes no -l, -p, -U or -c");
-	if (inetd && !log_given)	/* stderr may be the connection */
+	if (o->inetd && !o->log_given)	/* stderr may be the connection */
 		s->use_syslog = 1;
-	if (ca != NULL && cert == NULL)
+	if (o->ca != NULL && o->cert == NULL)
 		die(2, "-T needs a server certificate (-C and -K)");
+}
 
-	if (s->use_syslog)
-		openlog("vncsasl", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+/*
+ * Step 2: everything authentication needs, opened while privileged: the
+ * TLS key, GNU SASL and its mechanisms, the keytab, the password file,
+ * the ACL, the VNC password, and what each transport offers.
+ */
+static void
+setup_auth(struct server *s, const struct opts *o)
+{
+	static char hostname[256];
+	char err[PATH_MAX + 128];
+
 	if (gnutls_global_init() < 0)
 		die(1, "cannot initialise GnuTLS");
-	tls_setup(s, cert, key, ca);
+	tls_setup(s, o->cert, o->key, o->ca);
 	if (gsasl_init(&s->gsasl) != GSASL_OK)
 		die(1, "cannot initialise GNU SASL");
 	gsasl_callback_set(s->gsasl, sasl_callback);
 	gsasl_callback_hook_set(s->gsasl, s);
-	if (keytab != NULL) {
-		if (access(keytab, R_OK) != 0)
-			die(1, "-G %s: %s", keytab, strerror(errno));
-		setenv("KRB5_KTNAME", keytab, 1);
+	if (o->keytab != NULL) {
+		if (access(o->keytab, R_OK) != 0)
+			die(1, "-G %s: %s", o->keytab, strerror(errno));
+		setenv("KRB5_KTNAME", o->keytab, 1);
 	}
-	setup_mechs(s, mechs ? mechs : "SCRAM-SHA-256,SCRAM-SHA-1",
-	    keytab != NULL);
+	setup_mechs(s, o->mechs ? o->mechs : "SCRAM-SHA-256,SCRAM-SHA-1",
+	    o->keytab != NULL);
 	if (gethostname(hostname, sizeof hostname - 1) < 0)
 		snprintf(hostname, sizeof hostname, "localhost");
 	hostname[sizeof hostname - 1] = '\0';
 	if (s->sasl_host == NULL)
 		s->sasl_host = hostname;
-	if (s->passwd_path != NULL) {
-		struct cred *v;
-		size_t n;
-		uint8_t fk[SHA256_DIGEST_SIZE];
-
-		if (passwd_read(s->passwd_path, &v, &n, fk, err, sizeof err) < 0)
-			die(2, "-P %s", err);
-		passwd_install(s, v, n, fk);
-	} else {
-		if (gnutls_rnd(GNUTLS_RND_RANDOM, s->fake_key,
-		    sizeof s->fake_key) < 0)
-			die(1, "no random bytes");
-		s->fake_iter = SCRAM_ITER_DEFAULT;
-	}
+	if (s->name[0] == '\0')
+		snprintf(s->name, sizeof s->name, "%s", hostname);
+	setup_passwd(s);
 	if (s->acl_path != NULL &&
 	    (s->acl = acl_load(s->acl_path, err, sizeof err)) == NULL)
 		die(2, "-A %s", err);
-	if (vncpass != NULL)
-		load_vnc_password(s, vncpass);
-	setup_sectypes(s, seclist, insecure, strcmp(port, "0") != 0 ||
-	    reverse != NULL);
-	if (s->name[0] == '\0')
-		snprintf(s->name, sizeof s->name, "%s", hostname);
+	if (o->vncpass != NULL)
+		load_vnc_password(s, o->vncpass);
+	setup_sectypes(s, o->seclist, o->insecure, strcmp(o->port, "0") != 0 ||
+	    o->reverse != NULL);
+}
 
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+/* Step 3: the framebuffer source, with the server's side of its seam. */
+static void
+setup_source(struct server *s, const char *arg)
+{
+	char err[512];
 
 	s->host.srv = s;
 	s->host.damage = srv_damage;
@@ -5611,28 +5644,51 @@ main(int argc, char **argv)
 	s->host.cursor = srv_cursor;
 	s->host.log = srv_log;
 	errno = 0;
-	if ((s->fb = fb_source.open(fbarg, &s->host, err, sizeof err)) == NULL)
+	if ((s->fb = fb_source.open(arg, &s->host, err, sizeof err)) == NULL)
 		die(errno == EINVAL ? 2 : 1, "-x: %s source: %s", fb_source.name,
 		    err);
 	if (grid_setup(s) < 0)
 		die(1, "out of memory");
+}
 
-	if (inetd) {
+/* Step 4: listeners (or the one inherited connection), and -c. */
+static void
+setup_listeners(struct server *s, const struct opts *o)
+{
+	if (o->inetd) {
 		serve_stdin(s);
 	} else if (inherit_sockets(s) == 0) {
-		if (strcmp(port, "0") != 0)
-			listen_tcp(s, addrs, naddrs, port);
-		else if (naddrs > 0)
+		if (strcmp(o->port, "0") != 0)
+			listen_tcp(s, (char **)o->addrs, o->naddrs, o->port);
+		else if (o->naddrs > 0)
 			die(2, "-l given but -p 0 disables TCP");
-		if (unix_path != NULL)
-			listen_unix(s, unix_path);
+		if (o->unix_path != NULL)
+			listen_unix(s, o->unix_path);
 	}
-	if (reverse != NULL)
-		reverse_connect(s, reverse);
+	if (o->reverse != NULL)
+		reverse_connect(s, o->reverse);
 	if (s->nlst == 0 && s->clients == NULL)
 		die(2, "nothing to listen on (-p 0 and no -U) and no -c");
-	if (runas != NULL)
-		drop_privileges(s, runas);
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Step 6: OpenBSD: from here on, only what serving needs. */
+static void
+sandbox(const struct server *s)
+{
 #ifdef __OpenBSD__
 	if (s->passwd_path != NULL && unveil(s->passwd_path, "r") < 0)
 		die(1, "unveil: %s", strerror(errno));
@@ -5642,39 +5698,50 @@ main(int argc, char **argv)
 		die(1, "unveil: %s", strerror(errno));
 	if (pledge("stdio rpath cpath inet unix", NULL) < 0)
 		die(1, "pledge: %s", strerror(errno));
+#else
+	(void)s;
 #endif
+}
 
-	{
-		char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)] = "";
-		char tcp[160] = "", uni[160] = "", ml[SASL_MECHLIST_MAX + 1] = "";
-		size_t off = 0;
+/* Step 7: what is offered, and the readiness line scripts wait for. */
+static void
+announce(const struct server *s, int inetd)
+{
+	char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)] = "";
+	char tcp[160] = "", uni[160] = "", ml[SASL_MECHLIST_MAX + 1] = "";
+	size_t off = 0;
+	int i;
 
-		for (i = 0; i < s->nsec_tcp; i++)
-			snprintf(tcp + strlen(tcp), sizeof tcp - strlen(tcp),
-			    "%s%s", i ? "," : "", s->sec_tcp[i]->name);
-		for (i = 0; i < s->nsec_unix; i++)
-			snprintf(uni + strlen(uni), sizeof uni - strlen(uni),
-			    "%s%s", i ? "," : "", s->sec_unix[i]->name);
-		for (i = 0; i < s->nmechs; i++)
-			snprintf(ml + strlen(ml), sizeof ml - strlen(ml),
-			    "%s%s", i ? "," : "", s->mechs[i]);
-		logx(s, LOG_INFO, "security tcp=%s unix=%s sasl=%s records=%zu",
-		    tcp, uni, ml, s->ncreds);
-		if (s->passwd_path == NULL)
-			logx(s, LOG_NOTICE, "no password file (-P): password "
-			    "mechanisms refuse everyone");
-		for (i = 0; i < s->nlst; i++)
-			off += (size_t)snprintf(line + off, sizeof line - off,
-			    "%s%s", i ? " " : "", s->lst[i].name);
-		/* the readiness line scripts wait for, on stderr (not in -i
-		 * mode, where stderr may be the viewer's connection) */
-		if (!inetd)
-			fprintf(stderr, "vncsasl: listening on %s\n",
-			    s->nlst ? line : "(nothing: serving one connection)");
-		if (s->use_syslog && s->nlst)
-			logx(s, LOG_INFO, "listening on %s", line);
-	}
-	serve(s);
+	for (i = 0; i < s->nsec_tcp; i++)
+		snprintf(tcp + strlen(tcp), sizeof tcp - strlen(tcp), "%s%s",
+		    i ? "," : "", s->sec_tcp[i]->name);
+	for (i = 0; i < s->nsec_unix; i++)
+		snprintf(uni + strlen(uni), sizeof uni - strlen(uni), "%s%s",
+		    i ? "," : "", s->sec_unix[i]->name);
+	for (i = 0; i < s->nmechs; i++)
+		snprintf(ml + strlen(ml), sizeof ml - strlen(ml), "%s%s",
+		    i ? "," : "", s->mechs[i]);
+	logx(s, LOG_INFO, "security tcp=%s unix=%s sasl=%s records=%zu", tcp,
+	    uni, ml, s->ncreds);
+	if (s->passwd_path == NULL)
+		logx(s, LOG_NOTICE, "no password file (-P): password "
+		    "mechanisms refuse everyone");
+	for (i = 0; i < s->nlst; i++)
+		off += (size_t)snprintf(line + off, sizeof line - off, "%s%s",
+		    i ? " " : "", s->lst[i].name);
+	/* on stderr (not with -i, where stderr may be the connection) */
+	if (!inetd)
+		fprintf(stderr, "vncsasl: listening on %s\n",
+		    s->nlst ? line : "(nothing: serving one connection)");
+	if (s->use_syslog && s->nlst)
+		logx(s, LOG_INFO, "listening on %s", line);
+}
+
+/* Step 9: every client closed and logged, listeners gone. */
+static void
+cleanup(struct server *s)
+{
+	int i;
 
 	while (s->clients != NULL) {
 		struct client *c = s->clients;
@@ -5693,5 +5760,33 @@ main(int argc, char **argv)
 	gsasl_done(s->gsasl);
 	gnutls_global_deinit();
 	logx(s, LOG_INFO, "exit");
-	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct server srv;
+	struct server *s = &srv;
+	struct opts o;
+	int rc;
+
+	server_defaults(s);
+	parse_args(s, &o, argc, argv);
+	if (o.kmode)
+		return passwd_tool(o.args, o.nargs);
+	if (o.tmode)
+		return acl_test(s, o.args, o.nargs);
+	if (s->use_syslog)
+		openlog("vncsasl", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	setup_signals();
+	setup_auth(s, &o);
+	setup_source(s, o.fbarg);
+	setup_listeners(s, &o);
+	if (o.runas != NULL)
+		drop_privileges(s, o.runas);
+	sandbox(s);
+	announce(s, o.inetd);
+	rc = serve(s);
+	cleanup(s);
+	return rc;
 }
