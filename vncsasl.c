@@ -2,42 +2,59 @@
  * vncsasl - a minimal VNC (RFB) server that authenticates viewers with
  * GNU SASL inside VeNCrypt TLS and authorizes them with a flat-file ACL.
  *
- * How it works, in the order you will meet it below.
- *
- * One process, one poll() loop (serve()).  Every socket is non-blocking.
- * Each turn rebuilds the pollfd set from state: listeners only while
- * below the client cap, a client's POLLOUT only while it has queued
- * output, the framebuffer source's descriptor if it has one.  The poll
- * timeout is the nearest deadline: handshake and stall deadlines, lingering
- * closes, and - only while some viewer waits for an update - the moment
- * the source says it will have news.  Nothing is ever done for a screen no
- * one is waiting to see.
+ * How it works.  One process, one poll() loop (serve(): build the pollfd
+ * set, wait, dispatch).  Every socket is non-blocking.  Each turn rebuilds
+ * the pollfd set from state: listeners only while below the client cap, a
+ * client's POLLOUT only while it has queued output, the framebuffer
+ * source's descriptor if it has one.  The poll timeout is the nearest
+ * deadline (cl_due(), the one place they are derived): handshake and
+ * stall deadlines, lingering closes, held answers, and - only while some
+ * viewer waits for an update - the moment the source says it will have
+ * news.  Nothing is ever done for a screen no one is waiting to see.
  *
  * Each connection is a struct client with an explicit state (enum state)
  * and a "call this handler when N bytes are buffered" pair (cl_expect(),
- * after QEMU's vnc_read_when()).  Handlers see the buffered bytes through a
- * bounds-checked reader (struct rd) whose error is sticky, so a handler
- * reads all fields and checks once.  Every length that comes off the wire
- * has a named limit below; needing more than the limit is a protocol
+ * after QEMU's vnc_read_when()).  Handlers read the buffered bytes only
+ * through a bounds-checked reader (struct rd) whose error is sticky, so a
+ * handler reads all fields and checks once.  Every length that comes off
+ * the wire has a named limit; needing more than the limit is a protocol
  * error that closes that one client with a logged reason.  A failing
  * client is only marked dead; the loop reaps it after the pass, so no
- * client is freed inside its own handler.
- *
- * Security types are a table (sectypes[]) shared by the plain RFB list and
- * the VeNCrypt subtype list; client messages are a table (msgtab[])
- * indexed by message type.
+ * client is freed inside its own handler.  Security types (sectypes[])
+ * and client messages (msgtab[]) are tables.
  *
  * Updates: the source reports damaged rectangles; every initialised
  * client accumulates them in its own tile map.  A client gets an update
  * only while it has an outstanding FramebufferUpdateRequest and its
  * output queue is below OUT_LOW (backpressure: a slow viewer costs at most
- * about one frame of memory and never slows the others).  Adjacent dirty
- * tiles are merged into rectangles (bands, written out as they are made),
- * translated into the client's pixel format with per-channel lookup
- * tables and encoded in the first of ZRLE, Hextile and Raw the client
- * lists (see Encoders).
+ * about one frame of memory and never slows the others).  Dirty tiles are
+ * merged into rectangles (bands, written out as they are made),
+ * translated into the client's pixel format and encoded in the first of
+ * ZRLE, Hextile and Raw the client lists.
  *
- * Start reading at main().
+ * The sections, in order:
+ *   Limits, RFB numbers, Types    every bound named, with its reason
+ *   Security types                the table; struct server
+ *   Signals, Logging              flags only; one log function
+ *   Buffers, readers, writers     struct buf, struct rd, wr_*()
+ *   Text                          comma lists, configuration files
+ *   Clients                       cl_expect(), cl_fail(), cl_linger()
+ *   ACL                           rules, first match wins
+ *   Credentials                   the password file, the GNU SASL callback
+ *   TLS                           GnuTLS inside the loop
+ *   Authentication                ProtocolVersion to SecurityResult, in
+ *                                 handshake order: version, security list,
+ *                                 VeNCrypt, the decision, None, VNC, SASL,
+ *                                 Plain.  A new security type is a row in
+ *                                 sectypes[], its handlers here, and its
+ *                                 line in the man page and README.
+ *   Pixel formats, Encoders       one translation path; Raw, ZRLE, Hextile
+ *   Damage and updates            tile maps, rectangles, the source's hooks
+ *   Client messages               ClientInit, then msgtab[]
+ *   Client I/O                    reads, TLS records, flushes, cl_new()
+ *   Listeners and the poll loop   accept, deadlines, serve()
+ *   Configuration                 option values and files (start-up errors)
+ *   main                          its steps, one function each
  */
 #if defined(__linux__) || defined(__GLIBC__)
 #define _DEFAULT_SOURCE		/* POSIX 2008 + setgroups() under -std=c99 */
@@ -376,7 +393,7 @@ struct cred {
 };
 
 /* ---------------------------------------------------------------------
- * Prototypes of the handlers, referenced by tables before definition.
+ * Security types, and the handlers the tables name.
  * ------------------------------------------------------------------- */
 
 static void auth_none(struct client *);
@@ -1709,23 +1726,35 @@ send_sectypes(struct client *c)
 	cl_expect(c, h_sectype, 1);
 }
 
-static size_t
-h_sectype(struct client *c, uint8_t *p, size_t n)
+/* What the viewer chose, if it was offered to it (sub: VeNCrypt's). */
+static const struct sectype *
+sectype_offered(const struct client *c, uint32_t type, uint32_t sub)
 {
 	const struct sectype *const *list;
-	struct rd r = rd_of(p, n);
-	unsigned type = rd_u8(&r);
 	int i, k;
 
 	list = cl_sectypes(c, &k);
 	for (i = 0; i < k; i++)
-		if ((unsigned)list[i]->type == type) {
-			if (type == SEC_VENCRYPT)
-				vencrypt_start(c);
-			else
-				sec_start(c, list[i]);
-			return rd_used(&r, n);
-		}
+		if ((uint32_t)list[i]->type == type && (type != SEC_VENCRYPT ||
+		    sub == 0 || (uint32_t)list[i]->subtype == sub))
+			return list[i];
+	return NULL;
+}
+
+static size_t
+h_sectype(struct client *c, uint8_t *p, size_t n)
+{
+	struct rd r = rd_of(p, n);
+	unsigned type = rd_u8(&r);
+	const struct sectype *st = sectype_offered(c, type, 0);
+
+	if (st != NULL) {
+		if (type == SEC_VENCRYPT)
+			vencrypt_start(c);
+		else
+			sec_start(c, st);
+		return rd_used(&r, n);
+	}
 	/* QEMU and the spec: SecurityResult failed (+ reason in 3.8) */
 	logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%u result=fail "
 	    "reason=type-not-offered", c->peer, type);
@@ -1784,17 +1813,12 @@ h_vencrypt_version(struct client *c, uint8_t *p, size_t n)
 static size_t
 h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
 {
-	const struct sectype *const *list;
 	struct rd r = rd_of(p, n);
 	uint32_t sub = rd_u32(&r);
-	int i, k;
+	const struct sectype *st = sub ? sectype_offered(c, SEC_VENCRYPT,
+	    sub) : NULL;
 
-	list = cl_sectypes(c, &k);
-	for (i = 0; i < k; i++)
-		if (list[i]->type == SEC_VENCRYPT &&
-		    (uint32_t)list[i]->subtype == sub)
-			break;
-	if (i == k) {
+	if (st == NULL) {
 		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=vencrypt"
 		    "-%lu result=fail reason=subtype-not-offered", c->peer,
 		    (unsigned long)sub);
@@ -1806,12 +1830,14 @@ h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
 		cl_fail(c, "data before the TLS handshake");
 		return n;
 	}
-	c->sec = list[i];
+	c->sec = st;
 	wr_u8(c, 1);
 	tls_start(c);
 	cl_flush(c);
 	return rd_used(&r, n);
 }
+
+/* -- the decision: throttling, the ACL, the audit line, SecurityResult -- */
 
 /*
  * Login throttling without lockout: each failure from an address makes
@@ -1964,15 +1990,15 @@ auth_vnc(struct client *c)
 	cl_expect(c, h_vnc_response, 16);
 }
 
-/* ---------------------------------------------------------------------
- * SASL: RFB security type 20, also inside VeNCrypt X509SASL/TLSSASL.
+/*
+ * -- SASL: RFB security type 20, also inside VeNCrypt X509SASL/TLSSASL --
  *
  * Wire (PROTOCOL.md 2): mechlist without NUL; mechname 1-100 bytes; data
  * fields carry length+1 and a trailing NUL, length 0 meaning NULL; each
  * reply ends with the complete byte; SecurityResult follows complete=1.
  * No SASL security layer is ever negotiated: GNU SASL can give none
  * worth having, and the viewers forbid one inside TLS (SASL-NOTES 0).
- * ------------------------------------------------------------------- */
+ */
 
 /* Is name[0..n) one exact token of the comma-separated list? */
 static int
@@ -2218,7 +2244,7 @@ sasl_reply(struct client *c, int st, const char *out, size_t outlen)
 		sasl_done(c);
 }
 
-/* VeNCrypt X509Plain/TLSPlain: a user and password through GNU SASL PLAIN. */
+/* -- VeNCrypt X509Plain/TLSPlain: a user and password through GNU SASL PLAIN -- */
 static size_t h_plain_creds(struct client *, uint8_t *, size_t);
 
 static size_t
