@@ -116,7 +116,7 @@ uninstall:
 # warns that getaddrinfo, getpwnam and dlopen (libgssglue loading the
 # Kerberos mechanism) need the same glibc's shared libraries at run time.
 STATIC_LIBS = -lgsasl -lidn -lntlm -lgssglue -lgnutls -lidn2 -lunistring \
-	-ltasn1 -lhogweed -lnettle -lgmp -latomic -lz
+	-ltasn1 -lhogweed -lnettle -lgmp -latomic -lz -ljpeg
 
 static: vncsasl-static
 

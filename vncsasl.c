@@ -61,6 +61,7 @@
 #endif
 
 #include <sys/types.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -76,6 +77,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <grp.h>
+#include <setjmp.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -97,6 +99,7 @@
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
 #include <zlib.h>
+#include <jpeglib.h>
 
 #include "vncsasl.h"
 
@@ -125,23 +128,53 @@
 #define STALL_SECS	60	/* default -D: queued output not drained */
 #define STALL_SECS_MAX	86400	/* -D: a day is already no backpressure */
 #define LINGER_MS	2000	/* time to deliver a failure reason */
-#define TILE		64	/* damage granularity in pixels */
+#define TILE		16	/* damage granularity in pixels: a changed
+				   cell costs at most 15 pixels more each
+				   way; also the block grid of plans */
 #define BAND_PIXELS	(80 * 1024) /* a rectangle's pixels at most: the
 				   queue is written out between rectangles,
 				   so a viewer that keeps up holds about one
-				   band (320 KiB raw), not a whole frame */
+				   band (320 KiB raw), not a whole frame;
+				   libvncclient's 16-bpp JPEG buffer takes
+				   100 K pixels */
+#define RECT_MAX_W	2048	/* Tight: viewers' row buffers (TigerVNC's
+				   limit, libvncclient's gradient filter) */
+#define BLOCKS_MAX	(BAND_PIXELS / (TILE * TILE) + RECT_MAX_W / TILE)
+				/* blocks in one rectangle at most */
 #define OUT_FLUSH	65536	/* queued bytes that are worth a write() in
 				   the middle of an update */
+#define UPDATE_RECTS_MAX 65533	/* rectangles of one update (u16), with
+				   room for the cursor and the size */
 #define ZRLE_TILE	64	/* RFB 7.7.6: ZRLE tiles are 64x64 */
 #define ZRLE_SLOT	(1 + ZRLE_TILE * ZRLE_TILE * 4) /* an encoded tile:
 				   never bigger than raw, which we can pick */
 #define ZRLE_PALETTE_MAX 127	/* palette RLE indexes have 7 bits */
 #define ZRLE_PACKED_MAX	16	/* packed palettes: at most 4 bits each */
-#define PALETTE_HASH	512	/* > 2 * 128: short probes, power of 2 */
+#define PAL_MAX		256	/* Tight palettes: one byte an index */
+#define PAL_HASH	1024	/* > 2 * (PAL_MAX + 1): short probes */
 #define ZOUT_CHUNK	65536	/* output room per deflate() call */
 #define ZLEVEL_DEFAULT	1	/* -Z: speed before size, LAN and loopback */
-#define ZLEVEL_STORE_MAX 5	/* up to here, tiles with more colours than
-				   ZRLE can index go in stored blocks */
+#define ZLEVEL_STORE_MAX 5	/* up to here, data with more colours than
+				   a palette holds goes in stored blocks */
+#define ZLEVEL_SMALL	6	/* slow links: zlib's own default */
+#define TIGHT_MIN_ZLIB	12	/* RFB 7.7.5: shorter data goes as it is */
+#define TIGHT_LEN_MAX	0x3fffff /* a compact length has 22 bits */
+#define SOLID_MIN	2048	/* pixels: a smaller one-colour area inside
+				   a rectangle is not worth a header */
+#define JPEG_MIN_COLOURS 96	/* fewer: text or drawing, JPEG blurs it */
+#define SMOOTH_STEP	4	/* rows sampled for the gradient filter */
+#define SMOOTH_ERR	6	/* its mean error per channel: below, it pays */
+#define REFRESH_MS	50	/* lossy tiles quiet this long are sent again
+				   losslessly (TigerVNC waits as long) */
+#define CACHE_MIN	(16 << 20) /* encoded bytes kept for other viewers,
+				   at least; 8 bytes a screen pixel else */
+#define PLAN_HASH	1024	/* buckets of plans: a frame makes < 1000 */
+#define CHOICE_SLACK	1.15	/* within this of the cheapest, the viewer's
+				   order decides */
+#define LINK_GUESS	125e6	/* bytes/s before a measurement: a LAN, so
+				   loopback's first frame is as fast as it
+				   was, and a slow link learns in a frame */
+#define LINK_WINDOW_MS	20	/* shorter windows say more of the clock */
 #define HEXTILE_TILE	16	/* RFB 7.7.4: Hextile tiles are 16x16 */
 #define HEXTILE_COLOURS	32	/* more in a 16x16 tile: send it raw */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
@@ -191,8 +224,9 @@ enum {
 	SMSG_UPDATE = 0, SMSG_CUT_TEXT = 3,
 };
 enum {
-	ENC_RAW = 0, ENC_HEXTILE = 5, ENC_ZRLE = 16,
+	ENC_RAW = 0, ENC_HEXTILE = 5, ENC_TIGHT = 7, ENC_ZRLE = 16,
 	ENC_COMPRESS_0 = -256, ENC_COMPRESS_9 = -247,
+	ENC_QUALITY_0 = -32, ENC_QUALITY_9 = -23,
 	ENC_CURSOR = -239,
 	ENC_DESKTOP_SIZE = -223,
 	ENC_EXT_DESKTOP_SIZE = -308,
@@ -248,32 +282,119 @@ struct rect {
 	int x, y, w, h;
 };
 
-/*
- * ZRLE tiles as last made, before deflate, one slot per damage tile (the
- * two grids coincide: rectangles are made of whole damage tiles).  The
- * next viewer that wants an unchanged tile in the same pixel format only
- * runs it through its own zlib stream; damage to a tile makes it stale.
- */
-struct ztile {
-	unsigned long gen;	/* the damage tile's stamp when made */
-	uint32_t len;
-	uint16_t w, h;
-	uint8_t valid, photo, kind;
+/* A damage tile of a client's map: news for it, and how it was sent. */
+enum {
+	T_CHANGED = 1,		/* changed since sent */
+	T_REFRESH = 2,		/* sent lossy, quiet since: send it exactly */
+	T_LOSSY = 4,		/* what the viewer shows is JPEG's */
 };
 
-/* The encoders' working memory, shared by all clients. */
+/* What a part of a rectangle is made of. */
+enum { C_SOLID, C_MONO, C_INDEXED, C_FULL, NCLASSES };
+/* Ways to send it: encodings, and Tight with JPEG apart. */
+enum { M_RAW, M_HEXTILE, M_ZRLE, M_TIGHT, M_JPEG, NMODES };
+/* What was sent, for the log: encodings and Tight's subencodings. */
+enum {
+	K_RAW, K_HEXTILE, K_ZRLE, K_FILL, K_MONO, K_INDEXED, K_FULL,
+	K_GRADIENT, K_JPEG, NKINDS,
+};
+enum { ZT_SOLID, ZT_PACKED, ZT_PRLE, ZT_RLE, ZT_RAW, ZT_KINDS };
+/* plan_make()'s blocks */
+enum { B_SOLID = 1, B_REST = 2 };
+
+/* Everything an encoding of a sub depends on besides the pixels. */
+struct variant {
+	uint8_t mode;		/* M_* */
+	uint8_t hi;		/* the "small" level of two */
+	uint8_t level;		/* zlib level */
+	uint8_t store;		/* many-coloured data in stored blocks */
+	uint8_t quality;	/* JPEG: 0-9 */
+	struct pixfmt pf;	/* not for JPEG: viewers convert */
+};
+
+/* A sub as one variant made it: the rectangle as sent, header included. */
+struct encoded {
+	struct encoded *next;
+	struct variant v;
+	uint8_t *bytes;
+	size_t len;
+	uint8_t kind;		/* K_* */
+	unsigned long ztiles[ZT_KINDS];	/* ZRLE: its tiles by kind */
+};
+
+/* A part of a rectangle, on the tile grid, and what it is made of. */
+struct sub {
+	struct rect r;
+	uint8_t cls;		/* C_* */
+	uint8_t smooth;		/* the gradient filter pays */
+	uint16_t ncol;		/* colours, PAL_MAX + 1 for more */
+	uint32_t colour;	/* C_SOLID: that one (source XRGB) */
+	uint32_t *pal;		/* C_MONO, C_INDEXED: first seen first */
+	struct encoded *enc;	/* made of it so far */
+};
+
+/*
+ * A damaged rectangle, analysed, with what was made of it: shared by
+ * every viewer that gets the same rectangle of the same content.
+ */
+struct plan {
+	struct plan *next;	/* hash chain */
+	struct rect r;
+	unsigned long gen;	/* newest damage stamp under r when made */
+	unsigned long used;	/* the update (epoch) that last used it */
+	size_t bytes;		/* memory it holds */
+	int nsub;
+	struct sub sub[];
+};
+
+/* libjpeg's error exit and output, ours (jpeg_rect()) */
+struct jpeg_err {
+	struct jpeg_error_mgr pub;
+	jmp_buf jb;
+};
+
+struct jpeg_dst {
+	struct jpeg_destination_mgr pub;
+	struct buf *b;
+};
+
+/* The encoders' working memory and what they keep, for all clients. */
 struct encscratch {
-	uint32_t px[ZRLE_TILE * ZRLE_TILE];	/* a tile in client values */
-	struct ztile *zt;		/* tw * th, made on first use */
-	uint8_t *zbytes;		/* tw * th slots of ZRLE_SLOT bytes */
-	struct pixfmt zpf;		/* the format of every valid slot */
+	uint32_t px[ZRLE_TILE * ZRLE_TILE];	/* a tile in client values;
+					   a row of RECT_MAX_W fits too */
+	uint8_t zslot[ZRLE_SLOT];	/* a ZRLE tile before deflate */
 	unsigned long gen;		/* damage stamps, counting up */
 	unsigned long *tgen;		/* each damage tile's last stamp */
-	uint32_t pal[ZRLE_PALETTE_MAX + 1];	/* colours, first seen first */
+	long long *tms;			/* ... and when (refresh) */
+	/* plans of rectangles, by position */
+	struct plan *plans[PLAN_HASH];
+	size_t cache_bytes;
+	int nplans;
+	unsigned long epoch;		/* updates made */
+	unsigned long stat_cls[NCLASSES];
+	/* plan_make()'s blocks, and its subs before they are kept */
+	uint8_t *bstate;
+	uint32_t *bcolour;
+	struct rect *brects;
+	struct sub *subs;
+	/* a palette: colours in order, and a hash to find them */
+	uint32_t pal[PAL_MAX + 1];
 	int npal;
-	uint32_t key[PALETTE_HASH], stamp[PALETTE_HASH];
-	uint8_t idx[PALETTE_HASH];
-	uint32_t now;				/* stamp of this tile */
+	uint32_t key[PAL_HASH], stamp[PAL_HASH];
+	uint16_t idx[PAL_HASH];
+	uint32_t now;			/* stamp of this palette */
+	/* compressors, reset for every rectangle */
+	z_stream *zlib, *zraw;
+	struct jpeg_compress_struct *jpeg;
+	struct jpeg_err *jerr;
+	struct jpeg_dst jdst;
+	struct buf zbuf, jbuf, tdata;	/* their output; Tight's input */
+	uint16_t grad[2 * 3 * RECT_MAX_W];	/* gradient filter rows */
+#ifndef JCS_EXTENSIONS
+	uint8_t jrows[16 * 3 * RECT_MAX_W];	/* RGB rows for libjpeg */
+#endif
+	/* what encoders did, over what was guessed (choose()) */
+	float fbytes[NMODES][2][NCLASSES], fns[NMODES][2][NCLASSES];
 };
 
 struct server;
@@ -341,13 +462,22 @@ struct client {
 				   map is gone (finding 1 of the 2026 audit:
 				   a map of the old size written at the new
 				   one overflowed the heap) */
-	int enc;		/* index in encoders[]: the viewer's first
-				   supported choice, Raw (0) by default */
+	int8_t rank[NMODES];	/* place in the viewer's SetEncodings, -1:
+				   not listed; JPEG as Tight */
 	int zasked;		/* the viewer's CompressLevel + 1, 0: ours */
-	z_stream *zs;		/* ZRLE: one stream per connection (RFB
-				   7.7.6), made on first use */
-	int zs_level;		/* the level zs deflates at */
-	unsigned long ztiles[5];	/* ZRLE tiles by kind, for the log */
+	int quality;		/* its JPEG quality level 0-9, -1: none */
+	unsigned zrle_started : 1;	/* its ZRLE stream had its header */
+	unsigned updating : 1;	/* in cl_update(): flushes are no samples */
+	long long refresh_due;	/* lossy tiles to check then, 0: none */
+	/* the link (link_sample()) */
+	uint64_t tx_bytes;	/* written to the socket */
+	long long lk_t0;	/* start of a measuring window, 0: none */
+	uint64_t lk_done;	/* bytes delivered when it started */
+	double rate;		/* bytes/s, 0: not measured yet */
+	/* what it was sent, for the log */
+	unsigned long kind_rects[NKINDS], shared;
+	uint64_t kind_bytes[NKINDS];
+	unsigned long ztiles[ZT_KINDS];
 };
 
 struct listener {
@@ -479,7 +609,8 @@ struct server {
 	struct fb_frame frame;
 	int tw, th;		/* tile grid */
 	struct rect *rects;	/* scratch: tw * th */
-	int *open_a, *open_b;	/* scratch: tw each */
+	struct plan **plans;	/* scratch: tw * th, the rects' plans */
+	int *open_a, *open_b;	/* scratch: tw + RECT_MAX_W / TILE each */
 	int zlevel;		/* -Z: ZRLE's zlib level */
 	int stall_ms;		/* -D: drop a viewer that reads nothing */
 	struct encscratch enc;	/* encoders' scratch, one client at a time */
@@ -2376,6 +2507,16 @@ pixfmt_apply(struct client *c, const struct pixfmt *pf)
 	    pf->shift[2] == 0 && (pf->bigendian == 0) == host_little_endian();
 }
 
+static int
+pixfmt_same(const struct pixfmt *a, const struct pixfmt *b)
+{
+	return a->bpp == b->bpp && a->depth == b->depth &&
+	    a->bigendian == b->bigendian && a->max[0] == b->max[0] &&
+	    a->max[1] == b->max[1] && a->max[2] == b->max[2] &&
+	    a->shift[0] == b->shift[0] && a->shift[1] == b->shift[1] &&
+	    a->shift[2] == b->shift[2];
+}
+
 static void
 wr_pixfmt(struct client *c, const struct pixfmt *pf)
 {
@@ -2516,12 +2657,27 @@ put_pixels(const struct client *c, uint8_t *dst, const uint32_t *src, int n)
 /* ---------------------------------------------------------------------
  * Encoders.
  *
- * Every encoder turns one rectangle of the source's XRGB pixels into the
- * viewer's pixel format and encoding, appending to its output queue.  The
- * viewer's SetEncodings order decides (the first one we have), Raw is the
- * fallback.  ZRLE and Hextile look at one tile at a time in client pixel
- * values; each tile is analysed (colours, runs, what it would cost each
- * way), then emitted the cheapest way.
+ * An update is the client's dirty tiles merged into rectangles (Damage
+ * and updates).  Each rectangle gets a plan, made once for its content
+ * and shared by every viewer (plan_get()): its solid areas first, then
+ * the rest, each part (a "sub") classed by its colours - solid, mono,
+ * indexed (up to PAL_MAX colours) or full colour, with a note whether
+ * the gradient filter predicts it well.  For every sub and viewer,
+ * choose() picks the cheapest way to send it among the encodings the
+ * viewer announced: CPU time plus bytes over the viewer's link rate, both
+ * estimated from what the encoders did so far, with the viewer's order
+ * breaking near-ties.  JPEG only where the viewer sent a quality level,
+ * the sub has many colours and is not a lossless refresh.
+ *
+ * What an encoder makes is kept with the sub per variant (encoding, pixel
+ * format, zlib level, quality), so every viewer in step gets the same
+ * bytes by memcpy: a Tight rectangle resets the zlib stream it uses, a
+ * ZRLE rectangle is a fresh raw deflate ending in a sync flush - both
+ * valid in any viewer's stream at any point.  Only Raw goes straight into
+ * the queue (a copy of it costs what the encoding does).  Encoders work
+ * on the source's XRGB pixels and translate through px_values() and
+ * put_values(), or for Tight's 3-byte TPIXELs take the channels as they
+ * are.
  * ------------------------------------------------------------------- */
 
 static void
@@ -2534,19 +2690,44 @@ wr_rect_header(struct client *c, int x, int y, int w, int h, int32_t enc)
 	wr_u32(c, (uint32_t)enc);
 }
 
-/*
- * Room for up to n bytes at the end of the queue, under the same bound as
- * wr_space(), but not queued: the caller adds what it used to out.len.
- * For writers that know only an upper bound before they start.
- */
+/* Room for n more bytes at the end of an encoder's buffer (not counted). */
 static uint8_t *
-wr_room(struct client *c, size_t n)
+eb_room(struct buf *b, size_t n)
 {
-	uint8_t *p = wr_space(c, n);
+	return buf_reserve(b, n) < 0 ? NULL : b->data + b->len;
+}
 
-	if (p != NULL)
-		c->out.len -= n;
-	return p;
+static int
+eb_bytes(struct buf *b, const void *data, size_t n)
+{
+	uint8_t *p = eb_room(b, n);
+
+	if (p == NULL)
+		return -1;
+	if (n > 0)
+		memcpy(p, data, n);
+	b->len += n;
+	return 0;
+}
+
+static int
+eb_rect_header(struct buf *b, const struct rect *r, int32_t enc)
+{
+	uint8_t h[12];
+
+	h[0] = (uint8_t)(r->x >> 8);
+	h[1] = (uint8_t)r->x;
+	h[2] = (uint8_t)(r->y >> 8);
+	h[3] = (uint8_t)r->y;
+	h[4] = (uint8_t)(r->w >> 8);
+	h[5] = (uint8_t)r->w;
+	h[6] = (uint8_t)(r->h >> 8);
+	h[7] = (uint8_t)r->h;
+	h[8] = (uint8_t)((uint32_t)enc >> 24);
+	h[9] = (uint8_t)((uint32_t)enc >> 16);
+	h[10] = (uint8_t)((uint32_t)enc >> 8);
+	h[11] = (uint8_t)enc;
+	return eb_bytes(b, h, sizeof h);
 }
 
 static void
@@ -2565,7 +2746,7 @@ enc_raw(struct client *c, const struct rect *r)
 		    f->pixels + (size_t)(r->y + y) * f->stride + r->x, r->w);
 }
 
-/* -- the palette of one tile: colours in order, and a hash to find them -- */
+/* -- palettes: colours in order of appearance, and a hash to find them -- */
 
 static void
 pal_reset(struct encscratch *e)
@@ -2580,28 +2761,28 @@ pal_reset(struct encscratch *e)
 static unsigned
 pal_slot(const struct encscratch *e, uint32_t v)
 {
-	unsigned h = (v * 2654435761u) >> 23 & (PALETTE_HASH - 1);
+	unsigned h = (v * 2654435761u) >> 22 & (PAL_HASH - 1);
 
-	/* at most ZRLE_PALETTE_MAX + 1 slots are taken: a free one is near */
+	/* at most PAL_MAX + 1 slots are taken: a free one is near */
 	while (e->stamp[h] == e->now && e->key[h] != v)
-		h = (h + 1) & (PALETTE_HASH - 1);
+		h = (h + 1) & (PAL_HASH - 1);
 	return h;
 }
 
-/* Add v unless known; the palette stops growing one past the RLE limit. */
+/* Add v unless known; the palette stops growing one past max. */
 static void
-pal_add(struct encscratch *e, uint32_t v)
+pal_add(struct encscratch *e, uint32_t v, int max)
 {
 	unsigned h;
 
-	if (e->npal > ZRLE_PALETTE_MAX)
+	if (e->npal > max)
 		return;
 	h = pal_slot(e, v);
 	if (e->stamp[h] == e->now)
 		return;
 	e->stamp[h] = e->now;
 	e->key[h] = v;
-	e->idx[h] = (uint8_t)e->npal;
+	e->idx[h] = (uint16_t)e->npal;
 	e->pal[e->npal++] = v;
 }
 
@@ -2613,7 +2794,6 @@ pal_index(const struct encscratch *e, uint32_t v)
 
 /* -- ZRLE (RFB 7.7.6) -- */
 
-enum { ZT_SOLID, ZT_PACKED, ZT_PRLE, ZT_RLE, ZT_RAW };
 static const char *const ztile_name[] = {
 	"solid", "packed", "palette-rle", "rle", "raw",
 };
@@ -2676,7 +2856,7 @@ zrle_analyse(struct encscratch *e, const uint32_t *v, int w, int h, int cb,
 	size_t best, cost, i, start = 0;
 
 	pal_reset(e);
-	pal_add(e, v[0]);
+	pal_add(e, v[0], ZRLE_PALETTE_MAX);
 	for (i = 1; i <= n; i++) {
 		size_t len;
 
@@ -2688,7 +2868,7 @@ zrle_analyse(struct encscratch *e, const uint32_t *v, int w, int h, int cb,
 		lenbytes += (len - 1) / 255 + 1;
 		if (i < n) {
 			start = i;
-			pal_add(e, v[i]);
+			pal_add(e, v[i], ZRLE_PALETTE_MAX);
 		}
 	}
 	zp->kind = ZT_RAW;
@@ -2801,211 +2981,143 @@ zrle_emit(const struct client *c, const struct encscratch *e,
 	return (size_t)(p - out);
 }
 
-/* Feed n bytes to the client's stream, output straight into its queue. */
-static int
-zrle_deflate(struct client *c, const uint8_t *in, size_t n, int flush)
+/*
+ * The server's deflate streams, one zlib (Tight) and one raw (ZRLE),
+ * reset for every rectangle: a rectangle's bytes then depend on nothing
+ * sent before, so every viewer can be given the same ones.  A fresh
+ * stream's level is set before any input; zlib before 1.2.12 refuses
+ * that after a reset, so the stream is then made anew.
+ */
+static z_stream *
+zstream(struct encscratch *e, int raw, int level)
 {
-	z_stream *z = c->zs;
-	uint8_t *p;
+	z_stream **zp = raw ? &e->zraw : &e->zlib, *z = *zp;
+
+	if (z != NULL) {
+		z->next_out = NULL;
+		z->avail_out = 0;
+		if (deflateReset(z) == Z_OK &&
+		    deflateParams(z, level, Z_DEFAULT_STRATEGY) == Z_OK)
+			return z;
+		deflateEnd(z);
+	} else if ((z = calloc(1, sizeof *z)) == NULL) {
+		return NULL;
+	}
+	if (deflateInit2(z, level, Z_DEFLATED, raw ? -15 : 15, 8,
+	    Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(z);
+		*zp = NULL;
+		return NULL;
+	}
+	*zp = z;
+	return z;
+}
+
+/* Feed n bytes through z, output appended to b; -1 on failure. */
+static int
+deflate_into(z_stream *z, struct buf *b, const uint8_t *in, size_t n,
+    int flush)
+{
 	int r;
 
 	z->next_in = (Bytef *)(uintptr_t)in;	/* zlib does not write it */
 	z->avail_in = (uInt)n;
 	do {
-		if ((p = wr_room(c, ZOUT_CHUNK)) == NULL)
+		if (eb_room(b, ZOUT_CHUNK) == NULL)
 			return -1;
-		z->next_out = p;
-		z->avail_out = ZOUT_CHUNK;
+		z->next_out = b->data + b->len;
+		z->avail_out = (uInt)(b->cap - b->len);
 		r = deflate(z, flush);
-		c->out.len += ZOUT_CHUNK - z->avail_out;
+		b->len = (size_t)(z->next_out - b->data);
 		/* every turn consumes input or fills the room; Z_BUF_ERROR
 		 * is "nothing left to do" only once the input is gone */
-		if (r != Z_OK && !(r == Z_BUF_ERROR && z->avail_in == 0)) {
-			cl_fail(c, "zlib: deflate failed (%d)", r);
+		if (r != Z_OK && !(r == Z_BUF_ERROR && z->avail_in == 0))
 			return -1;
-		}
 	} while (z->avail_in > 0 || z->avail_out == 0);
 	return 0;
 }
 
-/* The client's stream, made on first use. */
-static int
-zrle_stream(struct client *c, int level)
-{
-	if (c->zs != NULL)
-		return 0;
-	if ((c->zs = calloc(1, sizeof *c->zs)) == NULL ||
-	    deflateInit(c->zs, level) != Z_OK) {
-		free(c->zs);
-		c->zs = NULL;
-		cl_fail(c, "out of memory for a zlib stream");
-		return -1;
-	}
-	c->zs_level = level;
-	return 0;
-}
-
 /*
- * Move the stream to another level.  deflateParams() first finishes what
- * the old level holds back (a block's worth at most), asking for more
- * room with Z_BUF_ERROR until it is out; its bytes belong to this
- * rectangle like the rest.
+ * Move a stream in use to another level.  deflateParams() first finishes
+ * what the old level holds back, asking for more room with Z_BUF_ERROR
+ * until it is out; its bytes belong to this rectangle like the rest.
  */
 static int
-zrle_level(struct client *c, int level)
+deflate_level(z_stream *z, struct buf *b, int level)
 {
-	z_stream *z = c->zs;
 	int r = Z_BUF_ERROR, turns;
-	uint8_t *p;
 
 	for (turns = 0; turns < 16 && r == Z_BUF_ERROR; turns++) {
-		if ((p = wr_room(c, ZOUT_CHUNK)) == NULL)
+		if (eb_room(b, ZOUT_CHUNK) == NULL)
 			return -1;
 		z->next_in = NULL;
 		z->avail_in = 0;
-		z->next_out = p;
-		z->avail_out = ZOUT_CHUNK;
+		z->next_out = b->data + b->len;
+		z->avail_out = (uInt)(b->cap - b->len);
 		r = deflateParams(z, level, Z_DEFAULT_STRATEGY);
-		c->out.len += ZOUT_CHUNK - z->avail_out;
+		b->len = (size_t)(z->next_out - b->data);
 	}
-	if (r != Z_OK) {
-		cl_fail(c, "zlib: cannot change the level (%d)", r);
-		return -1;
-	}
-	c->zs_level = level;
-	return 0;
-}
-
-static int
-pixfmt_same(const struct pixfmt *a, const struct pixfmt *b)
-{
-	return a->bpp == b->bpp && a->depth == b->depth &&
-	    a->bigendian == b->bigendian && a->max[0] == b->max[0] &&
-	    a->max[1] == b->max[1] && a->max[2] == b->max[2] &&
-	    a->shift[0] == b->shift[0] && a->shift[1] == b->shift[1] &&
-	    a->shift[2] == b->shift[2];
-}
-
-/* ZRLE tiles are cached per damage tile: the grids must be one. */
-typedef char zrle_tiles_are_damage_tiles[TILE == ZRLE_TILE ? 1 : -1];
-
-/* The tile slots, made on first use, valid for c's pixel format. */
-static int
-zrle_slots(struct client *c)
-{
-	struct server *s = c->srv;
-	struct encscratch *e = &s->enc;
-	size_t n = (size_t)s->tw * s->th;
-
-	if (e->zt == NULL) {
-		e->zt = calloc(n, sizeof *e->zt);
-		e->zbytes = malloc(n * ZRLE_SLOT);	/* touched as used */
-		if (e->zt == NULL || e->zbytes == NULL) {
-			free(e->zt);
-			free(e->zbytes);
-			e->zt = NULL;
-			e->zbytes = NULL;
-			cl_fail(c, "out of memory for ZRLE tiles");
-			return -1;
-		}
-		e->zpf = c->pf;
-	} else if (!pixfmt_same(&e->zpf, &c->pf)) {
-		memset(e->zt, 0, n * sizeof *e->zt);
-		e->zpf = c->pf;
-	}
-	return 0;
+	return r == Z_OK ? 0 : -1;
 }
 
 /*
- * A rectangle: its tiles, through the client's stream.  Tiles with more
- * colours than a ZRLE palette holds (photos, gradients: sent raw, or as
- * runs of one or two pixels) are what deflate gains least on and spends
- * most on - a frame of them at level 1 costs more than all the rest - so
- * at the speed levels they go in stored blocks, switching the level only
- * where such a stretch of tiles starts or ends.
+ * A ZRLE rectangle: its 64x64 tiles through a fresh raw deflate.  Tiles
+ * with more colours than a ZRLE palette holds (photos, gradients: sent
+ * raw, or as runs of one or two pixels) are what deflate gains least on
+ * and spends most on, so at the speed levels (the variant's "store")
+ * they go in stored blocks, switching the level only where such a
+ * stretch of tiles starts or ends.
  */
-static void
-enc_zrle(struct client *c, const struct rect *r)
+static int
+enc_zrle(const struct client *c, const struct sub *sb, const struct variant *v,
+    struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
 	const struct fb_frame *f = &s->frame;
 	struct encscratch *e = &s->enc;
-	int base = c->zasked > 0 ? c->zasked - 1 : s->zlevel;
-	int cb, cshift, tx, ty;
+	const struct rect *r = &sb->r;
+	int cb, cshift, tx, ty, level = v->level;
 	size_t lenpos, n;
-	uint8_t *p;
+	z_stream *z;
 
-	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_ZRLE);
-	wr_u32(c, 0);		/* the length, known at the end */
-	if (c->dead)
-		return;
-	/* relative to out.off, which buf_reserve() may move, not to data */
-	lenpos = buf_used(&c->out) - 4;
-	if (zrle_stream(c, base) < 0 || zrle_slots(c) < 0)
-		return;
+	if (eb_rect_header(b, r, ENC_ZRLE) < 0 || eb_bytes(b, "\0\0\0\0", 4) < 0)
+		return -1;
+	lenpos = b->len;
+	if ((z = zstream(e, 1, level)) == NULL)
+		return -1;
 	cb = cpixel_bytes(&c->pf, &cshift);
 	for (ty = r->y; ty < r->y + r->h; ty += ZRLE_TILE)
 		for (tx = r->x; tx < r->x + r->w; tx += ZRLE_TILE) {
-			size_t i = (size_t)(ty / TILE) * s->tw + tx / TILE;
-			struct ztile *z = &e->zt[i];
-			uint8_t *slot = e->zbytes + i * ZRLE_SLOT;
-			int w = r->x + r->w - tx, h = r->y + r->h - ty, level;
+			int w = r->x + r->w - tx, h = r->y + r->h - ty, want;
+			struct zplan zp;
+			size_t len;
 
 			if (w > ZRLE_TILE)
 				w = ZRLE_TILE;
 			if (h > ZRLE_TILE)
 				h = ZRLE_TILE;
-			if (!z->valid || z->gen != e->tgen[i] || z->w != w ||
-			    z->h != h) {
-				struct zplan zp;
-
-				tile_values(c, e->px, f->pixels + (size_t)ty *
-				    f->stride + tx, f->stride, w, h);
-				zrle_analyse(e, e->px, w, h, cb, &zp);
-				z->len = (uint32_t)zrle_emit(c, e, e->px, w, h, cb,
-				    cshift, &zp, slot);
-				z->photo = (uint8_t)zp.photo;
-				z->kind = (uint8_t)zp.kind;
-				z->w = (uint16_t)w;
-				z->h = (uint16_t)h;
-				z->gen = e->tgen[i];
-				z->valid = 1;
-			}
-			c->ztiles[z->kind]++;
-			level = z->photo && base <= ZLEVEL_STORE_MAX ? 0 : base;
-			if ((level != c->zs_level && zrle_level(c, level) < 0) ||
-			    zrle_deflate(c, slot, z->len, Z_NO_FLUSH) < 0)
-				return;
+			tile_values(c, e->px, f->pixels + (size_t)ty *
+			    f->stride + tx, f->stride, w, h);
+			zrle_analyse(e, e->px, w, h, cb, &zp);
+			len = zrle_emit(c, e, e->px, w, h, cb, cshift, &zp,
+			    e->zslot);
+			en->ztiles[zp.kind]++;
+			want = zp.photo && v->store ? 0 : v->level;
+			if ((want != level && deflate_level(z, b, want) < 0) ||
+			    deflate_into(z, b, e->zslot, len, Z_NO_FLUSH) < 0)
+				return -1;
+			level = want;
 		}
 	/* a sync flush per rectangle: the viewer decodes it without waiting
-	 * for more, and the stream goes on in the next one */
-	if (zrle_deflate(c, NULL, 0, Z_SYNC_FLUSH) < 0)
-		return;
-	n = buf_used(&c->out) - lenpos - 4;
-	p = c->out.data + c->out.off + lenpos;
-	p[0] = (uint8_t)(n >> 24);
-	p[1] = (uint8_t)(n >> 16);
-	p[2] = (uint8_t)(n >> 8);
-	p[3] = (uint8_t)n;
-}
-
-/* A viewer went away: its stream, and what its tiles were, for the log. */
-static void
-zrle_free(struct client *c)
-{
-	char line[200];
-	size_t off = 0;
-	int i;
-
-	if (c->zs == NULL)
-		return;
-	for (i = 0; i < ZT_RAW + 1; i++)
-		off += (size_t)snprintf(line + off, sizeof line - off,
-		    " %s=%lu", ztile_name[i], c->ztiles[i]);
-	logx(c->srv, LOG_DEBUG, "peer=%s zrle tiles:%s", c->peer, line);
-	deflateEnd(c->zs);
-	free(c->zs);
-	c->zs = NULL;
+	 * for more, and its stream goes on with the next one */
+	if (deflate_into(z, b, NULL, 0, Z_SYNC_FLUSH) < 0)
+		return -1;
+	n = b->len - lenpos;
+	b->data[lenpos - 4] = (uint8_t)(n >> 24);
+	b->data[lenpos - 3] = (uint8_t)(n >> 16);
+	b->data[lenpos - 2] = (uint8_t)(n >> 8);
+	b->data[lenpos - 1] = (uint8_t)n;
+	return 0;
 }
 
 /* -- Hextile (RFB 7.7.4) -- */
@@ -3158,23 +3270,26 @@ hextile_emit(const struct client *c, const uint32_t *v, int w, int h,
 	return (size_t)(p - out);
 }
 
-static void
-enc_hextile(struct client *c, const struct rect *r)
+static int
+enc_hextile(const struct client *c, const struct sub *sb,
+    const struct variant *v, struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
 	const struct fb_frame *f = &s->frame;
+	const struct rect *r = &sb->r;
 	size_t ntiles = (size_t)((r->w + HEXTILE_TILE - 1) / HEXTILE_TILE) *
 	    ((r->h + HEXTILE_TILE - 1) / HEXTILE_TILE);
-	size_t max = ntiles + (size_t)r->w * r->h * c->bytes_pp, used = 0;
 	struct hexstate hs = { 0, 0, 0, 0 };
 	struct hexplan hp;
 	uint8_t *p;
 	int tx, ty;
 
-	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_HEXTILE);
+	(void)v;
+	(void)en;
 	/* no tile is bigger than raw with its subencoding byte */
-	if ((p = wr_room(c, max)) == NULL)
-		return;
+	if (eb_rect_header(b, r, ENC_HEXTILE) < 0 || (p = eb_room(b, ntiles +
+	    (size_t)r->w * r->h * c->bytes_pp)) == NULL)
+		return -1;
 	for (ty = 0; ty < r->h; ty += HEXTILE_TILE)
 		for (tx = 0; tx < r->w; tx += HEXTILE_TILE) {
 			int w = r->w - tx < HEXTILE_TILE ? r->w - tx :
@@ -3186,37 +3301,1174 @@ enc_hextile(struct client *c, const struct rect *r)
 			    (size_t)(r->y + ty) * f->stride + r->x + tx,
 			    f->stride, w, h);
 			hextile_analyse(s->enc.px, w, h, &hp);
-			used += hextile_emit(c, s->enc.px, w, h, &hp, &hs,
-			    p + used);
+			p += hextile_emit(c, s->enc.px, w, h, &hp, &hs, p);
 		}
-	c->out.len += used;
+	b->len = (size_t)(p - b->data);
+	return 0;
 }
 
-/* Real encodings by preference when a viewer lists several: its order. */
-struct encoder {
-	int32_t num;
+/* -- Tight (RFB 7.7.5, the TightVNC/TigerVNC dialect) -- */
+
+enum {
+	TIGHT_FILL = 0x80, TIGHT_JPEG = 0x90, TIGHT_EXPLICIT = 0x40,
+	TF_COPY = 0, TF_PALETTE = 1, TF_GRADIENT = 2,
+};
+/* the zlib stream each kind of data uses (any would do: each rectangle
+ * resets the one it uses) */
+enum { TS_FULL = 0, TS_MONO = 1, TS_INDEXED = 2, TS_GRADIENT = 3 };
+
+/*
+ * TPIXEL: 3 bytes (red, green, blue) for 32 bpp, depth 24 and 8-bit
+ * channels, else the pixel as it is.  gtk-vnc decides by depth 24 alone,
+ * libvncclient by depth and the maxima: a depth-24 format without 8-bit
+ * channels would be read differently by the two, so it gets no Tight.
+ */
+static int
+tpixel_bytes(const struct pixfmt *pf)
+{
+	return pf->bpp == 32 && pf->depth == 24 && pf->max[0] == 255 &&
+	    pf->max[1] == 255 && pf->max[2] == 255 ? 3 : pf->bpp / 8;
+}
+
+static int
+tight_usable(const struct pixfmt *pf)
+{
+	return pf->depth != 24 || tpixel_bytes(pf) == 3;
+}
+
+/* n source pixels as TPIXELs */
+static uint8_t *
+put_tpixels(const struct client *c, uint8_t *p, const uint32_t *src, int n)
+{
+	uint32_t v[256];
+	int i, k;
+
+	if (tpixel_bytes(&c->pf) == 3) {
+		for (i = 0; i < n; i++, p += 3) {
+			p[0] = (uint8_t)(src[i] >> 16);
+			p[1] = (uint8_t)(src[i] >> 8);
+			p[2] = (uint8_t)src[i];
+		}
+		return p;
+	}
+	for (; n > 0; n -= k, src += k) {
+		k = n < (int)nitems(v) ? n : (int)nitems(v);
+		px_values(c, v, src, k);
+		p = put_values(c, p, v, k, c->bytes_pp, 0);
+	}
+	return p;
+}
+
+/* A compact length (1 to 3 bytes, 7 bits each, the last 8). */
+static int
+eb_compact(struct buf *b, size_t n)
+{
+	uint8_t l[3];
+	size_t k = 0;
+
+	l[k++] = (uint8_t)(n & 0x7f);
+	if (n > 0x7f) {
+		l[0] |= 0x80;
+		l[k++] = (uint8_t)(n >> 7 & 0x7f);
+		if (n > 0x3fff) {
+			l[1] |= 0x80;
+			l[k++] = (uint8_t)(n >> 14);
+		}
+	}
+	return eb_bytes(b, l, k);
+}
+
+/*
+ * The filtered data: as it is when short (RFB: under 12 bytes), else
+ * compressed by a fresh zlib stream (the control byte told the viewer
+ * to reset its own) ending in a sync flush.
+ */
+static int
+tight_data(struct encscratch *e, struct buf *b, const uint8_t *data,
+    size_t n, int level)
+{
+	z_stream *z;
+
+	if (n < TIGHT_MIN_ZLIB)
+		return eb_bytes(b, data, n);
+	e->zbuf.len = 0;
+	if ((z = zstream(e, 0, level)) == NULL ||
+	    deflate_into(z, &e->zbuf, data, n, Z_SYNC_FLUSH) < 0 ||
+	    e->zbuf.len > TIGHT_LEN_MAX)
+		return -1;
+	return eb_compact(b, e->zbuf.len) < 0 ? -1 :
+	    eb_bytes(b, e->zbuf.data, e->zbuf.len);
+}
+
+/* The rectangle's source pixels, row by row. */
+#define SRC_ROW(fr, rc, j) ((fr)->pixels + (size_t)((rc)->y + (j)) * \
+	(fr)->stride + (rc)->x)
+
+/* Palette indexes: one byte each, or with two colours rows of bits. */
+static size_t
+tight_indexes(struct encscratch *e, const struct fb_frame *f,
+    const struct sub *sb, uint8_t *out)
+{
+	const struct rect *r = &sb->r;
+	uint8_t *p = out;
+	uint32_t last;
+	unsigned idx;
+	int i, x, y;
+
+	pal_reset(e);
+	for (i = 0; i < sb->ncol; i++)
+		pal_add(e, sb->pal[i], PAL_MAX);
+	last = sb->pal[0];
+	idx = 0;
+	for (y = 0; y < r->h; y++) {
+		const uint32_t *row = SRC_ROW(f, r, y);
+		unsigned acc = 0, nbits = 0;
+
+		for (x = 0; x < r->w; x++) {
+			uint32_t v = row[x] & 0xffffff;
+
+			if (v != last) {
+				last = v;
+				idx = pal_index(e, v);
+			}
+			if (sb->ncol > 2) {
+				*p++ = (uint8_t)idx;
+				continue;
+			}
+			acc = acc << 1 | idx;
+			if (++nbits == 8) {
+				*p++ = (uint8_t)acc;
+				acc = nbits = 0;
+			}
+		}
+		if (nbits > 0)	/* rows end on a byte boundary */
+			*p++ = (uint8_t)(acc << (8 - nbits));
+	}
+	return (size_t)(p - out);
+}
+
+/*
+ * The gradient filter: each channel minus its prediction from the left,
+ * upper and upper-left neighbours (zero outside the rectangle), clamped
+ * to the channel's range, modulo the range.  For 3-byte TPIXELs the
+ * channels are bytes, else the client's channels packed back into its
+ * pixels (what libvncclient's and gtk-vnc's filters undo).
+ */
+static size_t
+tight_gradient(const struct client *c, struct encscratch *e,
+    const struct fb_frame *f, const struct rect *r, uint8_t *out)
+{
+	const struct pixfmt *pf = &c->pf;
+	int tp = tpixel_bytes(pf), x, y, k;
+	uint16_t *up = e->grad, *cur = e->grad + 3 * RECT_MAX_W, *t;
+	uint8_t *p = out;
+
+	memset(up, 0, 3 * sizeof *up * (size_t)r->w);
+	for (y = 0; y < r->h; y++) {
+		const uint32_t *row = SRC_ROW(f, r, y);
+
+		if (tp != 3)
+			px_values(c, e->px, row, r->w);
+		for (x = 0; x < r->w; x++) {
+			uint32_t res = 0;
+
+			for (k = 0; k < 3; k++) {
+				int max = tp == 3 ? 255 : pf->max[k];
+				int a = tp == 3 ? (int)(row[x] >> (16 - 8 * k) & 255) :
+				    (int)(e->px[x] >> pf->shift[k] & pf->max[k]);
+				int left = x ? cur[3 * (x - 1) + k] : 0;
+				int ul = x ? up[3 * (x - 1) + k] : 0;
+				int pred = left + up[3 * x + k] - ul;
+
+				pred = pred < 0 ? 0 : pred > max ? max : pred;
+				cur[3 * x + k] = (uint16_t)a;
+				if (tp == 3)
+					*p++ = (uint8_t)(a - pred);
+				else
+					res |= (uint32_t)((a - pred) & max) <<
+					    pf->shift[k];
+			}
+			if (tp != 3)
+				p = put_values(c, p, &res, 1, c->bytes_pp, 0);
+		}
+		t = up;
+		up = cur;
+		cur = t;
+	}
+	return (size_t)(p - out);
+}
+
+static int
+jpeg_rect(struct encscratch *e, const struct fb_frame *f,
+    const struct rect *r, int quality, struct buf *out);
+
+/* One sub as Tight; the kind it became goes to en->kind. */
+static int
+enc_tight(const struct client *c, const struct sub *sb,
+    const struct variant *v, struct buf *b, struct encoded *en)
+{
+	struct server *s = c->srv;
+	struct encscratch *e = &s->enc;
+	const struct fb_frame *f = &s->frame;
+	const struct rect *r = &sb->r;
+	uint8_t ctl[2], *data;
+	size_t n = (size_t)r->w * r->h, len;
+	int y, stream;
+
+	if (eb_rect_header(b, r, ENC_TIGHT) < 0)
+		return -1;
+	if (v->mode == M_JPEG) {
+		en->kind = K_JPEG;
+		e->jbuf.len = 0;
+		if (jpeg_rect(e, f, r, v->quality, &e->jbuf) < 0 ||
+		    e->jbuf.len > TIGHT_LEN_MAX)
+			return -1;
+		ctl[0] = TIGHT_JPEG;
+		return eb_bytes(b, ctl, 1) < 0 || eb_compact(b, e->jbuf.len) < 0 ?
+		    -1 : eb_bytes(b, e->jbuf.data, e->jbuf.len);
+	}
+	if (sb->cls == C_SOLID) {
+		uint8_t px[4];
+
+		en->kind = K_FILL;
+		ctl[0] = TIGHT_FILL;
+		len = (size_t)(put_tpixels(c, px, &sb->colour, 1) - px);
+		return eb_bytes(b, ctl, 1) < 0 ? -1 : eb_bytes(b, px, len);
+	}
+	if ((data = eb_room(&e->tdata, n * 4)) == NULL)
+		return -1;
+	if (sb->cls == C_MONO || (sb->cls == C_INDEXED && c->bytes_pp > 1)) {
+		/* a palette: 1-bit rows for two colours, else a byte each
+		 * (at 8 bpp a byte is what the pixel is anyway) */
+		uint8_t pal[4 * PAL_MAX];
+
+		en->kind = sb->ncol == 2 ? K_MONO : K_INDEXED;
+		stream = sb->ncol == 2 ? TS_MONO : TS_INDEXED;
+		ctl[0] = (uint8_t)(1 << stream | stream << 4 | TIGHT_EXPLICIT);
+		ctl[1] = TF_PALETTE;
+		len = tight_indexes(e, f, sb, data);
+		y = sb->ncol - 1;
+		if (eb_bytes(b, ctl, 2) < 0 || eb_bytes(b, &(uint8_t){ (uint8_t)y },
+		    1) < 0 || eb_bytes(b, pal, (size_t)(put_tpixels(c, pal,
+		    sb->pal, sb->ncol) - pal)) < 0)
+			return -1;
+		return tight_data(e, b, data, len, v->level);
+	}
+	if (sb->smooth && v->level > 0) {
+		en->kind = K_GRADIENT;
+		ctl[0] = (uint8_t)(1 << TS_GRADIENT | TS_GRADIENT << 4 |
+		    TIGHT_EXPLICIT);
+		ctl[1] = TF_GRADIENT;
+		len = tight_gradient(c, e, f, r, data);
+		return eb_bytes(b, ctl, 2) < 0 ? -1 :
+		    tight_data(e, b, data, len, v->level);
+	}
+	en->kind = K_FULL;
+	ctl[0] = (uint8_t)(1 << TS_FULL | TS_FULL << 4);
+	for (y = 0, len = 0; y < r->h; y++)
+		len = (size_t)(put_tpixels(c, data + len, SRC_ROW(f, r, y), r->w) -
+		    data);
+	/* many colours and not smooth: at the speed levels deflate gains
+	 * little for much (as ZRLE's photo tiles), so stored blocks */
+	return eb_bytes(b, ctl, 1) < 0 ? -1 :
+	    tight_data(e, b, data, len, v->store ? 0 : v->level);
+}
+
+/* -- JPEG (libjpeg, for Tight): into a struct buf, errors by longjmp -- */
+
+static void
+jpeg_fail(j_common_ptr ci)
+{
+	longjmp(((struct jpeg_err *)(void *)ci->err)->jb, 1);
+}
+
+static void
+jpeg_quiet(j_common_ptr ci)
+{
+	(void)ci;
+}
+
+/* The free room of the buffer is the library's output space. */
+static void
+jdst_room(j_compress_ptr ci, size_t more)
+{
+	struct jpeg_dst *d = (struct jpeg_dst *)(void *)ci->dest;
+
+	if (eb_room(d->b, more) == NULL)
+		jpeg_fail((j_common_ptr)ci);
+	d->pub.next_output_byte = d->b->data + d->b->len;
+	d->pub.free_in_buffer = d->b->cap - d->b->len;
+}
+
+static void
+jdst_init(j_compress_ptr ci)
+{
+	jdst_room(ci, ZOUT_CHUNK);
+}
+
+static boolean
+jdst_empty(j_compress_ptr ci)
+{
+	struct jpeg_dst *d = (struct jpeg_dst *)(void *)ci->dest;
+
+	d->b->len = d->b->cap;		/* all of it was written */
+	jdst_room(ci, d->b->cap);
+	return TRUE;
+}
+
+static void
+jdst_term(j_compress_ptr ci)
+{
+	struct jpeg_dst *d = (struct jpeg_dst *)(void *)ci->dest;
+
+	d->b->len = d->b->cap - d->pub.free_in_buffer;
+}
+
+/*
+ * Quality levels 0-9 (RFB pseudo-encodings -32..-23) as libjpeg quality
+ * and chroma subsampling: 4:2:0 up to 5, 4:2:2 for 6 and 7, 4:4:4 above.
+ */
+static const uint8_t jpeg_quality[10] = {
+	15, 25, 35, 45, 55, 65, 75, 82, 90, 95,
+};
+
+/* The compressor, made on first use; -1 if it cannot be. */
+static int
+jpeg_make(struct encscratch *e)
+{
+	if ((e->jpeg = calloc(1, sizeof *e->jpeg)) == NULL ||
+	    (e->jerr = calloc(1, sizeof *e->jerr)) == NULL) {
+		free(e->jpeg);
+		e->jpeg = NULL;
+		return -1;
+	}
+	e->jpeg->err = jpeg_std_error(&e->jerr->pub);
+	e->jerr->pub.error_exit = jpeg_fail;
+	e->jerr->pub.output_message = jpeg_quiet;
+	if (setjmp(e->jerr->jb)) {
+		free(e->jpeg);
+		free(e->jerr);
+		e->jpeg = NULL;
+		e->jerr = NULL;
+		return -1;
+	}
+	jpeg_create_compress(e->jpeg);
+	return 0;
+}
+
+static void
+jpeg_run(struct encscratch *e, const struct fb_frame *f,
+    const struct rect *r, int quality, struct buf *out)
+{
+	struct jpeg_compress_struct *ci = e->jpeg;
+	struct jpeg_dst *dst = &e->jdst;
+	JSAMPROW rows[16];
+	int y, k, sub;
+
+	memset(dst, 0, sizeof *dst);
+	dst->pub.init_destination = jdst_init;
+	dst->pub.empty_output_buffer = jdst_empty;
+	dst->pub.term_destination = jdst_term;
+	dst->b = out;
+	ci->dest = &dst->pub;
+	ci->image_width = (JDIMENSION)r->w;
+	ci->image_height = (JDIMENSION)r->h;
+#ifdef JCS_EXTENSIONS
+	/* libjpeg-turbo reads the source's XRGB words as they are */
+	ci->input_components = 4;
+	ci->in_color_space = host_little_endian() ? JCS_EXT_BGRX : JCS_EXT_XRGB;
+#else
+	ci->input_components = 3;
+	ci->in_color_space = JCS_RGB;
+#endif
+	jpeg_set_defaults(ci);
+	jpeg_set_quality(ci, jpeg_quality[quality], TRUE);
+	sub = quality <= 5 ? 2 : quality <= 7 ? 1 : 0;
+	ci->comp_info[0].h_samp_factor = sub ? 2 : 1;
+	ci->comp_info[0].v_samp_factor = sub == 2 ? 2 : 1;
+	ci->dct_method = JDCT_ISLOW;
+	jpeg_start_compress(ci, TRUE);
+	for (y = 0; y < r->h; y += k) {
+		for (k = 0; k < (int)nitems(rows) && y + k < r->h; k++) {
+#ifdef JCS_EXTENSIONS
+			rows[k] = (JSAMPROW)(uintptr_t)SRC_ROW(f, r, y + k);
+#else
+			const uint32_t *src = SRC_ROW(f, r, y + k);
+			uint8_t *d = e->jrows + (size_t)k * 3 * RECT_MAX_W;
+			int x;
+
+			for (x = 0; x < r->w; x++) {
+				d[3 * x] = (uint8_t)(src[x] >> 16);
+				d[3 * x + 1] = (uint8_t)(src[x] >> 8);
+				d[3 * x + 2] = (uint8_t)src[x];
+			}
+			rows[k] = d;
+#endif
+		}
+		jpeg_write_scanlines(ci, rows, (JDIMENSION)k);
+	}
+	jpeg_finish_compress(ci);
+	ci->dest = NULL;
+}
+
+/* r as a JPEG image appended to out; -1 if libjpeg failed. */
+static int
+jpeg_rect(struct encscratch *e, const struct fb_frame *f,
+    const struct rect *r, int quality, struct buf *out)
+{
+	if (e->jpeg == NULL && jpeg_make(e) < 0)
+		return -1;
+	if (setjmp(e->jerr->jb)) {
+		jpeg_abort_compress(e->jpeg);
+		e->jpeg->dest = NULL;
+		return -1;
+	}
+	jpeg_run(e, f, r, quality, out);
+	return 0;
+}
+
+/* -- the plan of a rectangle: solid areas, then the rest by colours -- */
+
+/* Is the w x h block at (x, y) one colour? */
+static int
+block_solid(const struct fb_frame *f, int x, int y, int w, int h,
+    uint32_t *colour)
+{
+	const uint32_t *row = f->pixels + (size_t)y * f->stride + x;
+	uint32_t v = row[0] & 0xffffff;
+	int i, j;
+
+	for (j = 0; j < h; j++, row += f->stride)
+		for (i = 0; i < w; i++)
+			if ((row[i] & 0xffffff) != v)
+				return 0;
+	*colour = v;
+	return 1;
+}
+
+/*
+ * Runs of cells with `bit` set in a gw x gh grid, merged down where a run
+ * repeats in the next row: rectangles in grid units, at most one per
+ * cell.  The bit is cleared in every cell taken.
+ */
+static int
+grid_rects(uint8_t *grid, int gw, int gh, uint8_t bit, struct rect *out,
+    int *open_a, int *open_b)
+{
+	int n = 0, gx, gy, *prev = open_a, *cur = open_b, *t;
+
+	for (gx = 0; gx < gw; gx++)
+		prev[gx] = -1;
+	for (gy = 0; gy < gh; gy++) {
+		uint8_t *row = grid + (size_t)gy * gw;
+
+		for (gx = 0; gx < gw; gx++)
+			cur[gx] = -1;
+		for (gx = 0; gx < gw;) {
+			int x0 = gx, k;
+
+			if (!(row[gx] & bit)) {
+				gx++;
+				continue;
+			}
+			while (gx < gw && (row[gx] & bit))
+				row[gx++] &= (uint8_t)~bit;
+			k = prev[x0];
+			if (k >= 0 && out[k].w == gx - x0) {
+				out[k].h++;
+			} else {
+				k = n++;
+				out[k].x = x0;
+				out[k].y = gy;
+				out[k].w = gx - x0;
+				out[k].h = 1;
+			}
+			cur[x0] = k;
+		}
+		t = prev;
+		prev = cur;
+		cur = t;
+	}
+	return n;
+}
+
+/*
+ * Colours (up to PAL_MAX, then "more"), in one pass with a shortcut for
+ * runs; with many, whether the gradient filter predicts the pixels well
+ * (sampled rows: a mean error per channel under SMOOTH_ERR).
+ */
+static void
+sub_analyse(struct encscratch *e, const struct fb_frame *f, struct sub *sb)
+{
+	const struct rect *r = &sb->r;
+	uint32_t last = SRC_ROW(f, r, 0)[0] & 0xffffff;
+	unsigned long err = 0, samples = 0;
+	int x, y, k;
+
+	pal_reset(e);
+	pal_add(e, last, PAL_MAX);
+	for (y = 0; y < r->h && e->npal <= PAL_MAX; y++) {
+		const uint32_t *row = SRC_ROW(f, r, y);
+
+		for (x = 0; x < r->w; x++)
+			if ((row[x] & 0xffffff) != last) {
+				last = row[x] & 0xffffff;
+				pal_add(e, last, PAL_MAX);
+			}
+	}
+	sb->ncol = (uint16_t)e->npal;
+	sb->colour = e->pal[0];
+	sb->cls = e->npal == 1 ? C_SOLID : e->npal == 2 ? C_MONO :
+	    e->npal <= PAL_MAX ? C_INDEXED : C_FULL;
+	sb->smooth = 0;
+	if (sb->cls != C_FULL)
+		return;
+	for (y = 1; y < r->h; y += SMOOTH_STEP) {
+		const uint32_t *row = SRC_ROW(f, r, y), *up = row - f->stride;
+
+		for (x = 1; x < r->w; x++, samples += 3)
+			for (k = 0; k < 24; k += 8) {
+				int a = row[x] >> k & 255, l = row[x - 1] >> k & 255;
+				int u = up[x] >> k & 255, ul = up[x - 1] >> k & 255;
+				int pred = l + u - ul;
+
+				pred = pred < 0 ? 0 : pred > 255 ? 255 : pred;
+				err += (unsigned long)abs(a - pred);
+			}
+	}
+	sb->smooth = samples > 0 && err < SMOOTH_ERR * samples;
+}
+
+/* The newest damage stamp of the tiles under r. */
+static unsigned long
+rect_gen(const struct server *s, const struct rect *r)
+{
+	unsigned long g = 0;
+	int tx, ty;
+
+	for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+		for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE; tx++)
+			if (s->enc.tgen[(size_t)ty * s->tw + tx] > g)
+				g = s->enc.tgen[(size_t)ty * s->tw + tx];
+	return g;
+}
+
+static void
+plan_free(struct encscratch *e, struct plan *p)
+{
+	int i;
+
+	for (i = 0; i < p->nsub; i++) {
+		struct encoded *en, *next;
+
+		for (en = p->sub[i].enc; en != NULL; en = next) {
+			next = en->next;
+			free(en->bytes);
+			free(en);
+		}
+		free(p->sub[i].pal);
+	}
+	e->cache_bytes -= p->bytes;
+	e->nplans--;
+	free(p);
+}
+
+static unsigned
+plan_hash(const struct rect *r)
+{
+	uint32_t h = (uint32_t)r->x * 2654435761u ^ (uint32_t)r->y * 40503u ^
+	    (uint32_t)r->w * 2246822519u ^ (uint32_t)r->h * 3266489917u;
+
+	return (h ^ h >> 15) & (PLAN_HASH - 1);
+}
+
+/*
+ * A rectangle's plan: solid areas of at least SOLID_MIN pixels (16x16
+ * blocks of one colour, grown right then down), then the other blocks as
+ * rectangles, each analysed.  Everything stays on the block grid, which
+ * is the tile grid: a sub's tiles are exactly the ones it covers.
+ */
+static struct plan *
+plan_make(struct server *s, const struct rect *r, unsigned long gen)
+{
+	struct encscratch *e = &s->enc;
+	const struct fb_frame *f = &s->frame;
+	int bw = (r->w + TILE - 1) / TILE, bh = (r->h + TILE - 1) / TILE;
+	int bx, by, i, n = 0, k;
+	struct plan *p;
+
+	for (by = 0; by < bh; by++)
+		for (bx = 0; bx < bw; bx++) {
+			int x = r->x + bx * TILE, y = r->y + by * TILE;
+			int w = r->x + r->w - x < TILE ? r->x + r->w - x : TILE;
+			int h = r->y + r->h - y < TILE ? r->y + r->h - y : TILE;
+
+			i = by * bw + bx;
+			e->bstate[i] = (uint8_t)(block_solid(f, x, y, w, h,
+			    &e->bcolour[i]) ? B_SOLID | B_REST : B_REST);
+		}
+	for (by = 0; by < bh; by++)
+		for (bx = 0; bx < bw; bx++) {
+			uint32_t v = e->bcolour[by * bw + bx];
+			int x1, y1, j, area;
+
+			if (!(e->bstate[by * bw + bx] & B_SOLID))
+				continue;
+			for (x1 = bx + 1; x1 < bw && (e->bstate[by * bw + x1] &
+			    B_SOLID) && e->bcolour[by * bw + x1] == v; x1++)
+				;
+			for (y1 = by + 1; y1 < bh; y1++) {
+				for (j = bx; j < x1 && (e->bstate[y1 * bw + j] &
+				    B_SOLID) && e->bcolour[y1 * bw + j] == v; j++)
+					;
+				if (j < x1)
+					break;
+			}
+			e->subs[n].r.x = r->x + bx * TILE;
+			e->subs[n].r.y = r->y + by * TILE;
+			e->subs[n].r.w = (x1 * TILE < r->w ? x1 * TILE : r->w) -
+			    bx * TILE;
+			e->subs[n].r.h = (y1 * TILE < r->h ? y1 * TILE : r->h) -
+			    by * TILE;
+			area = e->subs[n].r.w * e->subs[n].r.h;
+			if (area < SOLID_MIN && area < r->w * r->h) {
+				e->bstate[by * bw + bx] &= (uint8_t)~B_SOLID;
+				continue;
+			}
+			for (y1--; y1 >= by; y1--)
+				for (j = bx; j < x1; j++)
+					e->bstate[y1 * bw + j] = 0;
+			e->subs[n].cls = C_SOLID;
+			e->subs[n].ncol = 1;
+			e->subs[n].colour = v;
+			e->subs[n].smooth = 0;
+			e->subs[n].pal = NULL;
+			n++;
+		}
+	k = grid_rects(e->bstate, bw, bh, B_REST, e->brects, s->open_a,
+	    s->open_b);
+	for (i = 0; i < k; i++) {
+		struct sub *sb = &e->subs[n++];
+		const struct rect *g = &e->brects[i];
+
+		sb->r.x = r->x + g->x * TILE;
+		sb->r.y = r->y + g->y * TILE;
+		sb->r.w = ((g->x + g->w) * TILE < r->w ? (g->x + g->w) * TILE :
+		    r->w) - g->x * TILE;
+		sb->r.h = ((g->y + g->h) * TILE < r->h ? (g->y + g->h) * TILE :
+		    r->h) - g->y * TILE;
+		sub_analyse(e, f, sb);
+		sb->pal = NULL;
+		if (sb->cls == C_MONO || sb->cls == C_INDEXED) {
+			if ((sb->pal = malloc(sb->ncol * sizeof *sb->pal)) == NULL)
+				goto oom;
+			memcpy(sb->pal, e->pal, sb->ncol * sizeof *sb->pal);
+		}
+	}
+	if ((p = malloc(sizeof *p + (size_t)n * sizeof p->sub[0])) == NULL)
+		goto oom;
+	p->r = *r;
+	p->gen = gen;
+	p->nsub = n;
+	p->bytes = sizeof *p + (size_t)n * sizeof p->sub[0];
+	for (i = 0; i < n; i++) {
+		p->sub[i] = e->subs[i];
+		p->sub[i].enc = NULL;
+		if (p->sub[i].pal != NULL)
+			p->bytes += p->sub[i].ncol * sizeof *p->sub[i].pal;
+		if (p->sub[i].cls != C_SOLID)
+			s->enc.stat_cls[p->sub[i].cls]++;
+	}
+	e->cache_bytes += p->bytes;
+	e->nplans++;
+	return p;
+oom:
+	while (n-- > 0)
+		free(e->subs[n].pal);
+	return NULL;
+}
+
+/* The plan for r as the screen is now: kept, or made (NULL: no memory). */
+static struct plan *
+plan_get(struct server *s, const struct rect *r)
+{
+	struct encscratch *e = &s->enc;
+	struct plan **pp = &e->plans[plan_hash(r)], *p;
+	unsigned long gen = rect_gen(s, r);
+
+	for (; (p = *pp) != NULL; pp = &p->next)
+		if (p->r.x == r->x && p->r.y == r->y && p->r.w == r->w &&
+		    p->r.h == r->h)
+			break;
+	if (p != NULL && p->gen == gen) {
+		p->used = e->epoch;
+		return p;
+	}
+	if (p != NULL) {		/* the content changed: made again */
+		*pp = p->next;
+		plan_free(e, p);
+	}
+	if ((p = plan_make(s, r, gen)) == NULL)
+		return NULL;
+	p->used = e->epoch;
+	p->next = e->plans[plan_hash(r)];
+	e->plans[plan_hash(r)] = p;
+	return p;
+}
+
+/* Every plan, or those whose content changed since, or unused ones while
+ * the cache is over its bound. */
+static void
+plans_trim(struct server *s, int all)
+{
+	struct encscratch *e = &s->enc;
+	size_t max = (size_t)s->frame.width * s->frame.height * 8;
+	int i, pass;
+
+	if (max < CACHE_MIN)
+		max = CACHE_MIN;
+	for (pass = 0; pass < 2 && (all || e->cache_bytes > max); pass++)
+		for (i = 0; i < PLAN_HASH; i++) {
+			struct plan **pp = &e->plans[i], *p;
+
+			while ((p = *pp) != NULL)
+				if (all || (pass == 0 ? p->gen != rect_gen(s,
+				    &p->r) : p->used != e->epoch)) {
+					*pp = p->next;
+					plan_free(e, p);
+				} else {
+					pp = &p->next;
+				}
+		}
+}
+
+/* -- choosing: estimated seconds of CPU plus seconds on the link -- */
+
+/*
+ * What a byte and a pixel cost before anything was measured.  Bytes: per
+ * pixel, by mode and class, for the "fast" and "small" levels (relative to
+ * what the format makes raw: bytes_pp, or for JPEG 1).  Time: ns per
+ * pixel.  Measured ratios to these priors adapt them to the content.
+ */
+static const float prior_bytes[NMODES][2][NCLASSES] = {
+	/* solid, mono, indexed, full */
+	[M_RAW] = { { 1, 1, 1, 1 }, { 1, 1, 1, 1 } },
+	[M_HEXTILE] = { { .02f, .15f, .6f, 1.01f }, { .02f, .15f, .6f, 1.01f } },
+	[M_ZRLE] = { { .001f, .03f, .15f, .76f }, { .001f, .02f, .1f, .5f } },
+	[M_TIGHT] = { { .001f, .03f, .1f, .76f }, { .001f, .02f, .08f, .5f } },
+	[M_JPEG] = { { .1f, .1f, .12f, .15f }, { .1f, .1f, .12f, .15f } },
+};
+static const float prior_ns[NMODES][2][NCLASSES] = {
+	[M_RAW] = { { 1, 1, 1, 1 }, { 1, 1, 1, 1 } },
+	[M_HEXTILE] = { { 4, 8, 15, 10 }, { 4, 8, 15, 10 } },
+	[M_ZRLE] = { { 3, 8, 12, 6 }, { 3, 10, 18, 40 } },
+	[M_TIGHT] = { { 0, 4, 8, 5 }, { 0, 6, 14, 40 } },
+	[M_JPEG] = { { 12, 12, 12, 12 }, { 12, 12, 12, 12 } },
+};
+/* JPEG's bytes per pixel by quality level, times prior_bytes' 1 */
+static const float jpeg_size[10] = {
+	.35f, .45f, .55f, .65f, .75f, .85f, 1.1f, 1.4f, 2.0f, 3.0f,
+};
+
+/* Bytes a sub would take in mode m at level hi (before measuring). */
+static double
+guess_bytes(const struct client *c, const struct sub *sb, int m, int hi)
+{
+	double n = (double)sb->r.w * sb->r.h, per;
+	int tp = tpixel_bytes(&c->pf);
+
+	switch (m) {
+	case M_RAW:
+		return 12 + n * c->bytes_pp;
+	case M_JPEG:
+		return 16 + n * prior_bytes[m][hi][sb->cls] *
+		    jpeg_size[c->quality];
+	case M_TIGHT:
+		if (sb->cls == C_SOLID)
+			return 13 + tp;
+		per = sb->cls == C_FULL ? tp : 1;
+		if (sb->cls == C_FULL && sb->smooth)
+			per *= .2;
+		return 20 + sb->ncol * (sb->cls == C_FULL ? 0 : tp) +
+		    n * per * prior_bytes[m][hi][sb->cls];
+	default:
+		return 16 + n * c->bytes_pp * prior_bytes[m][hi][sb->cls];
+	}
+}
+
+/* Learnt: actual over guessed bytes, and ns per pixel (moving averages). */
+static void
+learn(struct encscratch *e, const struct client *c, const struct sub *sb,
+    const struct variant *v, size_t bytes, long long ns)
+{
+	double n = (double)sb->r.w * sb->r.h;
+	float *fb = &e->fbytes[v->mode][v->hi][sb->cls];
+	float *fn = &e->fns[v->mode][v->hi][sb->cls];
+	double ratio = bytes / guess_bytes(c, sb, v->mode, v->hi);
+
+	if (n < 1024)		/* too small to tell: headers, clock grain */
+		return;
+	*fb = (float)(*fb == 0 ? ratio : *fb * .8 + ratio * .2);
+	*fn = (float)(*fn == 0 ? ns / n : *fn * .8 + ns / n * .2);
+}
+
+static double
+link_rate(const struct client *c)
+{
+	return c->rate > 0 ? c->rate : LINK_GUESS;
+}
+
+/* Seconds: what making it costs (nothing if made) plus sending it. */
+static double
+cost(const struct client *c, const struct sub *sb, const struct variant *v,
+    const struct encoded *made)
+{
+	const struct encscratch *e = &c->srv->enc;
+	double n = (double)sb->r.w * sb->r.h, bytes, ns;
+
+	if (made != NULL)
+		return made->len / link_rate(c);
+	bytes = guess_bytes(c, sb, v->mode, v->hi);
+	if (e->fbytes[v->mode][v->hi][sb->cls] > 0)
+		bytes *= e->fbytes[v->mode][v->hi][sb->cls];
+	ns = e->fns[v->mode][v->hi][sb->cls] > 0 ?
+	    e->fns[v->mode][v->hi][sb->cls] : prior_ns[v->mode][v->hi][sb->cls];
+	if (v->mode == M_RAW && c->native)
+		ns /= 4;	/* a copy, not a translation */
+	return ns * n * 1e-9 + bytes / link_rate(c);
+}
+
+static int
+variant_same(const struct variant *a, const struct variant *b)
+{
+	return a->mode == b->mode && a->hi == b->hi && a->level == b->level &&
+	    a->store == b->store && a->quality == b->quality &&
+	    (a->mode == M_JPEG || pixfmt_same(&a->pf, &b->pf));
+}
+
+static struct encoded *
+made_as(const struct sub *sb, const struct variant *v)
+{
+	struct encoded *en;
+
+	for (en = sb->enc; en != NULL; en = en->next)
+		if (variant_same(&en->v, v))
+			return en;
+	return NULL;
+}
+
+/* The variant of mode m at level hi for this client. */
+static void
+variant_of(const struct client *c, int m, int hi, struct variant *v)
+{
+	int base = c->zasked > 0 ? c->zasked - 1 : c->srv->zlevel;
+
+	memset(v, 0, sizeof *v);
+	v->mode = (uint8_t)m;
+	v->hi = (uint8_t)hi;
+	if (m == M_JPEG)
+		v->quality = (uint8_t)c->quality;
+	else
+		v->pf = c->pf;
+	if (m == M_ZRLE || m == M_TIGHT) {
+		/* fast: the base level, many-coloured data stored at the
+		 * speed levels; small: deflate all of it, at the viewer's
+		 * level if it gave one, else at ZLEVEL_SMALL */
+		v->level = (uint8_t)(hi && c->zasked == 0 && base < ZLEVEL_SMALL ?
+		    ZLEVEL_SMALL : base);
+		v->store = !hi && base <= ZLEVEL_STORE_MAX;
+	}
+}
+
+/* Can mode m carry this sub to this client (lossy: JPEG is allowed)? */
+static int
+mode_fits(const struct client *c, const struct sub *sb, int m, int lossy)
+{
+	if (c->rank[m] < 0)
+		return 0;
+	switch (m) {
+	case M_TIGHT:
+		return tight_usable(&c->pf);
+	case M_JPEG:
+		/* libvncclient has no JPEG at 8 bpp; few colours are text
+		 * or drawings, which JPEG blurs */
+		return lossy && c->quality >= 0 && c->bytes_pp > 1 &&
+		    tight_usable(&c->pf) && (sb->cls == C_FULL ||
+		    (sb->cls == C_INDEXED && sb->ncol > JPEG_MIN_COLOURS));
+	default:
+		return 1;
+	}
+}
+
+/*
+ * The cheapest way for this client; among those within CHOICE_SLACK of
+ * it, the one the viewer listed first.  Raw when nothing else fits: RFB
+ * makes every viewer take it.
+ */
+static void
+choose(const struct client *c, const struct sub *sb, int lossy,
+    struct variant *best)
+{
+	struct variant v[2 * NMODES];
+	double cs[2 * NMODES], min = -1;
+	int m, hi, n = 0, i, pick = -1;
+
+	for (m = 0; m < NMODES; m++)
+		for (hi = 0; hi < 2; hi++) {
+			if (!mode_fits(c, sb, m, lossy))
+				continue;
+			variant_of(c, m, hi, &v[n]);
+			if (hi && variant_same(&v[n], &v[n - 1]))
+				continue;	/* no second level */
+			cs[n] = cost(c, sb, &v[n], made_as(sb, &v[n]));
+			if (min < 0 || cs[n] < min)
+				min = cs[n];
+			n++;
+		}
+	for (i = 0; i < n; i++)
+		if (cs[i] <= min * CHOICE_SLACK && (pick < 0 ||
+		    c->rank[v[i].mode] < c->rank[v[pick].mode] ||
+		    (c->rank[v[i].mode] == c->rank[v[pick].mode] &&
+		    cs[i] < cs[pick])))
+			pick = i;
+	if (pick < 0)
+		variant_of(c, M_RAW, 0, best);
+	else
+		*best = v[pick];
+}
+
+/* -- the link: bytes the viewer took off its queues per second -- */
+
+/* Bytes written to the socket that the kernel still holds. */
+static size_t
+link_outq(const struct client *c)
+{
+#if defined(__linux__) && defined(TIOCOUTQ)
+	int n = 0;
+
+	/* SIOCOUTQ, the same number: sent but not acknowledged, or not
+	 * sent yet */
+	if (ioctl(c->wfd, TIOCOUTQ, &n) == 0 && n > 0)
+		return (size_t)n;
+#elif defined(FIONWRITE)	/* FreeBSD, NetBSD */
+	int n = 0;
+
+	if (ioctl(c->wfd, FIONWRITE, &n) == 0 && n > 0)
+		return (size_t)n;
+#endif
+	(void)c;
+	return 0;
+}
+
+/*
+ * A window opens when bytes go to an idle link (link_sent()) and is
+ * sampled before more are added (an update) or written: if bytes still
+ * wait, the link was busy all along and what it delivered over the
+ * window (LINK_WINDOW_MS at least) is its rate.  If all went, the window
+ * closes as a lower bound, which may only raise the estimate: a small
+ * update on a fast link says nothing of its speed.  The kernel's count
+ * (SIOCOUTQ, FIONWRITE) shows the backlog a socket buffer hides; without
+ * it our own queue does, once frames outgrow that buffer.
+ */
+static void
+link_sample(struct client *c, long long now)
+{
+	size_t q = link_outq(c);
+	uint64_t done = c->tx_bytes > q ? c->tx_bytes - q : 0;
+	int busy = q > 0 || buf_used(&c->out) > 0;
+	double rate;
+
+	if (c->lk_t0 == 0 || done < c->lk_done)
+		return;
+	if (now - c->lk_t0 < LINK_WINDOW_MS) {
+		if (!busy)
+			c->lk_t0 = 0;
+		return;
+	}
+	rate = (double)(done - c->lk_done) * 1000 / (double)(now - c->lk_t0);
+	if (busy)
+		c->rate = c->rate > 0 ? c->rate * .7 + rate * .3 : rate;
+	else if (rate > link_rate(c))
+		c->rate = rate;
+	c->lk_t0 = busy ? now : 0;
+	c->lk_done = done;
+}
+
+/* Bytes went to the socket: an idle link starts a window. */
+static void
+link_sent(struct client *c, long long now)
+{
+	size_t q;
+
+	if (c->lk_t0 != 0)
+		return;
+	q = link_outq(c);
+	c->lk_t0 = now;
+	c->lk_done = c->tx_bytes > q ? c->tx_bytes - q : 0;
+}
+
+/* -- sending a sub -- */
+
+/* Tiles under r: lossy now, or not. */
+static void
+tiles_lossy(struct client *c, const struct rect *r, int lossy, long long now)
+{
+	int tx, ty;
+
+	for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+		for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE; tx++) {
+			uint8_t *t = &c->dirty[(size_t)ty * c->dtw + tx];
+
+			*t = (uint8_t)(lossy ? *t | T_LOSSY : *t & ~T_LOSSY);
+		}
+	if (lossy && c->refresh_due == 0)
+		c->refresh_due = now + REFRESH_MS;
+}
+
+static const struct {
 	const char *name;
-	void (*fn)(struct client *, const struct rect *);
-	void (*free)(struct client *);	/* its per-client state, or NULL */
+	int32_t num;
+	int (*fn)(const struct client *, const struct sub *,
+	    const struct variant *, struct buf *, struct encoded *);
+} modes[NMODES] = {
+	[M_RAW] = { "raw", ENC_RAW, NULL },	/* straight to the queue */
+	[M_HEXTILE] = { "hextile", ENC_HEXTILE, enc_hextile },
+	[M_ZRLE] = { "zrle", ENC_ZRLE, enc_zrle },
+	[M_TIGHT] = { "tight", ENC_TIGHT, enc_tight },
+	[M_JPEG] = { "tight", ENC_TIGHT, enc_tight },
 };
 
-static const struct encoder encoders[] = {
-	{ ENC_RAW, "raw", enc_raw, NULL },	/* first: the default */
-	{ ENC_HEXTILE, "hextile", enc_hextile, NULL },
-	{ ENC_ZRLE, "zrle", enc_zrle, zrle_free },
+static const char *const kind_name[NKINDS] = {
+	"raw", "hextile", "zrle", "fill", "mono", "indexed", "full",
+	"gradient", "jpeg",
 };
 
-#define NENCODERS ((int)nitems(encoders))
+/* Make sb in variant v and keep it with the sub; NULL: failed. */
+static struct encoded *
+encode(struct client *c, struct plan *p, struct sub *sb,
+    const struct variant *v)
+{
+	struct encscratch *e = &c->srv->enc;
+	struct encoded *en;
+	struct buf b;
+	struct timespec t0, t1;
 
-/* A viewer went away: every encoder's state for it. */
+	if ((en = calloc(1, sizeof *en)) == NULL)
+		return NULL;
+	memset(&b, 0, sizeof b);
+	en->v = *v;
+	en->kind = (uint8_t)(v->mode == M_HEXTILE ? K_HEXTILE : K_ZRLE);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (modes[v->mode].fn(c, sb, v, &b, en) < 0) {
+		buf_free(&b);
+		free(en);
+		return NULL;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	learn(e, c, sb, v, b.len, (t1.tv_sec - t0.tv_sec) * 1000000000LL +
+	    (t1.tv_nsec - t0.tv_nsec));
+	/* keep what it is, not what the buffer grew to */
+	en->bytes = b.len > 0 ? realloc(b.data, b.len) : b.data;
+	if (en->bytes == NULL)
+		en->bytes = b.data;
+	en->len = b.len;
+	en->next = sb->enc;
+	sb->enc = en;
+	p->bytes += sizeof *en + en->len;
+	e->cache_bytes += sizeof *en + en->len;
+	return en;
+}
+
+/* Queue what was made, as this viewer's stream needs it. */
+static void
+wr_encoded(struct client *c, const struct encoded *en)
+{
+	uint32_t n;
+
+	if (en->v.mode != M_ZRLE || c->zrle_started) {
+		wr_bytes(c, en->bytes, en->len);
+		return;
+	}
+	/* the viewer's ZRLE stream starts here: the zlib header, then raw
+	 * deflate like every viewer's (no checksum is ever read: the
+	 * stream never ends) */
+	n = (uint32_t)en->bytes[12] << 24 | (uint32_t)en->bytes[13] << 16 |
+	    (uint32_t)en->bytes[14] << 8 | en->bytes[15];
+	wr_bytes(c, en->bytes, 12);
+	wr_u32(c, n + 2);
+	wr_bytes(c, "\x78\x01", 2);
+	wr_bytes(c, en->bytes + 16, en->len - 16);
+	c->zrle_started = 1;
+}
+
+/* One sub to one viewer: chosen, made or found, queued, accounted. */
+static void
+send_sub(struct client *c, struct plan *p, struct sub *sb, int lossy,
+    long long now)
+{
+	struct variant v;
+	struct encoded *en = NULL;
+	size_t before = buf_used(&c->out);
+	int kind, i;
+
+	choose(c, sb, lossy, &v);
+	if (v.mode == M_RAW) {
+		enc_raw(c, &sb->r);
+		kind = K_RAW;
+	} else if ((en = made_as(sb, &v)) != NULL) {
+		c->shared++;
+		wr_encoded(c, en);
+		kind = en->kind;
+	} else if ((en = encode(c, p, sb, &v)) != NULL) {
+		wr_encoded(c, en);
+		kind = en->kind;
+	} else {
+		cl_fail(c, "out of memory or a compressor failed encoding "
+		    "%s", modes[v.mode].name);
+		return;
+	}
+	if (v.mode == M_ZRLE)
+		for (i = 0; i < ZT_KINDS; i++)
+			c->ztiles[i] += en->ztiles[i];
+	c->kind_rects[kind]++;
+	c->kind_bytes[kind] += buf_used(&c->out) - before;
+	tiles_lossy(c, &sb->r, v.mode == M_JPEG, now);
+}
+
+/* Real encodings a viewer may list; pseudo-encodings are read apart. */
+static const struct encoder {
+	int32_t num;
+	int mode;
+} encoders[] = {
+	{ ENC_RAW, M_RAW },
+	{ ENC_HEXTILE, M_HEXTILE },
+	{ ENC_ZRLE, M_ZRLE },
+	{ ENC_TIGHT, M_TIGHT },
+};
+
+/* A viewer went away: what it was sent, for the log. */
 static void
 enc_free(struct client *c)
 {
-	size_t i;
+	char line[400];
+	size_t off = 0;
+	int i;
 
-	for (i = 0; i < nitems(encoders); i++)
-		if (encoders[i].free != NULL)
-			encoders[i].free(c);
+	for (i = 0; i < NKINDS; i++)
+		if (c->kind_rects[i] > 0)
+			off += (size_t)snprintf(line + off, sizeof line - off,
+			    " %s=%lu/%lluK", kind_name[i], c->kind_rects[i],
+			    (unsigned long long)c->kind_bytes[i] / 1024);
+	if (off == 0)
+		return;
+	logx(c->srv, LOG_DEBUG, "peer=%s rects:%s shared=%lu rate=%.0fk",
+	    c->peer, line, c->shared, c->rate / 1000);
+	if (c->kind_rects[K_ZRLE] == 0)
+		return;
+	for (i = off = 0; i < ZT_KINDS; i++)
+		off += (size_t)snprintf(line + off, sizeof line - off,
+		    " %s=%lu", ztile_name[i], c->ztiles[i]);
+	logx(c->srv, LOG_DEBUG, "peer=%s zrle tiles:%s", c->peer, line);
 }
 
 /* ---------------------------------------------------------------------
@@ -3241,7 +4493,9 @@ dirty_mark(struct client *c, int x, int y, int w, int h)
 		ty1 = c->dth - 1;
 	for (ty = ty0; ty <= ty1; ty++)
 		for (tx = tx0; tx <= tx1; tx++)
-			c->dirty[(size_t)ty * c->dtw + tx] = 1;
+			c->dirty[(size_t)ty * c->dtw + tx] = (uint8_t)
+			    ((c->dirty[(size_t)ty * c->dtw + tx] | T_CHANGED) &
+			    ~T_REFRESH);
 }
 
 static void
@@ -3249,6 +4503,7 @@ srv_damage(void *p, int x, int y, int w, int h)
 {
 	struct server *s = p;
 	struct client *c;
+	long long now;
 	int tx, ty;
 
 	if (!rect_clip(&x, &y, &w, &h, s->frame.width, s->frame.height))
@@ -3257,13 +4512,38 @@ srv_damage(void *p, int x, int y, int w, int h)
 		if (c->state == ST_NORMAL)
 			dirty_mark(c, x, y, w, h);
 
-	/* tiles the encoders kept for these are stale now */
-	if (w <= 0 || h <= 0)
+	/* what the encoders kept for these tiles is stale now */
+	if (w <= 0 || h <= 0 || s->enc.tgen == NULL)
 		return;
 	s->enc.gen++;
+	now = mono_ms();
 	for (ty = y / TILE; ty <= (y + h - 1) / TILE && ty < s->th; ty++)
-		for (tx = x / TILE; tx <= (x + w - 1) / TILE && tx < s->tw; tx++)
+		for (tx = x / TILE; tx <= (x + w - 1) / TILE && tx < s->tw;
+		    tx++) {
 			s->enc.tgen[(size_t)ty * s->tw + tx] = s->enc.gen;
+			s->enc.tms[(size_t)ty * s->tw + tx] = now;
+		}
+}
+
+/* The encoders' working memory for rectangles of the current screen. */
+static void
+enc_scratch_free(struct server *s)
+{
+	struct encscratch *e = &s->enc;
+
+	plans_trim(s, 1);
+	free(e->tgen);
+	free(e->tms);
+	free(e->subs);
+	free(e->brects);
+	free(e->bstate);
+	free(e->bcolour);
+	e->tgen = NULL;
+	e->tms = NULL;
+	e->subs = NULL;
+	e->brects = NULL;
+	e->bstate = NULL;
+	e->bcolour = NULL;
 }
 
 /*
@@ -3274,33 +4554,40 @@ srv_damage(void *p, int x, int y, int w, int h)
 static int
 grid_setup(struct server *s)
 {
+	struct encscratch *e = &s->enc;
 	size_t n;
 
 	fb_source.frame(s->fb, &s->frame);
 	free(s->rects);
+	free(s->plans);
 	free(s->open_a);
 	free(s->open_b);
-	free(s->enc.tgen);
-	free(s->enc.zt);	/* encoders make theirs again on first use */
-	free(s->enc.zbytes);
-	s->enc.zt = NULL;
-	s->enc.zbytes = NULL;
+	enc_scratch_free(s);	/* plans of the old screen go too */
 	s->tw = (s->frame.width + TILE - 1) / TILE;
 	s->th = (s->frame.height + TILE - 1) / TILE;
 	n = (size_t)s->tw * s->th;
 	s->rects = calloc(n, sizeof *s->rects);
-	s->open_a = calloc((size_t)s->tw, sizeof *s->open_a);
-	s->open_b = calloc((size_t)s->tw, sizeof *s->open_b);
-	s->enc.tgen = calloc(n, sizeof *s->enc.tgen);
-	if (s->rects && s->open_a && s->open_b && s->enc.tgen)
+	s->plans = calloc(n, sizeof *s->plans);
+	/* wide enough for the tile grid and for a rectangle's blocks */
+	s->open_a = calloc((size_t)s->tw + RECT_MAX_W / TILE, sizeof *s->open_a);
+	s->open_b = calloc((size_t)s->tw + RECT_MAX_W / TILE, sizeof *s->open_b);
+	e->tgen = calloc(n, sizeof *e->tgen);
+	e->tms = calloc(n, sizeof *e->tms);
+	e->subs = calloc(BLOCKS_MAX, sizeof *e->subs);
+	e->brects = calloc(BLOCKS_MAX, sizeof *e->brects);
+	e->bstate = calloc(BLOCKS_MAX, sizeof *e->bstate);
+	e->bcolour = calloc(BLOCKS_MAX, sizeof *e->bcolour);
+	if (s->rects && s->plans && s->open_a && s->open_b && e->tgen &&
+	    e->tms && e->subs && e->brects && e->bstate && e->bcolour)
 		return 0;
 	free(s->rects);
+	free(s->plans);
 	free(s->open_a);
 	free(s->open_b);
-	free(s->enc.tgen);
+	enc_scratch_free(s);
 	s->rects = NULL;
+	s->plans = NULL;
 	s->open_a = s->open_b = NULL;
-	s->enc.tgen = NULL;
 	s->tw = s->th = 0;
 	logx(s, LOG_ERR, "out of memory for a %dx%d screen's tile grid",
 	    s->frame.width, s->frame.height);
@@ -3313,6 +4600,7 @@ cl_ungrid(struct client *c)
 	free(c->dirty);
 	c->dirty = NULL;
 	c->dtw = c->dth = 0;
+	c->refresh_due = 0;
 }
 
 static int
@@ -3469,54 +4757,44 @@ wr_cursor_rect(struct client *c)
 	c->cursor_sent = s->cursor_serial;
 }
 
-/* Dirty tiles as rectangles: runs in a row, merged down equal runs. */
+/*
+ * Tiles with `flag` as rectangles appended at s->rects[first...]: runs in
+ * a row merged down equal runs, then tall ones cut into bands of whole
+ * tile rows and wide ones into columns (Tight takes RECT_MAX_W at most):
+ * never more rectangles than tiles.
+ */
 static int
-collect_rects(struct server *s, struct client *c)
+collect_rects(struct server *s, struct client *c, uint8_t flag, int first)
 {
-	int n = 0, merged, tx, ty, *prev = s->open_a, *cur = s->open_b, *t;
+	struct rect *out = s->rects + first;
+	int n = grid_rects(c->dirty, s->tw, s->th, flag, out, s->open_a,
+	    s->open_b), i, merged;
 
-	for (tx = 0; tx < s->tw; tx++)
-		prev[tx] = -1;
-	for (ty = 0; ty < s->th; ty++) {
-		const uint8_t *row = c->dirty + (size_t)ty * s->tw;
-
-		for (tx = 0; tx < s->tw; tx++)
-			cur[tx] = -1;
-		for (tx = 0; tx < s->tw;) {
-			int x0 = tx, k;
-
-			if (!row[tx]) {
-				tx++;
-				continue;
-			}
-			while (tx < s->tw && row[tx])
-				tx++;
-			k = prev[x0];
-			if (k >= 0 && s->rects[k].w == (tx - x0) * TILE) {
-				s->rects[k].h += TILE;
-			} else {
-				k = n++;
-				s->rects[k].x = x0 * TILE;
-				s->rects[k].y = ty * TILE;
-				s->rects[k].w = (tx - x0) * TILE;
-				s->rects[k].h = TILE;
-			}
-			cur[x0] = k;
-		}
-		t = prev;
-		prev = cur;
-		cur = t;
+	for (i = 0; i < n; i++) {	/* tiles to pixels */
+		out[i].x *= TILE;
+		out[i].y *= TILE;
+		out[i].w *= TILE;
+		out[i].h *= TILE;
 	}
-	for (tx = 0, merged = n; tx < merged; tx++) {
-		struct rect *r = &s->rects[tx];
-		int band = BAND_PIXELS / r->w / TILE * TILE;
+	for (i = 0, merged = n; i < merged; i++) {
+		struct rect *r = &out[i];
+		int band;
 
-		/* tall ones in bands of whole tile rows, the rest appended:
-		 * never more rectangles than tiles */
+		while (r->w > RECT_MAX_W) {
+			struct rect *b = &out[n++];
+
+			*b = *r;
+			b->x = r->x + RECT_MAX_W;
+			b->w = r->w - RECT_MAX_W;
+			r->w = RECT_MAX_W;
+			if (b->w > RECT_MAX_W)	/* cut it again below */
+				merged++;
+		}
+		band = BAND_PIXELS / r->w / TILE * TILE;
 		if (band < TILE)
 			band = TILE;
 		while (r->h > band) {
-			struct rect *b = &s->rects[n++];
+			struct rect *b = &out[n++];
 
 			*b = *r;
 			b->y = r->y + band;
@@ -3525,15 +4803,14 @@ collect_rects(struct server *s, struct client *c)
 			r = b;
 		}
 	}
-	for (tx = 0; tx < n; tx++) {	/* clip the right and bottom edges */
-		struct rect *r = &s->rects[tx];
+	for (i = 0; i < n; i++) {	/* clip the right and bottom edges */
+		struct rect *r = &out[i];
 
 		if (r->x + r->w > s->frame.width)
 			r->w = s->frame.width - r->x;
 		if (r->y + r->h > s->frame.height)
 			r->h = s->frame.height - r->y;
 	}
-	memset(c->dirty, 0, (size_t)s->tw * s->th);
 	return n;
 }
 
@@ -3559,12 +4836,58 @@ wr_size_rect(struct client *c)
 	}
 }
 
-/* One FramebufferUpdate, if the client waits and there is news. */
+/*
+ * Lossy tiles that stayed unchanged REFRESH_MS are due for a lossless
+ * copy (T_REFRESH); the next check is when the youngest of the rest will
+ * be quiet long enough.
+ */
+static void
+refresh_scan(struct client *c, long long now)
+{
+	const struct server *s = c->srv;
+	size_t i, n = (size_t)c->dtw * c->dth;
+	long long due = 0;
+
+	if (c->refresh_due == 0 || now < c->refresh_due)
+		return;
+	for (i = 0; i < n; i++) {
+		uint8_t *t = &c->dirty[i];
+
+		if ((*t & (T_LOSSY | T_CHANGED | T_REFRESH)) != T_LOSSY)
+			continue;
+		if (now - s->enc.tms[i] >= REFRESH_MS)
+			*t |= T_REFRESH;
+		else if (due == 0 || s->enc.tms[i] + REFRESH_MS < due)
+			due = s->enc.tms[i] + REFRESH_MS;
+	}
+	c->refresh_due = due;
+}
+
+/* Give the tiles of rects[from..to) their flag back (no room this time). */
+static void
+tiles_again(struct client *c, const struct rect *r, int n, uint8_t flag)
+{
+	int i, tx, ty;
+
+	for (i = 0; i < n; i++, r++)
+		for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+			for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE;
+			    tx++)
+				c->dirty[(size_t)ty * c->dtw + tx] |= flag;
+}
+
+/*
+ * One FramebufferUpdate, if the client waits and there is news: changed
+ * tiles (lossy encodings allowed), then those due for a lossless
+ * refresh.  Every rectangle's plan comes first, as the count of its subs
+ * goes in the header.
+ */
 static void
 cl_update(struct client *c)
 {
 	struct server *s = c->srv;
-	int i, n, cursor;
+	long long now = mono_ms();
+	int i, j, n, nch, total, cursor;
 
 	if (c->size_changed) {
 		/* RFB: a new size is the last rectangle of its update; the
@@ -3581,24 +4904,49 @@ cl_update(struct client *c)
 		cl_fail(c, "internal: tile map out of step with the screen");
 		return;
 	}
-	n = collect_rects(s, c);
+	link_sample(c, now);
+	refresh_scan(c, now);
+	nch = collect_rects(s, c, T_CHANGED, 0);
+	n = nch + collect_rects(s, c, T_REFRESH, nch);
 	cursor = c->enc_cursor && c->cursor_sent != s->cursor_serial;
 	if (n == 0 && !c->size_announce && !cursor)
 		return;
+	s->enc.epoch++;
+	c->updating = 1;
+	for (i = total = 0; i < n; i++) {
+		if ((s->plans[i] = plan_get(s, &s->rects[i])) == NULL) {
+			cl_fail(c, "out of memory for an update's plan");
+			c->updating = 0;
+			return;
+		}
+		if (total + s->plans[i]->nsub > UPDATE_RECTS_MAX) {
+			tiles_again(c, s->rects + i, nch > i ? nch - i : 0,
+			    T_CHANGED);
+			tiles_again(c, s->rects + (nch > i ? nch : i),
+			    n - (nch > i ? nch : i), T_REFRESH);
+			n = i;
+			break;
+		}
+		total += s->plans[i]->nsub;
+	}
 	wr_u8(c, SMSG_UPDATE);
 	wr_u8(c, 0);
-	wr_u16(c, (uint16_t)(n + c->size_announce + cursor));
+	wr_u16(c, (uint16_t)(total + c->size_announce + cursor));
 	if (cursor)
 		wr_cursor_rect(c);
-	for (i = 0; i < n && !c->dead; i++) {
-		encoders[c->enc].fn(c, &s->rects[i]);
-		if (buf_used(&c->out) >= OUT_FLUSH)
-			cl_flush(c);
-	}
+	for (i = 0; i < n && !c->dead; i++)
+		for (j = 0; j < s->plans[i]->nsub && !c->dead; j++) {
+			send_sub(c, s->plans[i], &s->plans[i]->sub[j], i < nch,
+			    now);
+			if (buf_used(&c->out) >= OUT_FLUSH)
+				cl_flush(c);
+		}
 	if (c->size_announce)
 		wr_size_rect(c);
 	c->size_announce = 0;
 	c->want_update = 0;
+	c->updating = 0;
+	plans_trim(s, 0);
 }
 
 static int
@@ -3638,6 +4986,9 @@ h_client_init(struct client *c, uint8_t *p, size_t n)
 	if (!shared && !cl_input_dropped(c, "request for exclusive access"))
 		close_others(c);
 	pixfmt_apply(c, &native_pf);
+	memset(c->rank, -1, sizeof c->rank);	/* Raw until SetEncodings */
+	c->rank[M_RAW] = 0;
+	c->quality = -1;
 	if ((s->rects == NULL && grid_setup(c->srv) < 0) || cl_grid(c) < 0) {
 		cl_fail(c, "out of memory for the tile grid");
 		return n;
@@ -3708,22 +5059,35 @@ len_set_encodings(struct client *c, struct rd *r)
 static void
 msg_set_encodings(struct client *c, struct rd *r)
 {
+	char list[64];
 	unsigned n, i;
-	int had_ext = c->enc_ext_desktop_size, chosen = -1, k;
+	int had_ext = c->enc_ext_desktop_size, k, m, first = -1;
 
 	rd_u8(r);
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
 	c->zasked = 0;
+	c->quality = -1;
+	for (m = 0; m < NMODES; m++)
+		c->rank[m] = -1;
 	for (i = 0; i < n; i++) {
 		int32_t e = (int32_t)rd_u32(r);
 
-		/* RFB: the list is in the viewer's order of preference */
-		for (k = 0; chosen < 0 && k < NENCODERS; k++)
-			if (encoders[k].num == e)
-				chosen = k;
+		/* RFB: the list is in the viewer's order of preference; it
+		 * breaks near-ties in choose() */
+		for (k = 0; k < (int)nitems(encoders); k++)
+			if (encoders[k].num == e &&
+			    c->rank[encoders[k].mode] < 0) {
+				c->rank[encoders[k].mode] =
+				    (int8_t)(i < 127 ? i : 127);
+				if (first < 0)
+					first = encoders[k].mode;
+			}
 		if (e >= ENC_COMPRESS_0 && e <= ENC_COMPRESS_9 && !c->zasked)
 			c->zasked = e - ENC_COMPRESS_0 + 1;
+		else if (e >= ENC_QUALITY_0 && e <= ENC_QUALITY_9 &&
+		    c->quality < 0)
+			c->quality = e - ENC_QUALITY_0;
 		else if (e == ENC_DESKTOP_SIZE)
 			c->enc_desktop_size = 1;
 		else if (e == ENC_EXT_DESKTOP_SIZE)
@@ -3731,10 +5095,20 @@ msg_set_encodings(struct client *c, struct rd *r)
 		else if (e == ENC_CURSOR)
 			c->enc_cursor = 1;
 	}
-	c->enc = chosen < 0 ? 0 : chosen;
-	logx(c->srv, LOG_DEBUG, "peer=%s encoding %s level %d", c->peer,
-	    encoders[c->enc].name, c->zasked > 0 ? c->zasked - 1 :
-	    c->srv->zlevel);
+	/* RFB: every viewer takes Raw; it is the last resort if none of
+	 * ours is listed, else only where the viewer listed it */
+	if (first < 0) {
+		c->rank[M_RAW] = 0;
+		first = M_RAW;
+	}
+	c->rank[M_JPEG] = c->rank[M_TIGHT];
+	for (m = 0, list[0] = '\0'; m < M_JPEG; m++)
+		if (c->rank[m] >= 0 && m != first)
+			snprintf(list + strlen(list), sizeof list - strlen(list),
+			    ",%s", modes[m].name);
+	logx(c->srv, LOG_DEBUG, "peer=%s encoding %s%s level %d quality %d",
+	    c->peer, modes[first].name, list, c->zasked > 0 ? c->zasked - 1 :
+	    c->srv->zlevel, c->quality);
 	c->cursor_sent = 0;	/* (re)send the shape if it is wanted */
 	cursor_policy(c->srv);
 	/* ExtendedDesktopSize: the first update announces the screen */
@@ -4054,6 +5428,8 @@ cl_flush(struct client *c)
 
 	if (c->hold_until && mono_ms() < c->hold_until)
 		return;		/* a failed login's answer waits */
+	if (c->state == ST_NORMAL && !c->updating)
+		link_sample(c, mono_ms());
 	while (!c->dead && buf_used(&c->out) > 0) {
 		if (c->tls_up) {
 			size_t n = buf_used(&c->out);
@@ -4083,7 +5459,10 @@ cl_flush(struct client *c)
 			}
 		}
 		c->out.off += (size_t)w;
+		c->tx_bytes += (uint64_t)w;
 		c->last_out = mono_ms();
+		if (c->state == ST_NORMAL)
+			link_sent(c, c->last_out);
 	}
 	if (buf_used(&c->out) == 0) {
 		c->out.off = c->out.len = 0;
@@ -4398,6 +5777,10 @@ srv_due(const struct server *s)
 		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
 		    s->grab_due < t)
 			t = s->grab_due;
+		/* lossy tiles due for their lossless copy */
+		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
+		    c->refresh_due && c->refresh_due < t)
+			t = c->refresh_due;
 	}
 	return t;
 }

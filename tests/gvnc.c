@@ -433,6 +433,11 @@ on_initialized(VncConnection *c, gpointer d)
 			break;
 		}
 	}
+	/* pseudo-encodings: -32 + Q, -256 + L */
+	if (O.quality >= 0)
+		encs[n++] = -32 + O.quality;
+	if (O.compress >= 0)
+		encs[n++] = -256 + O.compress;
 	vnc_connection_set_encodings(c, n, encs);
 	request_update(0);
 	last_update_at = now_s();

@@ -76,6 +76,11 @@ struct opts {
 	int expect_fail;
 	int nogo;			/* -N: the input must not arrive */
 	int raw;			/* -R: no dummy picture to check */
+	int quality;			/* -q: Tight JPEG quality 0-9, -1 none */
+	int compress;			/* -c: CompressLevel 0-9, -1 none */
+	double tol_mean;		/* -T: lossy pictures pass within this */
+	int tol_max;			/*     mean and max error per channel */
+	int exact_end;			/* -L: the last picture must be exact */
 	double timeout;
 	int verbose;
 };
@@ -143,6 +148,8 @@ void convert_frame(const uint8_t *buf, size_t stride, int w, int h,
 struct check {
 	int garbled;			/* status strip unreadable */
 	long mismatches;		/* pixels (a lower bound if stopped early) */
+	double mean_err;		/* -T: mean error per channel (0-255) */
+	int max_err;			/*     and the largest */
 	int x, y;			/* first mismatch */
 	unsigned got[3], want[3];	/* its channels, quantised */
 	struct dummy_state st;		/* decoded state */
@@ -180,6 +187,10 @@ struct progress {
 	size_t server_cut_len;
 	struct check last;		/* last check */
 	int checked;			/* pictures checked */
+	int lossy, exact;		/* -T: verified pictures of each kind */
+	int last_exact;			/* the last verified one was exact */
+	double worst_mean;		/* -T: the worst mean error accepted */
+	int worst_max;			/*     and the worst max error */
 	char sec[96];			/* security type chosen */
 	char mech[64];			/* SASL mechanism */
 	int fail_code;			/* nonzero: stop with this */
