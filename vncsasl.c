@@ -169,6 +169,8 @@
 #define CACHE_MIN	(16 << 20) /* encoded bytes kept for other viewers,
 				   at least; 8 bytes a screen pixel else */
 #define PLAN_HASH	1024	/* buckets of plans: a frame makes < 1000 */
+#define SPARE_MAX	(8 << 20) /* memory of dropped encodings kept for
+				   the next ones */
 #define CHOICE_SLACK	1.15	/* within this of the cheapest, the viewer's
 				   order decides */
 #define LINK_GUESS	125e6	/* bytes/s before a measurement: a LAN, so
@@ -290,7 +292,7 @@ enum {
 };
 
 /* What a part of a rectangle is made of. */
-enum { C_SOLID, C_MONO, C_INDEXED, C_FULL, NCLASSES };
+enum { C_SOLID, C_MONO, C_INDEXED, C_FULL, NCLASSES, C_UNKNOWN = NCLASSES };
 /* Ways to send it: encodings, and Tight with JPEG apart. */
 enum { M_RAW, M_HEXTILE, M_ZRLE, M_TIGHT, M_JPEG, NMODES };
 /* What was sent, for the log: encodings and Tight's subencodings. */
@@ -316,8 +318,7 @@ struct variant {
 struct encoded {
 	struct encoded *next;
 	struct variant v;
-	uint8_t *bytes;
-	size_t len;
+	struct buf b;		/* its bytes: b.data[0..b.len) */
 	uint8_t kind;		/* K_* */
 	unsigned long ztiles[ZT_KINDS];	/* ZRLE: its tiles by kind */
 };
@@ -389,12 +390,17 @@ struct encscratch {
 	struct jpeg_err *jerr;
 	struct jpeg_dst jdst;
 	struct buf zbuf, jbuf, tdata;	/* their output; Tight's input */
+	/* encodings no longer wanted, their memory reused: freeing and
+	 * growing it every frame made the heap shrink and fault again */
+	struct encoded *spare;
+	size_t spare_bytes;
 	uint16_t grad[2 * 3 * RECT_MAX_W];	/* gradient filter rows */
 #ifndef JCS_EXTENSIONS
 	uint8_t jrows[16 * 3 * RECT_MAX_W];	/* RGB rows for libjpeg */
 #endif
 	/* what encoders did, over what was guessed (choose()) */
 	float fbytes[NMODES][2][NCLASSES], fns[NMODES][2][NCLASSES];
+	float abytes[NMODES][2], ans[NMODES][2];
 };
 
 struct server;
@@ -3069,7 +3075,7 @@ deflate_level(z_stream *z, struct buf *b, int level)
  * stretch of tiles starts or ends.
  */
 static int
-enc_zrle(const struct client *c, const struct sub *sb, const struct variant *v,
+enc_zrle(const struct client *c, struct sub *sb, const struct variant *v,
     struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
@@ -3271,7 +3277,7 @@ hextile_emit(const struct client *c, const uint32_t *v, int w, int h,
 }
 
 static int
-enc_hextile(const struct client *c, const struct sub *sb,
+enc_hextile(const struct client *c, struct sub *sb,
     const struct variant *v, struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
@@ -3498,13 +3504,14 @@ tight_gradient(const struct client *c, struct encscratch *e,
 	return (size_t)(p - out);
 }
 
-static int
-jpeg_rect(struct encscratch *e, const struct fb_frame *f,
-    const struct rect *r, int quality, struct buf *out);
+static int jpeg_rect(struct encscratch *, const struct fb_frame *,
+    const struct rect *, int, struct buf *);
+static void sub_class(struct encscratch *, const struct fb_frame *,
+    struct sub *);
 
 /* One sub as Tight; the kind it became goes to en->kind. */
 static int
-enc_tight(const struct client *c, const struct sub *sb,
+enc_tight(const struct client *c, struct sub *sb,
     const struct variant *v, struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
@@ -3515,6 +3522,7 @@ enc_tight(const struct client *c, const struct sub *sb,
 	size_t n = (size_t)r->w * r->h, len;
 	int y, stream;
 
+	sub_class(e, f, sb);
 	if (eb_rect_header(b, r, ENC_TIGHT) < 0)
 		return -1;
 	if (v->mode == M_JPEG) {
@@ -3793,34 +3801,50 @@ grid_rects(uint8_t *grid, int gw, int gh, uint8_t bit, struct rect *out,
 }
 
 /*
- * Colours (up to PAL_MAX, then "more"), in one pass with a shortcut for
- * runs; with many, whether the gradient filter predicts the pixels well
- * (sampled rows: a mean error per channel under SMOOTH_ERR).
+ * What a sub is made of, worked out when first asked (a viewer with one
+ * way to send everything never asks): colours up to PAL_MAX, then
+ * "more", in one pass that skips runs and a second colour alternating
+ * with the first (text); with many, whether the gradient filter predicts
+ * the pixels well (sampled rows: a mean error per channel under
+ * SMOOTH_ERR).  NULL palette memory: no palette, and a full-colour class.
  */
 static void
-sub_analyse(struct encscratch *e, const struct fb_frame *f, struct sub *sb)
+sub_class(struct encscratch *e, const struct fb_frame *f, struct sub *sb)
 {
 	const struct rect *r = &sb->r;
-	uint32_t last = SRC_ROW(f, r, 0)[0] & 0xffffff;
+	uint32_t last = SRC_ROW(f, r, 0)[0] & 0xffffff, other = last;
 	unsigned long err = 0, samples = 0;
 	int x, y, k;
 
+	if (sb->cls != C_UNKNOWN)
+		return;
 	pal_reset(e);
 	pal_add(e, last, PAL_MAX);
 	for (y = 0; y < r->h && e->npal <= PAL_MAX; y++) {
 		const uint32_t *row = SRC_ROW(f, r, y);
 
-		for (x = 0; x < r->w; x++)
-			if ((row[x] & 0xffffff) != last) {
-				last = row[x] & 0xffffff;
-				pal_add(e, last, PAL_MAX);
-			}
+		for (x = 0; x < r->w; x++) {
+			uint32_t v = row[x] & 0xffffff;
+
+			if (v == last)
+				continue;
+			if (v != other)
+				pal_add(e, v, PAL_MAX);
+			other = last;
+			last = v;
+		}
 	}
 	sb->ncol = (uint16_t)e->npal;
-	sb->colour = e->pal[0];
 	sb->cls = e->npal == 1 ? C_SOLID : e->npal == 2 ? C_MONO :
 	    e->npal <= PAL_MAX ? C_INDEXED : C_FULL;
-	sb->smooth = 0;
+	if (sb->cls == C_SOLID)
+		sb->colour = e->pal[0];
+	if ((sb->cls == C_MONO || sb->cls == C_INDEXED) &&
+	    (sb->pal = malloc(sb->ncol * sizeof *sb->pal)) != NULL)
+		memcpy(sb->pal, e->pal, sb->ncol * sizeof *sb->pal);
+	else if (sb->cls == C_MONO || sb->cls == C_INDEXED)
+		sb->cls = C_FULL;
+	e->stat_cls[sb->cls]++;
 	if (sb->cls != C_FULL)
 		return;
 	for (y = 1; y < r->h; y += SMOOTH_STEP) {
@@ -3863,8 +3887,14 @@ plan_free(struct encscratch *e, struct plan *p)
 
 		for (en = p->sub[i].enc; en != NULL; en = next) {
 			next = en->next;
-			free(en->bytes);
-			free(en);
+			if (e->spare_bytes + en->b.cap > SPARE_MAX) {
+				buf_free(&en->b);
+				free(en);
+				continue;
+			}
+			en->next = e->spare;
+			e->spare = en;
+			e->spare_bytes += en->b.cap;
 		}
 		free(p->sub[i].pal);
 	}
@@ -3897,6 +3927,7 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 	int bx, by, i, n = 0, k;
 	struct plan *p;
 
+	(void)f;
 	for (by = 0; by < bh; by++)
 		for (bx = 0; bx < bw; bx++) {
 			int x = r->x + bx * TILE, y = r->y + by * TILE;
@@ -3957,16 +3988,13 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 		    r->w) - g->x * TILE;
 		sb->r.h = ((g->y + g->h) * TILE < r->h ? (g->y + g->h) * TILE :
 		    r->h) - g->y * TILE;
-		sub_analyse(e, f, sb);
+		sb->cls = C_UNKNOWN;
+		sb->ncol = 0;
+		sb->smooth = 0;
 		sb->pal = NULL;
-		if (sb->cls == C_MONO || sb->cls == C_INDEXED) {
-			if ((sb->pal = malloc(sb->ncol * sizeof *sb->pal)) == NULL)
-				goto oom;
-			memcpy(sb->pal, e->pal, sb->ncol * sizeof *sb->pal);
-		}
 	}
 	if ((p = malloc(sizeof *p + (size_t)n * sizeof p->sub[0])) == NULL)
-		goto oom;
+		return NULL;
 	p->r = *r;
 	p->gen = gen;
 	p->nsub = n;
@@ -3974,18 +4002,10 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 	for (i = 0; i < n; i++) {
 		p->sub[i] = e->subs[i];
 		p->sub[i].enc = NULL;
-		if (p->sub[i].pal != NULL)
-			p->bytes += p->sub[i].ncol * sizeof *p->sub[i].pal;
-		if (p->sub[i].cls != C_SOLID)
-			s->enc.stat_cls[p->sub[i].cls]++;
 	}
 	e->cache_bytes += p->bytes;
 	e->nplans++;
 	return p;
-oom:
-	while (n-- > 0)
-		free(e->subs[n].pal);
-	return NULL;
 }
 
 /* The plan for r as the screen is now: kept, or made (NULL: no memory). */
@@ -4046,9 +4066,10 @@ plans_trim(struct server *s, int all)
 
 /*
  * What a byte and a pixel cost before anything was measured.  Bytes: per
- * pixel, by mode and class, for the "fast" and "small" levels (relative to
- * what the format makes raw: bytes_pp, or for JPEG 1).  Time: ns per
- * pixel.  Measured ratios to these priors adapt them to the content.
+ * pixel, by mode and class, with many-coloured data stored or deflated
+ * (the index: what makes the levels differ most), relative to what the
+ * format makes raw (bytes_pp; for JPEG 1).  Time: ns per pixel.
+ * Measured ratios to these priors adapt them to the content.
  */
 static const float prior_bytes[NMODES][2][NCLASSES] = {
 	/* solid, mono, indexed, full */
@@ -4096,20 +4117,30 @@ guess_bytes(const struct client *c, const struct sub *sb, int m, int hi)
 	}
 }
 
-/* Learnt: actual over guessed bytes, and ns per pixel (moving averages). */
+/*
+ * Learnt, as moving averages: bytes made over bytes guessed and ns per
+ * pixel, by class; bytes per pixel (relative to the format's) and ns per
+ * pixel of each mode and level whatever the class.
+ */
 static void
 learn(struct encscratch *e, const struct client *c, const struct sub *sb,
     const struct variant *v, size_t bytes, long long ns)
 {
-	double n = (double)sb->r.w * sb->r.h;
-	float *fb = &e->fbytes[v->mode][v->hi][sb->cls];
-	float *fn = &e->fns[v->mode][v->hi][sb->cls];
-	double ratio = bytes / guess_bytes(c, sb, v->mode, v->hi);
+	double n = (double)sb->r.w * sb->r.h, x;
+	int m = v->mode, hi = !v->store, k = sb->cls;
 
 	if (n < 1024)		/* too small to tell: headers, clock grain */
 		return;
-	*fb = (float)(*fb == 0 ? ratio : *fb * .8 + ratio * .2);
-	*fn = (float)(*fn == 0 ? ns / n : *fn * .8 + ns / n * .2);
+#define EWMA(a, b) ((a) = (float)((a) == 0 ? (b) : (a) * .8 + (b) * .2))
+	x = bytes / (n * c->bytes_pp);
+	EWMA(e->abytes[m][hi], x);
+	EWMA(e->ans[m][hi], ns / n);
+	if (k == C_UNKNOWN)
+		return;
+	x = bytes / guess_bytes(c, sb, m, hi);
+	EWMA(e->fbytes[m][hi][k], x);
+	EWMA(e->fns[m][hi][k], ns / n);
+#undef EWMA
 }
 
 static double
@@ -4125,15 +4156,23 @@ cost(const struct client *c, const struct sub *sb, const struct variant *v,
 {
 	const struct encscratch *e = &c->srv->enc;
 	double n = (double)sb->r.w * sb->r.h, bytes, ns;
+	int m = v->mode, hi = !v->store, k = sb->cls;
 
 	if (made != NULL)
-		return made->len / link_rate(c);
-	bytes = guess_bytes(c, sb, v->mode, v->hi);
-	if (e->fbytes[v->mode][v->hi][sb->cls] > 0)
-		bytes *= e->fbytes[v->mode][v->hi][sb->cls];
-	ns = e->fns[v->mode][v->hi][sb->cls] > 0 ?
-	    e->fns[v->mode][v->hi][sb->cls] : prior_ns[v->mode][v->hi][sb->cls];
-	if (v->mode == M_RAW && c->native)
+		return made->b.len / link_rate(c);
+	if (k == C_UNKNOWN) {		/* per pixel, whatever the content */
+		bytes = n * c->bytes_pp * (e->abytes[m][hi] > 0 ?
+		    e->abytes[m][hi] : prior_bytes[m][hi][C_INDEXED]);
+		ns = e->ans[m][hi] > 0 ? e->ans[m][hi] :
+		    prior_ns[m][hi][C_INDEXED];
+	} else {
+		bytes = guess_bytes(c, sb, m, hi);
+		if (e->fbytes[m][hi][k] > 0)
+			bytes *= e->fbytes[m][hi][k];
+		ns = e->fns[m][hi][k] > 0 ? e->fns[m][hi][k] :
+		    prior_ns[m][hi][k];
+	}
+	if (m == M_RAW && c->native)
 		ns /= 4;	/* a copy, not a translation */
 	return ns * n * 1e-9 + bytes / link_rate(c);
 }
@@ -4182,7 +4221,7 @@ variant_of(const struct client *c, int m, int hi, struct variant *v)
 
 /* Can mode m carry this sub to this client (lossy: JPEG is allowed)? */
 static int
-mode_fits(const struct client *c, const struct sub *sb, int m, int lossy)
+mode_fits(const struct client *c, struct sub *sb, int m, int lossy)
 {
 	if (c->rank[m] < 0)
 		return 0;
@@ -4192,9 +4231,12 @@ mode_fits(const struct client *c, const struct sub *sb, int m, int lossy)
 	case M_JPEG:
 		/* libvncclient has no JPEG at 8 bpp; few colours are text
 		 * or drawings, which JPEG blurs */
-		return lossy && c->quality >= 0 && c->bytes_pp > 1 &&
-		    tight_usable(&c->pf) && (sb->cls == C_FULL ||
-		    (sb->cls == C_INDEXED && sb->ncol > JPEG_MIN_COLOURS));
+		if (!lossy || c->quality < 0 || c->bytes_pp == 1 ||
+		    !tight_usable(&c->pf))
+			return 0;
+		sub_class(&c->srv->enc, &c->srv->frame, sb);
+		return sb->cls == C_FULL ||
+		    (sb->cls == C_INDEXED && sb->ncol > JPEG_MIN_COLOURS);
 	default:
 		return 1;
 	}
@@ -4206,7 +4248,7 @@ mode_fits(const struct client *c, const struct sub *sb, int m, int lossy)
  * makes every viewer take it.
  */
 static void
-choose(const struct client *c, const struct sub *sb, int lossy,
+choose(const struct client *c, struct sub *sb, int lossy,
     struct variant *best)
 {
 	struct variant v[2 * NMODES];
@@ -4218,13 +4260,24 @@ choose(const struct client *c, const struct sub *sb, int lossy,
 			if (!mode_fits(c, sb, m, lossy))
 				continue;
 			variant_of(c, m, hi, &v[n]);
-			if (hi && variant_same(&v[n], &v[n - 1]))
-				continue;	/* no second level */
-			cs[n] = cost(c, sb, &v[n], made_as(sb, &v[n]));
-			if (min < 0 || cs[n] < min)
-				min = cs[n];
-			n++;
+			if (n == 0 || !variant_same(&v[n], &v[n - 1]))
+				n++;	/* else: no second level */
 		}
+	if (n == 1) {		/* one way: nothing to weigh */
+		*best = v[0];
+		return;
+	}
+	/* two levels of one encoding: what it did on average decides,
+	 * which saves a pass over the pixels; else what the sub is */
+	for (i = 1; i < n && v[i].mode == v[0].mode; i++)
+		;
+	if (i < n || sb->cls != C_UNKNOWN)
+		sub_class(&c->srv->enc, &c->srv->frame, sb);
+	for (i = 0; i < n; i++) {
+		cs[i] = cost(c, sb, &v[i], made_as(sb, &v[i]));
+		if (min < 0 || cs[i] < min)
+			min = cs[i];
+	}
 	for (i = 0; i < n; i++)
 		if (cs[i] <= min * CHOICE_SLACK && (pick < 0 ||
 		    c->rank[v[i].mode] < c->rank[v[pick].mode] ||
@@ -4275,12 +4328,14 @@ link_sample(struct client *c, long long now)
 {
 	size_t q = link_outq(c);
 	uint64_t done = c->tx_bytes > q ? c->tx_bytes - q : 0;
-	int busy = q > 0 || buf_used(&c->out) > 0;
+	int busy = q > 0 || (!c->updating && buf_used(&c->out) > 0);
 	double rate;
 
 	if (c->lk_t0 == 0 || done < c->lk_done)
 		return;
-	if (now - c->lk_t0 < LINK_WINDOW_MS) {
+	/* in an update our queue has what was just made: only a drained
+	 * kernel queue says something (the link waited for the encoder) */
+	if (c->updating || now - c->lk_t0 < LINK_WINDOW_MS) {
 		if (!busy)
 			c->lk_t0 = 0;
 		return;
@@ -4328,7 +4383,7 @@ tiles_lossy(struct client *c, const struct rect *r, int lossy, long long now)
 static const struct {
 	const char *name;
 	int32_t num;
-	int (*fn)(const struct client *, const struct sub *,
+	int (*fn)(const struct client *, struct sub *,
 	    const struct variant *, struct buf *, struct encoded *);
 } modes[NMODES] = {
 	[M_RAW] = { "raw", ENC_RAW, NULL },	/* straight to the queue */
@@ -4349,15 +4404,23 @@ encode(struct client *c, struct plan *p, struct sub *sb,
     const struct variant *v)
 {
 	struct encscratch *e = &c->srv->enc;
-	struct encoded *en;
-	struct buf b;
+	struct encoded *en = e->spare;
 	struct timespec t0, t1;
+	struct buf b;
 
-	if ((en = calloc(1, sizeof *en)) == NULL)
+	if (en != NULL) {
+		e->spare = en->next;
+		e->spare_bytes -= en->b.cap;
+		b = en->b;
+	} else if ((en = malloc(sizeof *en)) == NULL) {
 		return NULL;
-	memset(&b, 0, sizeof b);
+	} else {
+		memset(&b, 0, sizeof b);
+	}
+	memset(en, 0, sizeof *en);
 	en->v = *v;
 	en->kind = (uint8_t)(v->mode == M_HEXTILE ? K_HEXTILE : K_ZRLE);
+	b.off = b.len = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (modes[v->mode].fn(c, sb, v, &b, en) < 0) {
 		buf_free(&b);
@@ -4367,15 +4430,11 @@ encode(struct client *c, struct plan *p, struct sub *sb,
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	learn(e, c, sb, v, b.len, (t1.tv_sec - t0.tv_sec) * 1000000000LL +
 	    (t1.tv_nsec - t0.tv_nsec));
-	/* keep what it is, not what the buffer grew to */
-	en->bytes = b.len > 0 ? realloc(b.data, b.len) : b.data;
-	if (en->bytes == NULL)
-		en->bytes = b.data;
-	en->len = b.len;
+	en->b = b;
 	en->next = sb->enc;
 	sb->enc = en;
-	p->bytes += sizeof *en + en->len;
-	e->cache_bytes += sizeof *en + en->len;
+	p->bytes += sizeof *en + b.cap;
+	e->cache_bytes += sizeof *en + b.cap;
 	return en;
 }
 
@@ -4386,18 +4445,18 @@ wr_encoded(struct client *c, const struct encoded *en)
 	uint32_t n;
 
 	if (en->v.mode != M_ZRLE || c->zrle_started) {
-		wr_bytes(c, en->bytes, en->len);
+		wr_bytes(c, en->b.data, en->b.len);
 		return;
 	}
 	/* the viewer's ZRLE stream starts here: the zlib header, then raw
 	 * deflate like every viewer's (no checksum is ever read: the
 	 * stream never ends) */
-	n = (uint32_t)en->bytes[12] << 24 | (uint32_t)en->bytes[13] << 16 |
-	    (uint32_t)en->bytes[14] << 8 | en->bytes[15];
-	wr_bytes(c, en->bytes, 12);
+	n = (uint32_t)en->b.data[12] << 24 | (uint32_t)en->b.data[13] << 16 |
+	    (uint32_t)en->b.data[14] << 8 | en->b.data[15];
+	wr_bytes(c, en->b.data, 12);
 	wr_u32(c, n + 2);
 	wr_bytes(c, "\x78\x01", 2);
-	wr_bytes(c, en->bytes + 16, en->len - 16);
+	wr_bytes(c, en->b.data + 16, en->b.len - 16);
 	c->zrle_started = 1;
 }
 
@@ -5428,7 +5487,7 @@ cl_flush(struct client *c)
 
 	if (c->hold_until && mono_ms() < c->hold_until)
 		return;		/* a failed login's answer waits */
-	if (c->state == ST_NORMAL && !c->updating)
+	if (c->state == ST_NORMAL)
 		link_sample(c, mono_ms());
 	while (!c->dead && buf_used(&c->out) > 0) {
 		if (c->tls_up) {

@@ -201,7 +201,8 @@ usage(const char *why, ...)
 "  -u USER    user name (SASL, VeNCrypt Plain)\n"
 "  -p PASS    password (VNC auth, SASL, Plain)\n"
 "  -C CAFILE  CA certificate (PEM) for the X509 subtypes\n"
-"  -b BPP     pixel format to ask for: 32 (default), 16 (RGB565), 8 (BGR233)\n"
+"  -b BPP     pixel format to ask for: 32 (default), 32r (red in the low\n"
+"             byte), 16 (RGB565), 8 (BGR233)\n"
 "  -B         big-endian pixels\n"
 "  -e ENCS    encodings: raw (default),copyrect,rre,hextile,tight,zrle,\n"
 "             desktopsize,lastrect,cursor,extdesktopsize\n"
@@ -339,10 +340,11 @@ parse_args(int argc, char **argv)
 				usage("-C %s: %s", optarg, strerror(errno));
 			break;
 		case 'b':
-			if (strcmp(optarg, "32") && strcmp(optarg, "16") &&
-			    strcmp(optarg, "8"))
-				usage("-b wants 32, 16 or 8");
+			if (strcmp(optarg, "32") && strcmp(optarg, "32r") &&
+			    strcmp(optarg, "16") && strcmp(optarg, "8"))
+				usage("-b wants 32, 32r, 16 or 8");
 			O.bpp = atoi(optarg);
+			O.red_low = optarg[2] == 'r';
 			break;
 		case 'B':
 			O.big_endian = 1;
@@ -437,6 +439,13 @@ parse_args(int argc, char **argv)
 	if (O.nogo && !O.want_ptr && !O.want_key && !O.cut)
 		usage("-N wants the input to send: -P, -K or -X");
 	pixfmt_init(O.bpp, O.big_endian);
+	if (O.red_low) {	/* what rfbGetClient(8, 3, 4) asks for */
+		struct pixfmt f = PF;
+
+		f.rshift = 0;
+		f.bshift = 16;
+		pixfmt_set(&f);
+	}
 }
 
 void

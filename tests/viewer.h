@@ -65,7 +65,7 @@ struct opts {
 	int subtypes[16], nsubtypes;	/* allowed VeNCrypt subtypes */
 	int subtypes_given;
 	const char *user, *pass, *mech, *cafile, *ppm;
-	int bpp, big_endian;
+	int bpp, big_endian, red_low;
 	const char *enc_list;		/* as given */
 	int encs[16], nencs;		/* ENC_* in the order given */
 	int frames, still;
