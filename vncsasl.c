@@ -230,6 +230,7 @@ enum {
 	ENC_COMPRESS_0 = -256, ENC_COMPRESS_9 = -247,
 	ENC_QUALITY_0 = -32, ENC_QUALITY_9 = -23,
 	ENC_CURSOR = -239,
+	ENC_LAST_RECT = -224,
 	ENC_DESKTOP_SIZE = -223,
 	ENC_EXT_DESKTOP_SIZE = -308,
 };
@@ -457,6 +458,7 @@ struct client {
 	uint32_t tr[3][256];	/* 8-bit channel -> shifted client value */
 	unsigned enc_desktop_size : 1, enc_ext_desktop_size : 1;
 	unsigned enc_cursor : 1;
+	unsigned enc_last_rect : 1;	/* may end an update with LastRect */
 	unsigned cursor_sent;	/* srv->cursor_serial last sent */
 	unsigned want_update : 1;	/* a FramebufferUpdateRequest waits */
 	unsigned size_changed : 1;	/* tell the new size, alone */
@@ -618,6 +620,7 @@ struct server {
 	struct plan **plans;	/* scratch: tw * th, the rects' plans */
 	int *open_a, *open_b;	/* scratch: tw + RECT_MAX_W / TILE each */
 	int zlevel;		/* -Z: ZRLE's zlib level */
+	int link_kbit;		/* -o link-kbit: the most to assume, 0: none */
 	int stall_ms;		/* -D: drop a viewer that reads nothing */
 	struct encscratch enc;	/* encoders' scratch, one client at a time */
 	struct client *clients;
@@ -4143,10 +4146,14 @@ learn(struct encscratch *e, const struct client *c, const struct sub *sb,
 #undef EWMA
 }
 
+/* Bytes/s: measured, else a guess; never above what -o link-kbit says. */
 static double
 link_rate(const struct client *c)
 {
-	return c->rate > 0 ? c->rate : LINK_GUESS;
+	double r = c->rate > 0 ? c->rate : LINK_GUESS;
+	int k = c->srv->link_kbit;
+
+	return k > 0 && r > k * 125.0 ? k * 125.0 : r;
 }
 
 /* Seconds: what making it costs (nothing if made) plus sending it. */
@@ -4204,7 +4211,7 @@ variant_of(const struct client *c, int m, int hi, struct variant *v)
 
 	memset(v, 0, sizeof *v);
 	v->mode = (uint8_t)m;
-	v->hi = (uint8_t)hi;
+	v->hi = (uint8_t)(m == M_ZRLE || m == M_TIGHT ? hi : 0);
 	if (m == M_JPEG)
 		v->quality = (uint8_t)c->quality;
 	else
@@ -4407,6 +4414,12 @@ encode(struct client *c, struct plan *p, struct sub *sb,
 	struct encoded *en = e->spare;
 	struct timespec t0, t1;
 	struct buf b;
+	/* what making it costs is CPU time: waiting for the CPU is not */
+#ifdef CLOCK_PROCESS_CPUTIME_ID
+	const clockid_t clk = CLOCK_PROCESS_CPUTIME_ID;
+#else
+	const clockid_t clk = CLOCK_MONOTONIC;
+#endif
 
 	if (en != NULL) {
 		e->spare = en->next;
@@ -4421,13 +4434,13 @@ encode(struct client *c, struct plan *p, struct sub *sb,
 	en->v = *v;
 	en->kind = (uint8_t)(v->mode == M_HEXTILE ? K_HEXTILE : K_ZRLE);
 	b.off = b.len = 0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(clk, &t0);
 	if (modes[v->mode].fn(c, sb, v, &b, en) < 0) {
 		buf_free(&b);
 		free(en);
 		return NULL;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(clk, &t1);
 	learn(e, c, sb, v, b.len, (t1.tv_sec - t0.tv_sec) * 1000000000LL +
 	    (t1.tv_nsec - t0.tv_nsec));
 	en->b = b;
@@ -4938,8 +4951,11 @@ tiles_again(struct client *c, const struct rect *r, int n, uint8_t flag)
 /*
  * One FramebufferUpdate, if the client waits and there is news: changed
  * tiles (lossy encodings allowed), then those due for a lossless
- * refresh.  Every rectangle's plan comes first, as the count of its subs
- * goes in the header.
+ * refresh.  The header counts the rectangles as sent (a plan may cut one
+ * into several), so every plan comes first - unless the viewer takes
+ * LastRect (Tight's viewers do): then the count is 0xffff, a LastRect
+ * ends the update, and the first rectangle goes out while the next is
+ * being planned.
  */
 static void
 cl_update(struct client *c)
@@ -4972,7 +4988,7 @@ cl_update(struct client *c)
 		return;
 	s->enc.epoch++;
 	c->updating = 1;
-	for (i = total = 0; i < n; i++) {
+	for (i = total = 0; i < n && !c->enc_last_rect; i++) {
 		if ((s->plans[i] = plan_get(s, &s->rects[i])) == NULL) {
 			cl_fail(c, "out of memory for an update's plan");
 			c->updating = 0;
@@ -4990,18 +5006,28 @@ cl_update(struct client *c)
 	}
 	wr_u8(c, SMSG_UPDATE);
 	wr_u8(c, 0);
-	wr_u16(c, (uint16_t)(total + c->size_announce + cursor));
+	wr_u16(c, (uint16_t)(c->enc_last_rect ? 0xffff :
+	    total + c->size_announce + cursor));
 	if (cursor)
 		wr_cursor_rect(c);
-	for (i = 0; i < n && !c->dead; i++)
-		for (j = 0; j < s->plans[i]->nsub && !c->dead; j++) {
-			send_sub(c, s->plans[i], &s->plans[i]->sub[j], i < nch,
-			    now);
+	for (i = 0; i < n && !c->dead; i++) {
+		struct plan *p = c->enc_last_rect ?
+		    plan_get(s, &s->rects[i]) : s->plans[i];
+
+		if (p == NULL) {
+			cl_fail(c, "out of memory for an update's plan");
+			break;
+		}
+		for (j = 0; j < p->nsub && !c->dead; j++) {
+			send_sub(c, p, &p->sub[j], i < nch, now);
 			if (buf_used(&c->out) >= OUT_FLUSH)
 				cl_flush(c);
 		}
+	}
 	if (c->size_announce)
 		wr_size_rect(c);
+	if (c->enc_last_rect)
+		wr_rect_header(c, 0, 0, 0, 0, ENC_LAST_RECT);
 	c->size_announce = 0;
 	c->want_update = 0;
 	c->updating = 0;
@@ -5125,6 +5151,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 	rd_u8(r);
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
+	c->enc_last_rect = 0;
 	c->zasked = 0;
 	c->quality = -1;
 	for (m = 0; m < NMODES; m++)
@@ -5153,6 +5180,8 @@ msg_set_encodings(struct client *c, struct rd *r)
 			c->enc_ext_desktop_size = 1;
 		else if (e == ENC_CURSOR)
 			c->enc_cursor = 1;
+		else if (e == ENC_LAST_RECT)
+			c->enc_last_rect = 1;
 	}
 	/* RFB: every viewer takes Raw; it is the last resort if none of
 	 * ours is listed, else only where the viewer listed it */
@@ -6689,6 +6718,8 @@ static const struct limit_opt {
 	    "seconds from connect to ServerInit" },
 	{ "fail-delay", offsetof(struct server, fail_delay_cap), 0, 600,
 	    "most seconds a failed login's answer waits" },
+	{ "link-kbit", offsetof(struct server, link_kbit), 0, 100000000,
+	    "the most a viewer's link carries, kbit/s (0: what is measured)" },
 };
 #define NLIMIT_OPTS (int)nitems(limit_opts)
 
@@ -6838,12 +6869,13 @@ usage(FILE *f)
 "  -M N      most clients at once (default %d)\n"
 "  -o LIMITS  NAME=VALUE,...: preauth (unauthenticated connections, %d),\n"
 "            preauth-per-addr (%d), handshake (seconds, %d), fail-delay\n"
-"            (most seconds a failed login's answer waits, %d)\n"
+"            (most seconds a failed login's answer waits, %d), link-kbit\n"
+"            (the most a viewer's link carries; default: measured)\n"
 "  -u USER   drop privileges to USER once everything is open\n"
 "  -i        inetd mode: serve the connection on stdin/stdout\n"
 "  -c H[:P]  reverse connection to a listening viewer (port 5500)\n"
-"  -Z LEVEL  zlib level for ZRLE, 0-9 (default %d; a viewer's\n"
-"            CompressLevel overrides it)\n"
+"  -Z LEVEL  zlib level for ZRLE and Tight, 0-9 (default %d; a viewer's\n"
+"            CompressLevel overrides it; slow links get %d too)\n"
 "  -D SECS   drop a viewer that reads nothing for SECS (default %d)\n"
 "  -1        exit after the first client leaves\n"
 "  -L DEST   log to stderr (default) or syslog\n"
@@ -6851,7 +6883,7 @@ usage(FILE *f)
 "  -V        print version and build options\n",
 	    sectype_names(names, sizeof names, ",", 0),
 	    fb_source.arg_help, MAX_CLIENTS, PREAUTH_MAX, PREAUTH_PER_ADDR,
-	    HANDSHAKE_S, FAIL_DELAY_CAP, ZLEVEL_DEFAULT, STALL_SECS);
+	    HANDSHAKE_S, FAIL_DELAY_CAP, ZLEVEL_DEFAULT, ZLEVEL_SMALL, STALL_SECS);
 }
 
 static void
@@ -6874,9 +6906,10 @@ version(void)
 	}
 	printf("\nsecurity types: %s\n", sectype_names(names, sizeof names, " ",
 	    0));
-	printf("encodings: raw hextile zrle (zlib %s, -Z level, default %d); "
-	    "pseudo: DesktopSize ExtendedDesktopSize Cursor CompressLevel\n",
-	    zlibVersion(), ZLEVEL_DEFAULT);
+	printf("encodings: raw hextile zrle tight (zlib %s, -Z level, default "
+	    "%d; JPEG: libjpeg %d); pseudo: DesktopSize ExtendedDesktopSize "
+	    "Cursor LastRect CompressLevel QualityLevel\n", zlibVersion(),
+	    ZLEVEL_DEFAULT, JPEG_LIB_VERSION);
 }
 
 static long
