@@ -4187,7 +4187,7 @@ cost(const struct client *c, const struct sub *sb, const struct variant *v,
 static int
 variant_same(const struct variant *a, const struct variant *b)
 {
-	return a->mode == b->mode && a->hi == b->hi && a->level == b->level &&
+	return a->mode == b->mode && a->level == b->level &&
 	    a->store == b->store && a->quality == b->quality &&
 	    (a->mode == M_JPEG || pixfmt_same(&a->pf, &b->pf));
 }

@@ -59,7 +59,7 @@ fz_setup(void)
 	o.seclist = "none";		/* fz_sectypes() picks per input */
 	setup_signals();
 	setup_auth(&fz, &o);
-	setup_source(&fz, "128x96@0");
+	setup_source(&fz, "128x96@0,noise");
 	unlink(pw);
 	unlink(vnc);
 	fz.passwd_path = NULL;		/* nothing to reload */
