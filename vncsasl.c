@@ -161,6 +161,8 @@
 #define TIGHT_LEN_MAX	0x3fffff /* a compact length has 22 bits */
 #define SOLID_MIN	2048	/* pixels: a smaller one-colour area inside
 				   a rectangle is not worth a header */
+#define BLOCK_FEW	48	/* more colours in a 16x16 block: a photograph,
+				   kept apart from text and drawings */
 #define JPEG_MIN_COLOURS 96	/* fewer: text or drawing, JPEG blurs it */
 #define SMOOTH_STEP	4	/* rows sampled for the gradient filter */
 #define SMOOTH_ERR	6	/* its mean error per channel: below, it pays */
@@ -293,7 +295,7 @@ enum {
 };
 
 /* What a part of a rectangle is made of. */
-enum { C_SOLID, C_MONO, C_INDEXED, C_FULL, NCLASSES, C_UNKNOWN = NCLASSES };
+enum { C_SOLID, C_MONO, C_INDEXED, C_FULL, NCLASSES };
 /* Ways to send it: encodings, and Tight with JPEG apart. */
 enum { M_RAW, M_HEXTILE, M_ZRLE, M_TIGHT, M_JPEG, NMODES };
 /* What was sent, for the log: encodings and Tight's subencodings. */
@@ -303,7 +305,7 @@ enum {
 };
 enum { ZT_SOLID, ZT_PACKED, ZT_PRLE, ZT_RLE, ZT_RAW, ZT_KINDS };
 /* plan_make()'s blocks */
-enum { B_SOLID = 1, B_REST = 2 };
+enum { B_SOLID = 1, B_REST = 2, B_MANY = 4 };
 
 /* Everything an encoding of a sub depends on besides the pixels. */
 struct variant {
@@ -328,7 +330,7 @@ struct encoded {
 struct sub {
 	struct rect r;
 	uint8_t cls;		/* C_* */
-	uint8_t smooth;		/* the gradient filter pays */
+	uint8_t smooth;		/* the gradient filter pays; 2: not known */
 	uint16_t ncol;		/* colours, PAL_MAX + 1 for more */
 	uint32_t colour;	/* C_SOLID: that one (source XRGB) */
 	uint32_t *pal;		/* C_MONO, C_INDEXED: first seen first */
@@ -377,6 +379,8 @@ struct encscratch {
 	/* plan_make()'s blocks, and its subs before they are kept */
 	uint8_t *bstate;
 	uint32_t *bcolour;
+	uint32_t *bpal;			/* BLOCK_FEW colours a block */
+	uint8_t *bnpal;
 	struct rect *brects;
 	struct sub *subs;
 	/* a palette: colours in order, and a hash to find them */
@@ -401,7 +405,6 @@ struct encscratch {
 #endif
 	/* what encoders did, over what was guessed (choose()) */
 	float fbytes[NMODES][2][NCLASSES], fns[NMODES][2][NCLASSES];
-	float abytes[NMODES][2], ans[NMODES][2];
 };
 
 struct server;
@@ -3419,19 +3422,33 @@ tight_indexes(struct encscratch *e, const struct fb_frame *f,
     const struct sub *sb, uint8_t *out)
 {
 	const struct rect *r = &sb->r;
+	uint32_t last = sb->pal[0], one = sb->pal[1];
 	uint8_t *p = out;
-	uint32_t last;
-	unsigned idx;
+	unsigned idx = 0;
 	int i, x, y;
 
+	if (sb->ncol == 2) {
+		for (y = 0; y < r->h; y++) {
+			const uint32_t *row = SRC_ROW(f, r, y);
+			unsigned acc = 0, nbits = 0;
+
+			for (x = 0; x < r->w; x++) {
+				acc = acc << 1 | ((row[x] & 0xffffff) == one);
+				if (++nbits == 8) {
+					*p++ = (uint8_t)acc;
+					acc = nbits = 0;
+				}
+			}
+			if (nbits > 0)	/* rows end on a byte boundary */
+				*p++ = (uint8_t)(acc << (8 - nbits));
+		}
+		return (size_t)(p - out);
+	}
 	pal_reset(e);
 	for (i = 0; i < sb->ncol; i++)
 		pal_add(e, sb->pal[i], PAL_MAX);
-	last = sb->pal[0];
-	idx = 0;
 	for (y = 0; y < r->h; y++) {
 		const uint32_t *row = SRC_ROW(f, r, y);
-		unsigned acc = 0, nbits = 0;
 
 		for (x = 0; x < r->w; x++) {
 			uint32_t v = row[x] & 0xffffff;
@@ -3440,18 +3457,8 @@ tight_indexes(struct encscratch *e, const struct fb_frame *f,
 				last = v;
 				idx = pal_index(e, v);
 			}
-			if (sb->ncol > 2) {
-				*p++ = (uint8_t)idx;
-				continue;
-			}
-			acc = acc << 1 | idx;
-			if (++nbits == 8) {
-				*p++ = (uint8_t)acc;
-				acc = nbits = 0;
-			}
+			*p++ = (uint8_t)idx;
 		}
-		if (nbits > 0)	/* rows end on a byte boundary */
-			*p++ = (uint8_t)(acc << (8 - nbits));
 	}
 	return (size_t)(p - out);
 }
@@ -3468,37 +3475,51 @@ tight_gradient(const struct client *c, struct encscratch *e,
     const struct fb_frame *f, const struct rect *r, uint8_t *out)
 {
 	const struct pixfmt *pf = &c->pf;
-	int tp = tpixel_bytes(pf), x, y, k;
+	int x, y, k;
 	uint16_t *up = e->grad, *cur = e->grad + 3 * RECT_MAX_W, *t;
 	uint8_t *p = out;
 
 	memset(up, 0, 3 * sizeof *up * (size_t)r->w);
-	for (y = 0; y < r->h; y++) {
-		const uint32_t *row = SRC_ROW(f, r, y);
+	if (tpixel_bytes(pf) == 3) {
+		/* the channels are the source's bytes: a loop of its own */
+		for (y = 0; y < r->h; y++) {
+			const uint32_t *row = SRC_ROW(f, r, y);
+			int l[3] = { 0, 0, 0 }, ul[3] = { 0, 0, 0 };
 
-		if (tp != 3)
-			px_values(c, e->px, row, r->w);
+			for (x = 0; x < r->w; x++, p += 3)
+				for (k = 0; k < 3; k++) {
+					int a = (int)(row[x] >> (16 - 8 * k) & 255);
+					int u = up[3 * x + k], pr = l[k] + u - ul[k];
+
+					pr = pr < 0 ? 0 : pr > 255 ? 255 : pr;
+					p[k] = (uint8_t)(a - pr);
+					cur[3 * x + k] = (uint16_t)a;
+					l[k] = a;
+					ul[k] = u;
+				}
+			t = up;
+			up = cur;
+			cur = t;
+		}
+		return (size_t)(p - out);
+	}
+	for (y = 0; y < r->h; y++) {
+		px_values(c, e->px, SRC_ROW(f, r, y), r->w);
 		for (x = 0; x < r->w; x++) {
 			uint32_t res = 0;
 
 			for (k = 0; k < 3; k++) {
-				int max = tp == 3 ? 255 : pf->max[k];
-				int a = tp == 3 ? (int)(row[x] >> (16 - 8 * k) & 255) :
-				    (int)(e->px[x] >> pf->shift[k] & pf->max[k]);
+				int max = pf->max[k];
+				int a = (int)(e->px[x] >> pf->shift[k] & pf->max[k]);
 				int left = x ? cur[3 * (x - 1) + k] : 0;
 				int ul = x ? up[3 * (x - 1) + k] : 0;
 				int pred = left + up[3 * x + k] - ul;
 
 				pred = pred < 0 ? 0 : pred > max ? max : pred;
 				cur[3 * x + k] = (uint16_t)a;
-				if (tp == 3)
-					*p++ = (uint8_t)(a - pred);
-				else
-					res |= (uint32_t)((a - pred) & max) <<
-					    pf->shift[k];
+				res |= (uint32_t)((a - pred) & max) << pf->shift[k];
 			}
-			if (tp != 3)
-				p = put_values(c, p, &res, 1, c->bytes_pp, 0);
+			p = put_values(c, p, &res, 1, c->bytes_pp, 0);
 		}
 		t = up;
 		up = cur;
@@ -3565,7 +3586,7 @@ enc_tight(const struct client *c, struct sub *sb,
 			return -1;
 		return tight_data(e, b, data, len, v->level);
 	}
-	if (sb->smooth && v->level > 0) {
+	if (sb->smooth == 1 && v->level > 0) {
 		en->kind = K_GRADIENT;
 		ctl[0] = (uint8_t)(1 << TS_GRADIENT | TS_GRADIENT << 4 |
 		    TIGHT_EXPLICIT);
@@ -3740,21 +3761,35 @@ jpeg_rect(struct encscratch *e, const struct fb_frame *f,
 
 /* -- the plan of a rectangle: solid areas, then the rest by colours -- */
 
-/* Is the w x h block at (x, y) one colour? */
+/*
+ * The colours of the w x h block at (x, y), up to BLOCK_FEW + 1 ("many":
+ * a photograph); its colour if it has one.  Runs and a second colour
+ * alternating with the first (text) take no palette lookup.
+ */
 static int
-block_solid(const struct fb_frame *f, int x, int y, int w, int h,
-    uint32_t *colour)
+block_colours(struct encscratch *e, const struct fb_frame *f, int x, int y,
+    int w, int h, uint32_t *pal)
 {
 	const uint32_t *row = f->pixels + (size_t)y * f->stride + x;
-	uint32_t v = row[0] & 0xffffff;
+	uint32_t last = row[0] & 0xffffff, other = last;
 	int i, j;
 
-	for (j = 0; j < h; j++, row += f->stride)
-		for (i = 0; i < w; i++)
-			if ((row[i] & 0xffffff) != v)
-				return 0;
-	*colour = v;
-	return 1;
+	pal_reset(e);
+	pal_add(e, last, BLOCK_FEW);
+	for (j = 0; j < h && e->npal <= BLOCK_FEW; j++, row += f->stride)
+		for (i = 0; i < w; i++) {
+			uint32_t v = row[i] & 0xffffff;
+
+			if (v == last)
+				continue;
+			if (v != other)
+				pal_add(e, v, BLOCK_FEW);
+			other = last;
+			last = v;
+		}
+	if (e->npal <= BLOCK_FEW)
+		memcpy(pal, e->pal, (size_t)e->npal * sizeof *pal);
+	return e->npal;
 }
 
 /*
@@ -3804,51 +3839,51 @@ grid_rects(uint8_t *grid, int gw, int gh, uint8_t bit, struct rect *out,
 }
 
 /*
- * What a sub is made of, worked out when first asked (a viewer with one
- * way to send everything never asks): colours up to PAL_MAX, then
- * "more", in one pass that skips runs and a second colour alternating
- * with the first (text); with many, whether the gradient filter predicts
- * the pixels well (sampled rows: a mean error per channel under
- * SMOOTH_ERR).  NULL palette memory: no palette, and a full-colour class.
+ * A sub of few-coloured blocks: its colours are theirs (up to PAL_MAX,
+ * then "more"), its class follows.  -1: no memory for the palette.
+ */
+static int
+sub_palette(struct encscratch *e, struct sub *sb, const struct rect *g,
+    int bw)
+{
+	int bx, by, j;
+
+	pal_reset(e);
+	for (by = g->y; by < g->y + g->h && e->npal <= PAL_MAX; by++)
+		for (bx = g->x; bx < g->x + g->w; bx++) {
+			const uint32_t *bp = e->bpal + (size_t)(by * bw + bx) *
+			    BLOCK_FEW;
+
+			for (j = 0; j < e->bnpal[by * bw + bx]; j++)
+				pal_add(e, bp[j], PAL_MAX);
+		}
+	sb->ncol = (uint16_t)e->npal;
+	sb->cls = e->npal == 1 ? C_SOLID : e->npal == 2 ? C_MONO :
+	    e->npal <= PAL_MAX ? C_INDEXED : C_FULL;
+	sb->colour = e->pal[0];
+	sb->smooth = sb->cls == C_FULL ? 2 : 0;
+	if (sb->cls != C_MONO && sb->cls != C_INDEXED)
+		return 0;
+	if ((sb->pal = malloc(sb->ncol * sizeof *sb->pal)) == NULL)
+		return -1;
+	memcpy(sb->pal, e->pal, sb->ncol * sizeof *sb->pal);
+	return 0;
+}
+
+/*
+ * Whether the gradient filter predicts a full-colour sub well, worked
+ * out when first asked (a viewer with one way to send everything never
+ * asks): sampled rows, a mean error per channel under SMOOTH_ERR.
  */
 static void
 sub_class(struct encscratch *e, const struct fb_frame *f, struct sub *sb)
 {
 	const struct rect *r = &sb->r;
-	uint32_t last = SRC_ROW(f, r, 0)[0] & 0xffffff, other = last;
 	unsigned long err = 0, samples = 0;
 	int x, y, k;
 
-	if (sb->cls != C_UNKNOWN)
-		return;
-	pal_reset(e);
-	pal_add(e, last, PAL_MAX);
-	for (y = 0; y < r->h && e->npal <= PAL_MAX; y++) {
-		const uint32_t *row = SRC_ROW(f, r, y);
-
-		for (x = 0; x < r->w; x++) {
-			uint32_t v = row[x] & 0xffffff;
-
-			if (v == last)
-				continue;
-			if (v != other)
-				pal_add(e, v, PAL_MAX);
-			other = last;
-			last = v;
-		}
-	}
-	sb->ncol = (uint16_t)e->npal;
-	sb->cls = e->npal == 1 ? C_SOLID : e->npal == 2 ? C_MONO :
-	    e->npal <= PAL_MAX ? C_INDEXED : C_FULL;
-	if (sb->cls == C_SOLID)
-		sb->colour = e->pal[0];
-	if ((sb->cls == C_MONO || sb->cls == C_INDEXED) &&
-	    (sb->pal = malloc(sb->ncol * sizeof *sb->pal)) != NULL)
-		memcpy(sb->pal, e->pal, sb->ncol * sizeof *sb->pal);
-	else if (sb->cls == C_MONO || sb->cls == C_INDEXED)
-		sb->cls = C_FULL;
-	e->stat_cls[sb->cls]++;
-	if (sb->cls != C_FULL)
+	(void)e;
+	if (sb->cls != C_FULL || sb->smooth != 2)
 		return;
 	for (y = 1; y < r->h; y += SMOOTH_STEP) {
 		const uint32_t *row = SRC_ROW(f, r, y), *up = row - f->stride;
@@ -3918,8 +3953,9 @@ plan_hash(const struct rect *r)
 /*
  * A rectangle's plan: solid areas of at least SOLID_MIN pixels (16x16
  * blocks of one colour, grown right then down), then the other blocks as
- * rectangles, each analysed.  Everything stays on the block grid, which
- * is the tile grid: a sub's tiles are exactly the ones it covers.
+ * rectangles, those with many colours apart.  Everything stays on the
+ * block grid, which is the tile grid: a sub's tiles are exactly the ones
+ * it covers.
  */
 static struct plan *
 plan_make(struct server *s, const struct rect *r, unsigned long gen)
@@ -3927,10 +3963,9 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 	struct encscratch *e = &s->enc;
 	const struct fb_frame *f = &s->frame;
 	int bw = (r->w + TILE - 1) / TILE, bh = (r->h + TILE - 1) / TILE;
-	int bx, by, i, n = 0, k;
+	int bx, by, i, n = 0, k, few;
 	struct plan *p;
 
-	(void)f;
 	for (by = 0; by < bh; by++)
 		for (bx = 0; bx < bw; bx++) {
 			int x = r->x + bx * TILE, y = r->y + by * TILE;
@@ -3938,8 +3973,12 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 			int h = r->y + r->h - y < TILE ? r->y + r->h - y : TILE;
 
 			i = by * bw + bx;
-			e->bstate[i] = (uint8_t)(block_solid(f, x, y, w, h,
-			    &e->bcolour[i]) ? B_SOLID | B_REST : B_REST);
+			k = block_colours(e, f, x, y, w, h, e->bpal +
+			    (size_t)i * BLOCK_FEW);
+			e->bcolour[i] = e->bpal[(size_t)i * BLOCK_FEW];
+			e->bnpal[i] = (uint8_t)(k > BLOCK_FEW ? 0 : k);
+			e->bstate[i] = (uint8_t)(k == 1 ? B_SOLID | B_REST :
+			    k > BLOCK_FEW ? B_MANY : B_REST);
 		}
 	for (by = 0; by < bh; by++)
 		for (bx = 0; bx < bw; bx++) {
@@ -3979,7 +4018,12 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 			e->subs[n].pal = NULL;
 			n++;
 		}
+	/* the rest in two kinds: few colours (text, drawings: palettes)
+	 * and many (photographs: JPEG if anything) */
 	k = grid_rects(e->bstate, bw, bh, B_REST, e->brects, s->open_a,
+	    s->open_b);
+	few = k;
+	k += grid_rects(e->bstate, bw, bh, B_MANY, e->brects + k, s->open_a,
 	    s->open_b);
 	for (i = 0; i < k; i++) {
 		struct sub *sb = &e->subs[n++];
@@ -3991,13 +4035,21 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 		    r->w) - g->x * TILE;
 		sb->r.h = ((g->y + g->h) * TILE < r->h ? (g->y + g->h) * TILE :
 		    r->h) - g->y * TILE;
-		sb->cls = C_UNKNOWN;
-		sb->ncol = 0;
-		sb->smooth = 0;
 		sb->pal = NULL;
+		sb->cls = C_FULL;
+		sb->ncol = PAL_MAX + 1;
+		sb->smooth = 2;
+		if (i < few && sub_palette(e, sb, g, bw) < 0) {
+			while (n-- > 0)
+				free(e->subs[n].pal);
+			return NULL;
+		}
 	}
-	if ((p = malloc(sizeof *p + (size_t)n * sizeof p->sub[0])) == NULL)
+	if ((p = malloc(sizeof *p + (size_t)n * sizeof p->sub[0])) == NULL) {
+		while (n-- > 0)
+			free(e->subs[n].pal);
 		return NULL;
+	}
 	p->r = *r;
 	p->gen = gen;
 	p->nsub = n;
@@ -4111,7 +4163,7 @@ guess_bytes(const struct client *c, const struct sub *sb, int m, int hi)
 		if (sb->cls == C_SOLID)
 			return 13 + tp;
 		per = sb->cls == C_FULL ? tp : 1;
-		if (sb->cls == C_FULL && sb->smooth)
+		if (sb->cls == C_FULL && sb->smooth == 1)
 			per *= .2;
 		return 20 + sb->ncol * (sb->cls == C_FULL ? 0 : tp) +
 		    n * per * prior_bytes[m][hi][sb->cls];
@@ -4120,11 +4172,8 @@ guess_bytes(const struct client *c, const struct sub *sb, int m, int hi)
 	}
 }
 
-/*
- * Learnt, as moving averages: bytes made over bytes guessed and ns per
- * pixel, by class; bytes per pixel (relative to the format's) and ns per
- * pixel of each mode and level whatever the class.
- */
+/* Learnt, as moving averages: bytes made over bytes guessed, and ns per
+ * pixel, by mode, level and class. */
 static void
 learn(struct encscratch *e, const struct client *c, const struct sub *sb,
     const struct variant *v, size_t bytes, long long ns)
@@ -4135,11 +4184,6 @@ learn(struct encscratch *e, const struct client *c, const struct sub *sb,
 	if (n < 1024)		/* too small to tell: headers, clock grain */
 		return;
 #define EWMA(a, b) ((a) = (float)((a) == 0 ? (b) : (a) * .8 + (b) * .2))
-	x = bytes / (n * c->bytes_pp);
-	EWMA(e->abytes[m][hi], x);
-	EWMA(e->ans[m][hi], ns / n);
-	if (k == C_UNKNOWN)
-		return;
 	x = bytes / guess_bytes(c, sb, m, hi);
 	EWMA(e->fbytes[m][hi][k], x);
 	EWMA(e->fns[m][hi][k], ns / n);
@@ -4167,18 +4211,10 @@ cost(const struct client *c, const struct sub *sb, const struct variant *v,
 
 	if (made != NULL)
 		return made->b.len / link_rate(c);
-	if (k == C_UNKNOWN) {		/* per pixel, whatever the content */
-		bytes = n * c->bytes_pp * (e->abytes[m][hi] > 0 ?
-		    e->abytes[m][hi] : prior_bytes[m][hi][C_INDEXED]);
-		ns = e->ans[m][hi] > 0 ? e->ans[m][hi] :
-		    prior_ns[m][hi][C_INDEXED];
-	} else {
-		bytes = guess_bytes(c, sb, m, hi);
-		if (e->fbytes[m][hi][k] > 0)
-			bytes *= e->fbytes[m][hi][k];
-		ns = e->fns[m][hi][k] > 0 ? e->fns[m][hi][k] :
-		    prior_ns[m][hi][k];
-	}
+	bytes = guess_bytes(c, sb, m, hi);
+	if (e->fbytes[m][hi][k] > 0)
+		bytes *= e->fbytes[m][hi][k];
+	ns = e->fns[m][hi][k] > 0 ? e->fns[m][hi][k] : prior_ns[m][hi][k];
 	if (m == M_RAW && c->native)
 		ns /= 4;	/* a copy, not a translation */
 	return ns * n * 1e-9 + bytes / link_rate(c);
@@ -4274,11 +4310,10 @@ choose(const struct client *c, struct sub *sb, int lossy,
 		*best = v[0];
 		return;
 	}
-	/* two levels of one encoding: what it did on average decides,
-	 * which saves a pass over the pixels; else what the sub is */
-	for (i = 1; i < n && v[i].mode == v[0].mode; i++)
+	/* Tight's guess needs to know whether the gradient filter pays */
+	for (i = 0; i < n && v[i].mode != M_TIGHT; i++)
 		;
-	if (i < n || sb->cls != C_UNKNOWN)
+	if (i < n)
 		sub_class(&c->srv->enc, &c->srv->frame, sb);
 	for (i = 0; i < n; i++) {
 		cs[i] = cost(c, sb, &v[i], made_as(sb, &v[i]));
@@ -4610,6 +4645,10 @@ enc_scratch_free(struct server *s)
 	free(e->brects);
 	free(e->bstate);
 	free(e->bcolour);
+	free(e->bpal);
+	free(e->bnpal);
+	e->bpal = NULL;
+	e->bnpal = NULL;
 	e->tgen = NULL;
 	e->tms = NULL;
 	e->subs = NULL;
@@ -4649,8 +4688,11 @@ grid_setup(struct server *s)
 	e->brects = calloc(BLOCKS_MAX, sizeof *e->brects);
 	e->bstate = calloc(BLOCKS_MAX, sizeof *e->bstate);
 	e->bcolour = calloc(BLOCKS_MAX, sizeof *e->bcolour);
+	e->bpal = calloc((size_t)BLOCKS_MAX * BLOCK_FEW, sizeof *e->bpal);
+	e->bnpal = calloc(BLOCKS_MAX, sizeof *e->bnpal);
 	if (s->rects && s->plans && s->open_a && s->open_b && e->tgen &&
-	    e->tms && e->subs && e->brects && e->bstate && e->bcolour)
+	    e->tms && e->subs && e->brects && e->bstate && e->bcolour &&
+	    e->bpal && e->bnpal)
 		return 0;
 	free(s->rects);
 	free(s->plans);
