@@ -175,10 +175,14 @@
 				   the next ones */
 #define CHOICE_SLACK	1.15	/* within this of the cheapest, the viewer's
 				   order decides */
-#define LINK_GUESS	125e6	/* bytes/s before a measurement: a LAN, so
-				   loopback's first frame is as fast as it
-				   was, and a slow link learns in a frame */
+#define LINK_GUESS	1e9	/* bytes/s until the link is seen to hold
+				   bytes back: then it carries what we make,
+				   and bytes cost the link little (loopback,
+				   LANs); a slow link shows in a frame */
 #define LINK_WINDOW_MS	20	/* shorter windows say more of the clock */
+#define LINK_DECAY_MS	2000	/* a rate measured counts half after this */
+#define LEARN_FORGET	0.01	/* per encoding, learnt costs drift back to
+				   their priors by this much */
 #define HEXTILE_TILE	16	/* RFB 7.7.4: Hextile tiles are 16x16 */
 #define HEXTILE_COLOURS	32	/* more in a 16x16 tile: send it raw */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
@@ -295,7 +299,7 @@ enum {
 };
 
 /* What a part of a rectangle is made of. */
-enum { C_SOLID, C_MONO, C_INDEXED, C_FULL, NCLASSES };
+enum { C_SOLID, C_MONO, C_INDEXED, C_FULL, NCLASSES, C_UNKNOWN = NCLASSES };
 /* Ways to send it: encodings, and Tight with JPEG apart. */
 enum { M_RAW, M_HEXTILE, M_ZRLE, M_TIGHT, M_JPEG, NMODES };
 /* What was sent, for the log: encodings and Tight's subencodings. */
@@ -346,6 +350,7 @@ struct plan {
 	struct rect r;
 	unsigned long gen;	/* newest damage stamp under r when made */
 	unsigned long used;	/* the update (epoch) that last used it */
+	int deep;		/* analysed, else one sub of unknown class */
 	size_t bytes;		/* memory it holds */
 	int nsub;
 	struct sub sub[];
@@ -404,7 +409,7 @@ struct encscratch {
 	uint8_t jrows[16 * 3 * RECT_MAX_W];	/* RGB rows for libjpeg */
 #endif
 	/* what encoders did, over what was guessed (choose()) */
-	float fbytes[NMODES][2][NCLASSES], fns[NMODES][2][NCLASSES];
+	float fbytes[NMODES][2][NCLASSES + 1], fns[NMODES][2][NCLASSES + 1];
 };
 
 struct server;
@@ -478,12 +483,14 @@ struct client {
 	int zasked;		/* the viewer's CompressLevel + 1, 0: ours */
 	int quality;		/* its JPEG quality level 0-9, -1: none */
 	unsigned zrle_started : 1;	/* its ZRLE stream had its header */
-	unsigned updating : 1;	/* in cl_update(): flushes are no samples */
+	size_t lk_left;		/* our queue after the last write: the kernel
+				   took no more */
 	long long refresh_due;	/* lossy tiles to check then, 0: none */
 	/* the link (link_sample()) */
 	uint64_t tx_bytes;	/* written to the socket */
 	long long lk_t0;	/* start of a measuring window, 0: none */
 	uint64_t lk_done;	/* bytes delivered when it started */
+	long long lk_when;	/* when rate was last set */
 	double rate;		/* bytes/s, 0: not measured yet */
 	/* what it was sent, for the log */
 	unsigned long kind_rects[NKINDS], shared;
@@ -3958,7 +3965,8 @@ plan_hash(const struct rect *r)
  * it covers.
  */
 static struct plan *
-plan_make(struct server *s, const struct rect *r, unsigned long gen)
+plan_make(struct server *s, const struct rect *r, unsigned long gen,
+    int deep)
 {
 	struct encscratch *e = &s->enc;
 	const struct fb_frame *f = &s->frame;
@@ -3966,6 +3974,14 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 	int bx, by, i, n = 0, k, few;
 	struct plan *p;
 
+	if (!deep) {		/* nobody needs to know what is in it */
+		bw = bh = 0;
+		e->subs[n].r = *r;
+		e->subs[n].cls = C_UNKNOWN;
+		e->subs[n].ncol = 0;
+		e->subs[n].smooth = 2;
+		e->subs[n++].pal = NULL;
+	}
 	for (by = 0; by < bh; by++)
 		for (bx = 0; bx < bw; bx++) {
 			int x = r->x + bx * TILE, y = r->y + by * TILE;
@@ -4052,6 +4068,7 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 	}
 	p->r = *r;
 	p->gen = gen;
+	p->deep = deep;
 	p->nsub = n;
 	p->bytes = sizeof *p + (size_t)n * sizeof p->sub[0];
 	for (i = 0; i < n; i++) {
@@ -4063,9 +4080,10 @@ plan_make(struct server *s, const struct rect *r, unsigned long gen)
 	return p;
 }
 
-/* The plan for r as the screen is now: kept, or made (NULL: no memory). */
+/* The plan for r as the screen is now, analysed if deep: kept, or made
+ * (NULL: no memory). */
 static struct plan *
-plan_get(struct server *s, const struct rect *r)
+plan_get(struct server *s, const struct rect *r, int deep)
 {
 	struct encscratch *e = &s->enc;
 	struct plan **pp = &e->plans[plan_hash(r)], *p;
@@ -4075,15 +4093,15 @@ plan_get(struct server *s, const struct rect *r)
 		if (p->r.x == r->x && p->r.y == r->y && p->r.w == r->w &&
 		    p->r.h == r->h)
 			break;
-	if (p != NULL && p->gen == gen) {
+	if (p != NULL && p->gen == gen && (p->deep || !deep)) {
 		p->used = e->epoch;
 		return p;
 	}
-	if (p != NULL) {		/* the content changed: made again */
+	if (p != NULL) {	/* the content changed, or analysis is wanted */
 		*pp = p->next;
 		plan_free(e, p);
 	}
-	if ((p = plan_make(s, r, gen)) == NULL)
+	if ((p = plan_make(s, r, gen, deep)) == NULL)
 		return NULL;
 	p->used = e->epoch;
 	p->next = e->plans[plan_hash(r)];
@@ -4121,25 +4139,32 @@ plans_trim(struct server *s, int all)
 
 /*
  * What a byte and a pixel cost before anything was measured.  Bytes: per
- * pixel, by mode and class, with many-coloured data stored or deflated
- * (the index: what makes the levels differ most), relative to what the
- * format makes raw (bytes_pp; for JPEG 1).  Time: ns per pixel.
- * Measured ratios to these priors adapt them to the content.
+ * pixel, by mode and class (the last: a sub not analysed), with
+ * many-coloured data stored or deflated (the index: what makes the
+ * levels differ most), relative to what the format makes raw (bytes_pp;
+ * for JPEG 1, times jpeg_size).  Time: ns of CPU per pixel, as measured
+ * on a 2020 x86 core.  What the encoders do is learnt as ratios to these,
+ * which drift back to 1 (LEARN_FORGET): a variant not chosen for a while
+ * is tried again, so one bad measurement does not stay.
  */
-static const float prior_bytes[NMODES][2][NCLASSES] = {
-	/* solid, mono, indexed, full */
-	[M_RAW] = { { 1, 1, 1, 1 }, { 1, 1, 1, 1 } },
-	[M_HEXTILE] = { { .02f, .15f, .6f, 1.01f }, { .02f, .15f, .6f, 1.01f } },
-	[M_ZRLE] = { { .001f, .03f, .15f, .76f }, { .001f, .02f, .1f, .5f } },
-	[M_TIGHT] = { { .001f, .03f, .1f, .76f }, { .001f, .02f, .08f, .5f } },
-	[M_JPEG] = { { .1f, .1f, .12f, .15f }, { .1f, .1f, .12f, .15f } },
+static const float prior_bytes[NMODES][2][NCLASSES + 1] = {
+	/* solid, mono, indexed, full, not analysed */
+	[M_RAW] = { { 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1 } },
+	[M_HEXTILE] = { { .02f, .15f, .6f, 1.01f, .6f },
+	    { .02f, .15f, .6f, 1.01f, .6f } },
+	[M_ZRLE] = { { .001f, .03f, .15f, .76f, .3f },
+	    { .001f, .02f, .1f, .5f, .15f } },
+	[M_TIGHT] = { { .001f, .03f, .1f, .76f, .3f },
+	    { .001f, .02f, .08f, .5f, .15f } },
+	[M_JPEG] = { { .1f, .1f, .12f, .15f, .15f },
+	    { .1f, .1f, .12f, .15f, .15f } },
 };
-static const float prior_ns[NMODES][2][NCLASSES] = {
-	[M_RAW] = { { 1, 1, 1, 1 }, { 1, 1, 1, 1 } },
-	[M_HEXTILE] = { { 4, 8, 15, 10 }, { 4, 8, 15, 10 } },
-	[M_ZRLE] = { { 3, 8, 12, 6 }, { 3, 10, 18, 40 } },
-	[M_TIGHT] = { { 0, 4, 8, 5 }, { 0, 6, 14, 40 } },
-	[M_JPEG] = { { 12, 12, 12, 12 }, { 12, 12, 12, 12 } },
+static const float prior_ns[NMODES][2][NCLASSES + 1] = {
+	[M_RAW] = { { 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1 } },
+	[M_HEXTILE] = { { 4, 8, 15, 10, 10 }, { 4, 8, 15, 10, 10 } },
+	[M_ZRLE] = { { 2, 4, 6, 4, 5 }, { 2, 6, 10, 25, 14 } },
+	[M_TIGHT] = { { .5f, 2, 4, 4, 4 }, { .5f, 3, 8, 30, 14 } },
+	[M_JPEG] = { { 12, 12, 12, 12, 12 }, { 12, 12, 12, 12, 12 } },
 };
 /* JPEG's bytes per pixel by quality level, times prior_bytes' 1 */
 static const float jpeg_size[10] = {
@@ -4162,32 +4187,44 @@ guess_bytes(const struct client *c, const struct sub *sb, int m, int hi)
 	case M_TIGHT:
 		if (sb->cls == C_SOLID)
 			return 13 + tp;
+		if (sb->cls == C_UNKNOWN)
+			break;
 		per = sb->cls == C_FULL ? tp : 1;
 		if (sb->cls == C_FULL && sb->smooth == 1)
 			per *= .2;
 		return 20 + sb->ncol * (sb->cls == C_FULL ? 0 : tp) +
 		    n * per * prior_bytes[m][hi][sb->cls];
-	default:
-		return 16 + n * c->bytes_pp * prior_bytes[m][hi][sb->cls];
 	}
+	return 16 + n * c->bytes_pp * prior_bytes[m][hi][sb->cls];
 }
 
-/* Learnt, as moving averages: bytes made over bytes guessed, and ns per
- * pixel, by mode, level and class. */
+/*
+ * Learnt as moving averages: bytes made over bytes guessed, and ns over
+ * prior_ns, by mode, level and class; every other ratio a little closer
+ * to 1.
+ */
 static void
 learn(struct encscratch *e, const struct client *c, const struct sub *sb,
     const struct variant *v, size_t bytes, long long ns)
 {
-	double n = (double)sb->r.w * sb->r.h, x;
-	int m = v->mode, hi = !v->store, k = sb->cls;
+	double n = (double)sb->r.w * sb->r.h, xb, xn;
+	int m = v->mode, hi = !v->store, k = sb->cls, i;
+	float *fb = &e->fbytes[0][0][0], *fn = &e->fns[0][0][0];
 
 	if (n < 1024)		/* too small to tell: headers, clock grain */
 		return;
-#define EWMA(a, b) ((a) = (float)((a) == 0 ? (b) : (a) * .8 + (b) * .2))
-	x = bytes / guess_bytes(c, sb, m, hi);
-	EWMA(e->fbytes[m][hi][k], x);
-	EWMA(e->fns[m][hi][k], ns / n);
-#undef EWMA
+	for (i = 0; i < NMODES * 2 * (NCLASSES + 1); i++) {
+		if (fb[i] != 0)
+			fb[i] += (float)((1 - fb[i]) * LEARN_FORGET);
+		if (fn[i] != 0)
+			fn[i] += (float)((1 - fn[i]) * LEARN_FORGET);
+	}
+	xb = bytes / guess_bytes(c, sb, m, hi);
+	xn = ns / n / prior_ns[m][hi][k];
+	fb = &e->fbytes[m][hi][k];
+	fn = &e->fns[m][hi][k];
+	*fb = (float)(*fb == 0 ? xb : *fb * .8 + xb * .2);
+	*fn = (float)(*fn == 0 ? xn : *fn * .8 + xn * .2);
 }
 
 /* Bytes/s: measured, else a guess; never above what -o link-kbit says. */
@@ -4214,7 +4251,9 @@ cost(const struct client *c, const struct sub *sb, const struct variant *v,
 	bytes = guess_bytes(c, sb, m, hi);
 	if (e->fbytes[m][hi][k] > 0)
 		bytes *= e->fbytes[m][hi][k];
-	ns = e->fns[m][hi][k] > 0 ? e->fns[m][hi][k] : prior_ns[m][hi][k];
+	ns = prior_ns[m][hi][k];
+	if (e->fns[m][hi][k] > 0)
+		ns *= e->fns[m][hi][k];
 	if (m == M_RAW && c->native)
 		ns /= 4;	/* a copy, not a translation */
 	return ns * n * 1e-9 + bytes / link_rate(c);
@@ -4320,6 +4359,9 @@ choose(const struct client *c, struct sub *sb, int lossy,
 		if (min < 0 || cs[i] < min)
 			min = cs[i];
 	}
+	if (getenv("VNCSASL_DEBUG_CHOICE"))
+		for (i = 0; i < n; i++)
+			logx(c->srv, LOG_DEBUG, "CH %dx%d cls=%d m=%d hi=%d st=%d cost=%.6f fb=%.3f fn=%.2f rate=%.0f", sb->r.w, sb->r.h, sb->cls, v[i].mode, v[i].hi, v[i].store, cs[i], c->srv->enc.fbytes[v[i].mode][!v[i].store][sb->cls], c->srv->enc.fns[v[i].mode][!v[i].store][sb->cls], link_rate(c));
 	for (i = 0; i < n; i++)
 		if (cs[i] <= min * CHOICE_SLACK && (pick < 0 ||
 		    c->rank[v[i].mode] < c->rank[v[pick].mode] ||
@@ -4357,36 +4399,41 @@ link_outq(const struct client *c)
 
 /*
  * A window opens when bytes go to an idle link (link_sent()) and is
- * sampled before more are added (an update) or written: if bytes still
- * wait, the link was busy all along and what it delivered over the
- * window (LINK_WINDOW_MS at least) is its rate.  If all went, the window
- * closes as a lower bound, which may only raise the estimate: a small
- * update on a fast link says nothing of its speed.  The kernel's count
- * (SIOCOUTQ, FIONWRITE) shows the backlog a socket buffer hides; without
- * it our own queue does, once frames outgrow that buffer.
+ * sampled before more are written (every flush, also in the middle of an
+ * update, so a first frame adapts to a slow link half-way): if bytes
+ * still wait in the kernel, or were left in our queue by the last write,
+ * the link was busy all along and what it delivered over the window
+ * (LINK_WINDOW_MS at least) is a rate it carried; if all went, a lower
+ * bound of one.  The estimate is the best recent rate, decaying
+ * with LINK_DECAY_MS: a link does not carry less than it just did, but a
+ * viewer that stops reading for a moment (no CPU, a busy main loop) is
+ * no slow link.  A lower bound alone sets no estimate below LINK_GUESS:
+ * a small update on a fast link says nothing of its speed.  The kernel's
+ * count (SIOCOUTQ, FIONWRITE) shows the backlog a socket buffer hides;
+ * without it our own queue does, once frames outgrow that buffer.
  */
 static void
 link_sample(struct client *c, long long now)
 {
 	size_t q = link_outq(c);
 	uint64_t done = c->tx_bytes > q ? c->tx_bytes - q : 0;
-	int busy = q > 0 || (!c->updating && buf_used(&c->out) > 0);
-	double rate;
+	int busy = q > 0 || c->lk_left > 0;
+	double rate, old;
 
 	if (c->lk_t0 == 0 || done < c->lk_done)
 		return;
-	/* in an update our queue has what was just made: only a drained
-	 * kernel queue says something (the link waited for the encoder) */
-	if (c->updating || now - c->lk_t0 < LINK_WINDOW_MS) {
+	if (now - c->lk_t0 < LINK_WINDOW_MS) {
 		if (!busy)
 			c->lk_t0 = 0;
 		return;
 	}
 	rate = (double)(done - c->lk_done) * 1000 / (double)(now - c->lk_t0);
-	if (busy)
-		c->rate = c->rate > 0 ? c->rate * .7 + rate * .3 : rate;
-	else if (rate > link_rate(c))
-		c->rate = rate;
+	old = c->rate * LINK_DECAY_MS / (LINK_DECAY_MS + (double)(now -
+	    c->lk_when));
+	if (busy || c->rate > 0 || rate > LINK_GUESS) {
+		c->rate = rate > old ? rate : old;
+		c->lk_when = now;
+	}
 	c->lk_t0 = busy ? now : 0;
 	c->lk_done = done;
 }
@@ -4951,6 +4998,23 @@ wr_size_rect(struct client *c)
 }
 
 /*
+ * Does this client's choice depend on what a rectangle is made of (more
+ * than one encoding to weigh, or Tight, which needs the palettes)?  If
+ * not, its plans skip the analysis: one sub per rectangle.
+ */
+static int
+cl_deep(const struct client *c)
+{
+	int m, n = 0;
+
+	if (c->rank[M_TIGHT] >= 0 && tight_usable(&c->pf))
+		return 1;
+	for (m = 0; m < M_TIGHT; m++)
+		n += c->rank[m] >= 0;
+	return n > 1;
+}
+
+/*
  * Lossy tiles that stayed unchanged REFRESH_MS are due for a lossless
  * copy (T_REFRESH); the next check is when the youngest of the rest will
  * be quiet long enough.
@@ -5004,7 +5068,7 @@ cl_update(struct client *c)
 {
 	struct server *s = c->srv;
 	long long now = mono_ms();
-	int i, j, n, nch, total, cursor;
+	int i, j, n, nch, total, cursor, deep = cl_deep(c);
 
 	if (c->size_changed) {
 		/* RFB: a new size is the last rectangle of its update; the
@@ -5029,11 +5093,9 @@ cl_update(struct client *c)
 	if (n == 0 && !c->size_announce && !cursor)
 		return;
 	s->enc.epoch++;
-	c->updating = 1;
 	for (i = total = 0; i < n && !c->enc_last_rect; i++) {
-		if ((s->plans[i] = plan_get(s, &s->rects[i])) == NULL) {
+		if ((s->plans[i] = plan_get(s, &s->rects[i], deep)) == NULL) {
 			cl_fail(c, "out of memory for an update's plan");
-			c->updating = 0;
 			return;
 		}
 		if (total + s->plans[i]->nsub > UPDATE_RECTS_MAX) {
@@ -5054,7 +5116,7 @@ cl_update(struct client *c)
 		wr_cursor_rect(c);
 	for (i = 0; i < n && !c->dead; i++) {
 		struct plan *p = c->enc_last_rect ?
-		    plan_get(s, &s->rects[i]) : s->plans[i];
+		    plan_get(s, &s->rects[i], deep) : s->plans[i];
 
 		if (p == NULL) {
 			cl_fail(c, "out of memory for an update's plan");
@@ -5072,7 +5134,6 @@ cl_update(struct client *c)
 		wr_rect_header(c, 0, 0, 0, 0, ENC_LAST_RECT);
 	c->size_announce = 0;
 	c->want_update = 0;
-	c->updating = 0;
 	plans_trim(s, 0);
 }
 
@@ -5594,6 +5655,7 @@ cl_flush(struct client *c)
 		if (c->state == ST_NORMAL)
 			link_sent(c, c->last_out);
 	}
+	c->lk_left = buf_used(&c->out);
 	if (buf_used(&c->out) == 0) {
 		c->out.off = c->out.len = 0;
 		if (c->out.cap > OUT_LOW && !cl_waiting(c)) {
