@@ -139,8 +139,6 @@
 				   100 K pixels */
 #define RECT_MAX_W	2048	/* Tight: viewers' row buffers (TigerVNC's
 				   limit, libvncclient's gradient filter) */
-#define BLOCKS_MAX	(BAND_PIXELS / (TILE * TILE) + RECT_MAX_W / TILE)
-				/* blocks in one rectangle at most */
 #define OUT_FLUSH	65536	/* queued bytes that are worth a write() in
 				   the middle of an update */
 #define UPDATE_RECTS_MAX 65533	/* rectangles of one update (u16), with
@@ -161,8 +159,10 @@
 #define TIGHT_LEN_MAX	0x3fffff /* a compact length has 22 bits */
 #define SOLID_MIN	2048	/* pixels: a smaller one-colour area inside
 				   a rectangle is not worth a header */
-#define BLOCK_FEW	48	/* more colours in a 16x16 block: a photograph,
+#define BLOCK_FEW	48	/* more colours in a 16x16 tile: a photograph,
 				   kept apart from text and drawings */
+#define TILE_PAL	8	/* colours of a tile kept for its rectangle's
+				   palette; with more, its pixels are read */
 #define JPEG_MIN_COLOURS 96	/* fewer: text or drawing, JPEG blurs it */
 #define SMOOTH_STEP	4	/* rows sampled for the gradient filter */
 #define SMOOTH_ERR	6	/* its mean error per channel: below, it pays */
@@ -175,14 +175,13 @@
 				   the next ones */
 #define CHOICE_SLACK	1.15	/* within this of the cheapest, the viewer's
 				   order decides */
-#define LINK_GUESS	1e9	/* bytes/s until the link is seen to hold
-				   bytes back: then it carries what we make,
-				   and bytes cost the link little (loopback,
-				   LANs); a slow link shows in a frame */
-#define LINK_WINDOW_MS	20	/* shorter windows say more of the clock */
-#define LINK_DECAY_MS	2000	/* a rate measured counts half after this */
-#define LEARN_FORGET	0.01	/* per encoding, learnt costs drift back to
-				   their priors by this much */
+#define LINK_GUESS	125e6	/* bytes/s until measured: a gigabit LAN;
+				   loopback soon shows more, a slow link
+				   less, half-way through a first frame */
+#define LINK_WINDOW_MS	50	/* shorter windows say more of TCP's
+				   acknowledgements and the clock */
+#define EXPLORE_EVERY	32	/* choices, then the runner-up once ... */
+#define EXPLORE_MAX	3	/* ... if it costs less than this times more */
 #define HEXTILE_TILE	16	/* RFB 7.7.4: Hextile tiles are 16x16 */
 #define HEXTILE_COLOURS	32	/* more in a 16x16 tile: send it raw */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
@@ -309,7 +308,9 @@ enum {
 };
 enum { ZT_SOLID, ZT_PACKED, ZT_PRLE, ZT_RLE, ZT_RAW, ZT_KINDS };
 /* plan_make()'s blocks */
-enum { B_SOLID = 1, B_REST = 2, B_MANY = 4 };
+/* collect_rects()'s tiles, and the rectangles it makes of them */
+enum { G_SOLID = 1, G_FEW = 2, G_MANY = 4 };
+enum { R_ANY, R_SOLID, R_FEW, R_MANY };
 
 /* Everything an encoding of a sub depends on besides the pixels. */
 struct variant {
@@ -380,14 +381,12 @@ struct encscratch {
 	size_t cache_bytes;
 	int nplans;
 	unsigned long epoch;		/* updates made */
+	unsigned long nchoices;		/* choose() with a choice */
 	unsigned long stat_cls[NCLASSES];
-	/* plan_make()'s blocks, and its subs before they are kept */
-	uint8_t *bstate;
-	uint32_t *bcolour;
-	uint32_t *bpal;			/* BLOCK_FEW colours a block */
-	uint8_t *bnpal;
-	struct rect *brects;
-	struct sub *subs;
+	/* what each damage tile is made of, made when first asked */
+	unsigned long *tagen;		/* tgen + 1 when analysed */
+	uint8_t *tncol;			/* colours, BLOCK_FEW + 1: many */
+	uint32_t *tpal;			/* the first TILE_PAL of them */
 	/* a palette: colours in order, and a hash to find them */
 	uint32_t pal[PAL_MAX + 1];
 	int npal;
@@ -490,7 +489,6 @@ struct client {
 	uint64_t tx_bytes;	/* written to the socket */
 	long long lk_t0;	/* start of a measuring window, 0: none */
 	uint64_t lk_done;	/* bytes delivered when it started */
-	long long lk_when;	/* when rate was last set */
 	double rate;		/* bytes/s, 0: not measured yet */
 	/* what it was sent, for the log */
 	unsigned long kind_rects[NKINDS], shared;
@@ -627,8 +625,10 @@ struct server {
 	struct fb_frame frame;
 	int tw, th;		/* tile grid */
 	struct rect *rects;	/* scratch: tw * th */
-	struct plan **plans;	/* scratch: tw * th, the rects' plans */
-	int *open_a, *open_b;	/* scratch: tw + RECT_MAX_W / TILE each */
+	uint8_t *rkind;		/* ... what each is made of (R_*) */
+	struct plan **plans;	/* ... and its plan */
+	uint8_t *kgrid;		/* scratch: tw * th, tiles by kind (G_*) */
+	int *open_a, *open_b;	/* scratch: tw each */
 	int zlevel;		/* -Z: ZRLE's zlib level */
 	int link_kbit;		/* -o link-kbit: the most to assume, 0: none */
 	int stall_ms;		/* -D: drop a viewer that reads nothing */
@@ -3769,23 +3769,29 @@ jpeg_rect(struct encscratch *e, const struct fb_frame *f,
 /* -- the plan of a rectangle: solid areas, then the rest by colours -- */
 
 /*
- * The colours of the w x h block at (x, y), up to BLOCK_FEW + 1 ("many":
- * a photograph); its colour if it has one.  Runs and a second colour
- * alternating with the first (text) take no palette lookup.
+ * What damage tile i (at tx, ty) is made of, unless known for its
+ * content: colours up to BLOCK_FEW + 1 ("many": a photograph), the first
+ * TILE_PAL kept.  Runs and a second colour alternating with the first
+ * (text) take no palette lookup.
  */
-static int
-block_colours(struct encscratch *e, const struct fb_frame *f, int x, int y,
-    int w, int h, uint32_t *pal)
+static void
+tile_analyse(struct server *s, size_t i, int tx, int ty)
 {
+	struct encscratch *e = &s->enc;
+	const struct fb_frame *f = &s->frame;
+	int x = tx * TILE, y = ty * TILE, j, k;
+	int w = f->width - x < TILE ? f->width - x : TILE;
+	int h = f->height - y < TILE ? f->height - y : TILE;
 	const uint32_t *row = f->pixels + (size_t)y * f->stride + x;
 	uint32_t last = row[0] & 0xffffff, other = last;
-	int i, j;
 
+	if (e->tagen[i] == e->tgen[i] + 1)
+		return;
 	pal_reset(e);
 	pal_add(e, last, BLOCK_FEW);
 	for (j = 0; j < h && e->npal <= BLOCK_FEW; j++, row += f->stride)
-		for (i = 0; i < w; i++) {
-			uint32_t v = row[i] & 0xffffff;
+		for (k = 0; k < w; k++) {
+			uint32_t v = row[k] & 0xffffff;
 
 			if (v == last)
 				continue;
@@ -3794,9 +3800,10 @@ block_colours(struct encscratch *e, const struct fb_frame *f, int x, int y,
 			other = last;
 			last = v;
 		}
-	if (e->npal <= BLOCK_FEW)
-		memcpy(pal, e->pal, (size_t)e->npal * sizeof *pal);
-	return e->npal;
+	e->tncol[i] = (uint8_t)e->npal;
+	memcpy(e->tpal + i * TILE_PAL, e->pal, (size_t)(e->npal < TILE_PAL ?
+	    e->npal : TILE_PAL) * sizeof *e->tpal);
+	e->tagen[i] = e->tgen[i] + 1;
 }
 
 /*
@@ -3846,23 +3853,35 @@ grid_rects(uint8_t *grid, int gw, int gh, uint8_t bit, struct rect *out,
 }
 
 /*
- * A sub of few-coloured blocks: its colours are theirs (up to PAL_MAX,
- * then "more"), its class follows.  -1: no memory for the palette.
+ * A sub of few-coloured tiles: its colours (up to PAL_MAX, then "more"),
+ * from the tiles' kept palettes, or where a tile has more than those,
+ * from its pixels; its class follows.  -1: no memory for the palette.
  */
 static int
-sub_palette(struct encscratch *e, struct sub *sb, const struct rect *g,
-    int bw)
+sub_palette(struct server *s, struct sub *sb)
 {
-	int bx, by, j;
+	struct encscratch *e = &s->enc;
+	const struct fb_frame *f = &s->frame;
+	const struct rect *r = &sb->r;
+	int tx, ty, j, x, y;
 
 	pal_reset(e);
-	for (by = g->y; by < g->y + g->h && e->npal <= PAL_MAX; by++)
-		for (bx = g->x; bx < g->x + g->w; bx++) {
-			const uint32_t *bp = e->bpal + (size_t)(by * bw + bx) *
-			    BLOCK_FEW;
+	for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+		for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE; tx++) {
+			size_t i = (size_t)ty * s->tw + tx;
 
-			for (j = 0; j < e->bnpal[by * bw + bx]; j++)
-				pal_add(e, bp[j], PAL_MAX);
+			if (e->tncol[i] <= TILE_PAL) {
+				for (j = 0; j < e->tncol[i]; j++)
+					pal_add(e, e->tpal[i * TILE_PAL + j],
+					    PAL_MAX);
+				continue;
+			}
+			for (y = ty * TILE; y < (ty + 1) * TILE &&
+			    y < r->y + r->h; y++)
+				for (x = tx * TILE; x < (tx + 1) * TILE &&
+				    x < r->x + r->w; x++)
+					pal_add(e, f->pixels[(size_t)y *
+					    f->stride + x] & 0xffffff, PAL_MAX);
 		}
 	sb->ncol = (uint16_t)e->npal;
 	sb->cls = e->npal == 1 ? C_SOLID : e->npal == 2 ? C_MONO :
@@ -3958,132 +3977,58 @@ plan_hash(const struct rect *r)
 }
 
 /*
- * A rectangle's plan: solid areas of at least SOLID_MIN pixels (16x16
- * blocks of one colour, grown right then down), then the other blocks as
- * rectangles, those with many colours apart.  Everything stays on the
- * block grid, which is the tile grid: a sub's tiles are exactly the ones
- * it covers.
+ * A rectangle's plan, from what collect_rects() made it of (kind): one
+ * colour, few (its palette), many (full colour), or not analysed.
  */
 static struct plan *
-plan_make(struct server *s, const struct rect *r, unsigned long gen,
-    int deep)
+plan_make(struct server *s, const struct rect *r, int kind,
+    unsigned long gen)
 {
 	struct encscratch *e = &s->enc;
-	const struct fb_frame *f = &s->frame;
-	int bw = (r->w + TILE - 1) / TILE, bh = (r->h + TILE - 1) / TILE;
-	int bx, by, i, n = 0, k, few;
 	struct plan *p;
+	struct sub *sb;
 
-	if (!deep) {		/* nobody needs to know what is in it */
-		bw = bh = 0;
-		e->subs[n].r = *r;
-		e->subs[n].cls = C_UNKNOWN;
-		e->subs[n].ncol = 0;
-		e->subs[n].smooth = 2;
-		e->subs[n++].pal = NULL;
-	}
-	for (by = 0; by < bh; by++)
-		for (bx = 0; bx < bw; bx++) {
-			int x = r->x + bx * TILE, y = r->y + by * TILE;
-			int w = r->x + r->w - x < TILE ? r->x + r->w - x : TILE;
-			int h = r->y + r->h - y < TILE ? r->y + r->h - y : TILE;
-
-			i = by * bw + bx;
-			k = block_colours(e, f, x, y, w, h, e->bpal +
-			    (size_t)i * BLOCK_FEW);
-			e->bcolour[i] = e->bpal[(size_t)i * BLOCK_FEW];
-			e->bnpal[i] = (uint8_t)(k > BLOCK_FEW ? 0 : k);
-			e->bstate[i] = (uint8_t)(k == 1 ? B_SOLID | B_REST :
-			    k > BLOCK_FEW ? B_MANY : B_REST);
-		}
-	for (by = 0; by < bh; by++)
-		for (bx = 0; bx < bw; bx++) {
-			uint32_t v = e->bcolour[by * bw + bx];
-			int x1, y1, j, area;
-
-			if (!(e->bstate[by * bw + bx] & B_SOLID))
-				continue;
-			for (x1 = bx + 1; x1 < bw && (e->bstate[by * bw + x1] &
-			    B_SOLID) && e->bcolour[by * bw + x1] == v; x1++)
-				;
-			for (y1 = by + 1; y1 < bh; y1++) {
-				for (j = bx; j < x1 && (e->bstate[y1 * bw + j] &
-				    B_SOLID) && e->bcolour[y1 * bw + j] == v; j++)
-					;
-				if (j < x1)
-					break;
-			}
-			e->subs[n].r.x = r->x + bx * TILE;
-			e->subs[n].r.y = r->y + by * TILE;
-			e->subs[n].r.w = (x1 * TILE < r->w ? x1 * TILE : r->w) -
-			    bx * TILE;
-			e->subs[n].r.h = (y1 * TILE < r->h ? y1 * TILE : r->h) -
-			    by * TILE;
-			area = e->subs[n].r.w * e->subs[n].r.h;
-			if (area < SOLID_MIN && area < r->w * r->h) {
-				e->bstate[by * bw + bx] &= (uint8_t)~B_SOLID;
-				continue;
-			}
-			for (y1--; y1 >= by; y1--)
-				for (j = bx; j < x1; j++)
-					e->bstate[y1 * bw + j] = 0;
-			e->subs[n].cls = C_SOLID;
-			e->subs[n].ncol = 1;
-			e->subs[n].colour = v;
-			e->subs[n].smooth = 0;
-			e->subs[n].pal = NULL;
-			n++;
-		}
-	/* the rest in two kinds: few colours (text, drawings: palettes)
-	 * and many (photographs: JPEG if anything) */
-	k = grid_rects(e->bstate, bw, bh, B_REST, e->brects, s->open_a,
-	    s->open_b);
-	few = k;
-	k += grid_rects(e->bstate, bw, bh, B_MANY, e->brects + k, s->open_a,
-	    s->open_b);
-	for (i = 0; i < k; i++) {
-		struct sub *sb = &e->subs[n++];
-		const struct rect *g = &e->brects[i];
-
-		sb->r.x = r->x + g->x * TILE;
-		sb->r.y = r->y + g->y * TILE;
-		sb->r.w = ((g->x + g->w) * TILE < r->w ? (g->x + g->w) * TILE :
-		    r->w) - g->x * TILE;
-		sb->r.h = ((g->y + g->h) * TILE < r->h ? (g->y + g->h) * TILE :
-		    r->h) - g->y * TILE;
-		sb->pal = NULL;
-		sb->cls = C_FULL;
-		sb->ncol = PAL_MAX + 1;
-		sb->smooth = 2;
-		if (i < few && sub_palette(e, sb, g, bw) < 0) {
-			while (n-- > 0)
-				free(e->subs[n].pal);
+	if ((p = malloc(sizeof *p + sizeof p->sub[0])) == NULL)
+		return NULL;
+	sb = &p->sub[0];
+	memset(sb, 0, sizeof *sb);
+	sb->r = *r;
+	sb->smooth = 2;
+	switch (kind) {
+	case R_SOLID:
+		sb->cls = C_SOLID;
+		sb->ncol = 1;
+		sb->colour = e->tpal[((size_t)(r->y / TILE) * s->tw + r->x /
+		    TILE) * TILE_PAL];
+		break;
+	case R_FEW:
+		if (sub_palette(s, sb) < 0) {
+			free(p);
 			return NULL;
 		}
-	}
-	if ((p = malloc(sizeof *p + (size_t)n * sizeof p->sub[0])) == NULL) {
-		while (n-- > 0)
-			free(e->subs[n].pal);
-		return NULL;
+		break;
+	case R_MANY:
+		sb->cls = C_FULL;
+		sb->ncol = PAL_MAX + 1;
+		break;
+	default:
+		sb->cls = C_UNKNOWN;
 	}
 	p->r = *r;
 	p->gen = gen;
-	p->deep = deep;
-	p->nsub = n;
-	p->bytes = sizeof *p + (size_t)n * sizeof p->sub[0];
-	for (i = 0; i < n; i++) {
-		p->sub[i] = e->subs[i];
-		p->sub[i].enc = NULL;
-	}
+	p->deep = kind != R_ANY;
+	p->nsub = 1;
+	p->bytes = sizeof *p + sizeof p->sub[0] +
+	    (sb->pal != NULL ? sb->ncol * sizeof *sb->pal : 0);
 	e->cache_bytes += p->bytes;
 	e->nplans++;
 	return p;
 }
 
-/* The plan for r as the screen is now, analysed if deep: kept, or made
- * (NULL: no memory). */
+/* The plan for r as the screen is now: kept, or made (NULL: no memory).
+ * One analysed serves a viewer that needs none, not the other way. */
 static struct plan *
-plan_get(struct server *s, const struct rect *r, int deep)
+plan_get(struct server *s, const struct rect *r, int kind)
 {
 	struct encscratch *e = &s->enc;
 	struct plan **pp = &e->plans[plan_hash(r)], *p;
@@ -4093,7 +4038,7 @@ plan_get(struct server *s, const struct rect *r, int deep)
 		if (p->r.x == r->x && p->r.y == r->y && p->r.w == r->w &&
 		    p->r.h == r->h)
 			break;
-	if (p != NULL && p->gen == gen && (p->deep || !deep)) {
+	if (p != NULL && p->gen == gen && (p->deep || kind == R_ANY)) {
 		p->used = e->epoch;
 		return p;
 	}
@@ -4101,7 +4046,7 @@ plan_get(struct server *s, const struct rect *r, int deep)
 		*pp = p->next;
 		plan_free(e, p);
 	}
-	if ((p = plan_make(s, r, gen, deep)) == NULL)
+	if ((p = plan_make(s, r, kind, gen)) == NULL)
 		return NULL;
 	p->used = e->epoch;
 	p->next = e->plans[plan_hash(r)];
@@ -4143,9 +4088,9 @@ plans_trim(struct server *s, int all)
  * many-coloured data stored or deflated (the index: what makes the
  * levels differ most), relative to what the format makes raw (bytes_pp;
  * for JPEG 1, times jpeg_size).  Time: ns of CPU per pixel, as measured
- * on a 2020 x86 core.  What the encoders do is learnt as ratios to these,
- * which drift back to 1 (LEARN_FORGET): a variant not chosen for a while
- * is tried again, so one bad measurement does not stay.
+ * on a 2020 x86 core.  What the encoders do is learnt as ratios to these
+ * (learn()), and choose() tries the runner-up now and then, so one bad
+ * measurement does not stay.
  */
 static const float prior_bytes[NMODES][2][NCLASSES + 1] = {
 	/* solid, mono, indexed, full, not analysed */
@@ -4191,34 +4136,25 @@ guess_bytes(const struct client *c, const struct sub *sb, int m, int hi)
 			break;
 		per = sb->cls == C_FULL ? tp : 1;
 		if (sb->cls == C_FULL && sb->smooth == 1)
-			per *= .2;
+			per *= .1;
 		return 20 + sb->ncol * (sb->cls == C_FULL ? 0 : tp) +
 		    n * per * prior_bytes[m][hi][sb->cls];
 	}
 	return 16 + n * c->bytes_pp * prior_bytes[m][hi][sb->cls];
 }
 
-/*
- * Learnt as moving averages: bytes made over bytes guessed, and ns over
- * prior_ns, by mode, level and class; every other ratio a little closer
- * to 1.
- */
+/* Learnt as moving averages: bytes made over bytes guessed, and ns over
+ * prior_ns, by mode, level and class. */
 static void
 learn(struct encscratch *e, const struct client *c, const struct sub *sb,
     const struct variant *v, size_t bytes, long long ns)
 {
 	double n = (double)sb->r.w * sb->r.h, xb, xn;
-	int m = v->mode, hi = !v->store, k = sb->cls, i;
-	float *fb = &e->fbytes[0][0][0], *fn = &e->fns[0][0][0];
+	int m = v->mode, hi = !v->store, k = sb->cls;
+	float *fb, *fn;
 
 	if (n < 1024)		/* too small to tell: headers, clock grain */
 		return;
-	for (i = 0; i < NMODES * 2 * (NCLASSES + 1); i++) {
-		if (fb[i] != 0)
-			fb[i] += (float)((1 - fb[i]) * LEARN_FORGET);
-		if (fn[i] != 0)
-			fn[i] += (float)((1 - fn[i]) * LEARN_FORGET);
-	}
 	xb = bytes / guess_bytes(c, sb, m, hi);
 	xn = ns / n / prior_ns[m][hi][k];
 	fb = &e->fbytes[m][hi][k];
@@ -4359,19 +4295,28 @@ choose(const struct client *c, struct sub *sb, int lossy,
 		if (min < 0 || cs[i] < min)
 			min = cs[i];
 	}
-	if (getenv("VNCSASL_DEBUG_CHOICE"))
-		for (i = 0; i < n; i++)
-			logx(c->srv, LOG_DEBUG, "CH %dx%d cls=%d m=%d hi=%d st=%d cost=%.6f fb=%.3f fn=%.2f rate=%.0f", sb->r.w, sb->r.h, sb->cls, v[i].mode, v[i].hi, v[i].store, cs[i], c->srv->enc.fbytes[v[i].mode][!v[i].store][sb->cls], c->srv->enc.fns[v[i].mode][!v[i].store][sb->cls], link_rate(c));
 	for (i = 0; i < n; i++)
 		if (cs[i] <= min * CHOICE_SLACK && (pick < 0 ||
 		    c->rank[v[i].mode] < c->rank[v[pick].mode] ||
 		    (c->rank[v[i].mode] == c->rank[v[pick].mode] &&
 		    cs[i] < cs[pick])))
 			pick = i;
-	if (pick < 0)
-		variant_of(c, M_RAW, 0, best);
-	else
-		*best = v[pick];
+	/* now and then the runner-up, if not far behind, to measure it
+	 * again: what the estimates say of a way not taken for a while
+	 * may be wrong for what the screen shows now */
+	if (made_as(sb, &v[pick]) == NULL && sb->r.w * sb->r.h >= 1024 &&
+	    ++c->srv->enc.nchoices % EXPLORE_EVERY == 0) {
+		int ru = -1;
+
+		for (i = 0; i < n; i++)
+			if (i != pick && v[i].mode != M_RAW &&
+			    cs[i] < cs[pick] * EXPLORE_MAX &&
+			    (ru < 0 || cs[i] < cs[ru]))
+				ru = i;
+		if (ru >= 0)
+			pick = ru;
+	}
+	*best = v[pick];
 }
 
 /* -- the link: bytes the viewer took off its queues per second -- */
@@ -4403,12 +4348,10 @@ link_outq(const struct client *c)
  * update, so a first frame adapts to a slow link half-way): if bytes
  * still wait in the kernel, or were left in our queue by the last write,
  * the link was busy all along and what it delivered over the window
- * (LINK_WINDOW_MS at least) is a rate it carried; if all went, a lower
- * bound of one.  The estimate is the best recent rate, decaying
- * with LINK_DECAY_MS: a link does not carry less than it just did, but a
- * viewer that stops reading for a moment (no CPU, a busy main loop) is
- * no slow link.  A lower bound alone sets no estimate below LINK_GUESS:
- * a small update on a fast link says nothing of its speed.  The kernel's
+ * (LINK_WINDOW_MS at least: acknowledgements come in bursts) is its rate,
+ * averaged with the ones before; if all went, a lower bound, which may
+ * only raise the estimate, and sets none below LINK_GUESS: a small update
+ * on a fast link says nothing of its speed.  The kernel's
  * count (SIOCOUTQ, FIONWRITE) shows the backlog a socket buffer hides;
  * without it our own queue does, once frames outgrow that buffer.
  */
@@ -4418,22 +4361,23 @@ link_sample(struct client *c, long long now)
 	size_t q = link_outq(c);
 	uint64_t done = c->tx_bytes > q ? c->tx_bytes - q : 0;
 	int busy = q > 0 || c->lk_left > 0;
-	double rate, old;
+	double rate;
 
 	if (c->lk_t0 == 0 || done < c->lk_done)
 		return;
-	if (now - c->lk_t0 < LINK_WINDOW_MS) {
+	/* a first estimate comes sooner when much is held back: a first
+	 * frame must not go raw all the way over a slow link */
+	if (now - c->lk_t0 < (c->rate == 0 && q + c->lk_left > OUT_LOW ?
+	    1 : LINK_WINDOW_MS)) {
 		if (!busy)
 			c->lk_t0 = 0;
 		return;
 	}
 	rate = (double)(done - c->lk_done) * 1000 / (double)(now - c->lk_t0);
-	old = c->rate * LINK_DECAY_MS / (LINK_DECAY_MS + (double)(now -
-	    c->lk_when));
-	if (busy || c->rate > 0 || rate > LINK_GUESS) {
-		c->rate = rate > old ? rate : old;
-		c->lk_when = now;
-	}
+	if (busy)
+		c->rate = c->rate > 0 ? (c->rate + rate) / 2 : rate;
+	else if (rate > link_rate(c))
+		c->rate = rate;
 	c->lk_t0 = busy ? now : 0;
 	c->lk_done = done;
 }
@@ -4688,20 +4632,14 @@ enc_scratch_free(struct server *s)
 	plans_trim(s, 1);
 	free(e->tgen);
 	free(e->tms);
-	free(e->subs);
-	free(e->brects);
-	free(e->bstate);
-	free(e->bcolour);
-	free(e->bpal);
-	free(e->bnpal);
-	e->bpal = NULL;
-	e->bnpal = NULL;
+	free(e->tagen);
+	free(e->tncol);
+	free(e->tpal);
+	e->tagen = NULL;
+	e->tncol = NULL;
+	e->tpal = NULL;
 	e->tgen = NULL;
 	e->tms = NULL;
-	e->subs = NULL;
-	e->brects = NULL;
-	e->bstate = NULL;
-	e->bcolour = NULL;
 }
 
 /*
@@ -4717,7 +4655,9 @@ grid_setup(struct server *s)
 
 	fb_source.frame(s->fb, &s->frame);
 	free(s->rects);
+	free(s->rkind);
 	free(s->plans);
+	free(s->kgrid);
 	free(s->open_a);
 	free(s->open_b);
 	enc_scratch_free(s);	/* plans of the old screen go too */
@@ -4726,28 +4666,29 @@ grid_setup(struct server *s)
 	n = (size_t)s->tw * s->th;
 	s->rects = calloc(n, sizeof *s->rects);
 	s->plans = calloc(n, sizeof *s->plans);
-	/* wide enough for the tile grid and for a rectangle's blocks */
-	s->open_a = calloc((size_t)s->tw + RECT_MAX_W / TILE, sizeof *s->open_a);
-	s->open_b = calloc((size_t)s->tw + RECT_MAX_W / TILE, sizeof *s->open_b);
+	s->open_a = calloc((size_t)s->tw, sizeof *s->open_a);
+	s->open_b = calloc((size_t)s->tw, sizeof *s->open_b);
 	e->tgen = calloc(n, sizeof *e->tgen);
 	e->tms = calloc(n, sizeof *e->tms);
-	e->subs = calloc(BLOCKS_MAX, sizeof *e->subs);
-	e->brects = calloc(BLOCKS_MAX, sizeof *e->brects);
-	e->bstate = calloc(BLOCKS_MAX, sizeof *e->bstate);
-	e->bcolour = calloc(BLOCKS_MAX, sizeof *e->bcolour);
-	e->bpal = calloc((size_t)BLOCKS_MAX * BLOCK_FEW, sizeof *e->bpal);
-	e->bnpal = calloc(BLOCKS_MAX, sizeof *e->bnpal);
+	e->tagen = calloc(n, sizeof *e->tagen);
+	e->tncol = calloc(n, sizeof *e->tncol);
+	e->tpal = calloc(n * TILE_PAL, sizeof *e->tpal);
+	s->rkind = calloc(n, sizeof *s->rkind);
+	s->kgrid = calloc(n, sizeof *s->kgrid);
 	if (s->rects && s->plans && s->open_a && s->open_b && e->tgen &&
-	    e->tms && e->subs && e->brects && e->bstate && e->bcolour &&
-	    e->bpal && e->bnpal)
+	    e->tms && e->tagen && e->tncol && e->tpal && s->rkind && s->kgrid)
 		return 0;
 	free(s->rects);
+	free(s->rkind);
 	free(s->plans);
+	free(s->kgrid);
 	free(s->open_a);
 	free(s->open_b);
 	enc_scratch_free(s);
 	s->rects = NULL;
+	s->rkind = NULL;
 	s->plans = NULL;
+	s->kgrid = NULL;
 	s->open_a = s->open_b = NULL;
 	s->tw = s->th = 0;
 	logx(s, LOG_ERR, "out of memory for a %dx%d screen's tile grid",
@@ -4919,52 +4860,43 @@ wr_cursor_rect(struct client *c)
 }
 
 /*
- * Tiles with `flag` as rectangles appended at s->rects[first...]: runs in
- * a row merged down equal runs, then tall ones cut into bands of whole
- * tile rows and wide ones into columns (Tight takes RECT_MAX_W at most):
- * never more rectangles than tiles.
+ * Tall rectangles cut into bands of whole tile rows and wide ones into
+ * columns (Tight takes RECT_MAX_W at most), the right and bottom edges
+ * clipped: out[0..n) grows, never past one rectangle per tile.
  */
 static int
-collect_rects(struct server *s, struct client *c, uint8_t flag, int first)
+cut_rects(const struct server *s, struct rect *out, uint8_t *kind, int n)
 {
-	struct rect *out = s->rects + first;
-	int n = grid_rects(c->dirty, s->tw, s->th, flag, out, s->open_a,
-	    s->open_b), i, merged;
+	int i, x, y, m = n;
 
-	for (i = 0; i < n; i++) {	/* tiles to pixels */
-		out[i].x *= TILE;
-		out[i].y *= TILE;
-		out[i].w *= TILE;
-		out[i].h *= TILE;
-	}
-	for (i = 0, merged = n; i < merged; i++) {
-		struct rect *r = &out[i];
-		int band;
-
-		while (r->w > RECT_MAX_W) {
-			struct rect *b = &out[n++];
-
-			*b = *r;
-			b->x = r->x + RECT_MAX_W;
-			b->w = r->w - RECT_MAX_W;
-			r->w = RECT_MAX_W;
-			if (b->w > RECT_MAX_W)	/* cut it again below */
-				merged++;
+	for (i = 0; i < m; i++) {		/* columns */
+		for (x = out[i].x + RECT_MAX_W; x < out[i].x + out[i].w;
+		    x += RECT_MAX_W) {
+			out[n] = out[i];
+			out[n].x = x;
+			out[n].w = out[i].x + out[i].w - x < RECT_MAX_W ?
+			    out[i].x + out[i].w - x : RECT_MAX_W;
+			kind[n++] = kind[i];
 		}
-		band = BAND_PIXELS / r->w / TILE * TILE;
+		if (out[i].w > RECT_MAX_W)
+			out[i].w = RECT_MAX_W;
+	}
+	for (i = 0, m = n; i < m; i++) {	/* bands */
+		int band = BAND_PIXELS / out[i].w / TILE * TILE;
+
 		if (band < TILE)
 			band = TILE;
-		while (r->h > band) {
-			struct rect *b = &out[n++];
-
-			*b = *r;
-			b->y = r->y + band;
-			b->h = r->h - band;
-			r->h = band;
-			r = b;
+		for (y = out[i].y + band; y < out[i].y + out[i].h; y += band) {
+			out[n] = out[i];
+			out[n].y = y;
+			out[n].h = out[i].y + out[i].h - y < band ?
+			    out[i].y + out[i].h - y : band;
+			kind[n++] = kind[i];
 		}
+		if (out[i].h > band)
+			out[i].h = band;
 	}
-	for (i = 0; i < n; i++) {	/* clip the right and bottom edges */
+	for (i = 0; i < n; i++) {		/* the screen's edges */
 		struct rect *r = &out[i];
 
 		if (r->x + r->w > s->frame.width)
@@ -4973,6 +4905,104 @@ collect_rects(struct server *s, struct client *c, uint8_t flag, int first)
 			r->h = s->frame.height - r->y;
 	}
 	return n;
+}
+
+/*
+ * Solid areas of the kind grid: tiles of one colour grown right, then
+ * down while the whole run repeats; those of SOLID_MIN pixels or more
+ * become rectangles (their tiles leave the grid), the others count as
+ * few-coloured.
+ */
+static int
+solid_rects(struct server *s, struct rect *out, uint8_t *kind)
+{
+	const struct encscratch *e = &s->enc;
+	uint8_t *g = s->kgrid;
+	int n = 0, tx, ty, x1, y1, j;
+
+	for (ty = 0; ty < s->th; ty++)
+		for (tx = 0; tx < s->tw; tx++) {
+			size_t i = (size_t)ty * s->tw + tx;
+			uint32_t v = e->tpal[i * TILE_PAL];
+
+#define SAME(t) ((g[t] & G_SOLID) && e->tpal[(t) * TILE_PAL] == v)
+			if (!(g[i] & G_SOLID))
+				continue;
+			for (x1 = tx + 1; x1 < s->tw && SAME(i + x1 - tx); x1++)
+				;
+			for (y1 = ty + 1; y1 < s->th; y1++) {
+				for (j = tx; j < x1 && SAME((size_t)y1 * s->tw +
+				    j); j++)
+					;
+				if (j < x1)
+					break;
+			}
+#undef SAME
+			if ((x1 - tx) * (y1 - ty) * TILE * TILE < SOLID_MIN) {
+				g[i] &= (uint8_t)~G_SOLID;
+				continue;
+			}
+			for (j = ty; j < y1; j++)
+				memset(g + (size_t)j * s->tw + tx, 0,
+				    (size_t)(x1 - tx));
+			out[n].x = tx;
+			out[n].y = ty;
+			out[n].w = x1 - tx;
+			out[n].h = y1 - ty;
+			kind[n++] = R_SOLID;
+		}
+	return n;
+}
+
+/*
+ * The client's tiles with `flag` (taken from its map) as rectangles at
+ * s->rects[first...], kinds at s->rkind[first...].  For a client whose
+ * choice depends on content (deep) the tiles are analysed (shared by
+ * every client: once per content) and sorted first: solid areas, then
+ * the few-coloured and the many-coloured tiles, each as runs in a row
+ * merged down equal runs.  So a rectangle is one kind of thing - text
+ * apart from photographs, a scroll bar apart from the text.
+ */
+static int
+collect_rects(struct server *s, struct client *c, uint8_t flag, int first,
+    int deep)
+{
+	struct rect *out = s->rects + first;
+	uint8_t *kind = s->rkind + first;
+	size_t i, nt = (size_t)s->tw * s->th;
+	int n = 0, k;
+
+	if (!deep) {
+		n = grid_rects(c->dirty, s->tw, s->th, flag, out, s->open_a,
+		    s->open_b);
+		memset(kind, R_ANY, (size_t)n);
+	} else {
+		for (i = 0; i < nt; i++) {
+			s->kgrid[i] = 0;
+			if (!(c->dirty[i] & flag))
+				continue;
+			c->dirty[i] &= (uint8_t)~flag;
+			tile_analyse(s, i, (int)(i % s->tw), (int)(i / s->tw));
+			s->kgrid[i] = s->enc.tncol[i] == 1 ? G_SOLID | G_FEW :
+			    s->enc.tncol[i] <= BLOCK_FEW ? G_FEW : G_MANY;
+		}
+		n = solid_rects(s, out, kind);
+		k = grid_rects(s->kgrid, s->tw, s->th, G_FEW, out + n,
+		    s->open_a, s->open_b);
+		memset(kind + n, R_FEW, (size_t)k);
+		n += k;
+		k = grid_rects(s->kgrid, s->tw, s->th, G_MANY, out + n,
+		    s->open_a, s->open_b);
+		memset(kind + n, R_MANY, (size_t)k);
+		n += k;
+	}
+	for (k = 0; k < n; k++) {	/* tiles to pixels */
+		out[k].x *= TILE;
+		out[k].y *= TILE;
+		out[k].w *= TILE;
+		out[k].h *= TILE;
+	}
+	return cut_rects(s, out, kind, n);
 }
 
 static void
@@ -5087,14 +5117,15 @@ cl_update(struct client *c)
 	}
 	link_sample(c, now);
 	refresh_scan(c, now);
-	nch = collect_rects(s, c, T_CHANGED, 0);
-	n = nch + collect_rects(s, c, T_REFRESH, nch);
+	nch = collect_rects(s, c, T_CHANGED, 0, deep);
+	n = nch + collect_rects(s, c, T_REFRESH, nch, deep);
 	cursor = c->enc_cursor && c->cursor_sent != s->cursor_serial;
 	if (n == 0 && !c->size_announce && !cursor)
 		return;
 	s->enc.epoch++;
 	for (i = total = 0; i < n && !c->enc_last_rect; i++) {
-		if ((s->plans[i] = plan_get(s, &s->rects[i], deep)) == NULL) {
+		if ((s->plans[i] = plan_get(s, &s->rects[i], s->rkind[i])) ==
+		    NULL) {
 			cl_fail(c, "out of memory for an update's plan");
 			return;
 		}
@@ -5116,7 +5147,7 @@ cl_update(struct client *c)
 		wr_cursor_rect(c);
 	for (i = 0; i < n && !c->dead; i++) {
 		struct plan *p = c->enc_last_rect ?
-		    plan_get(s, &s->rects[i], deep) : s->plans[i];
+		    plan_get(s, &s->rects[i], s->rkind[i]) : s->plans[i];
 
 		if (p == NULL) {
 			cl_fail(c, "out of memory for an update's plan");
