@@ -3769,7 +3769,8 @@ pace_note(struct client *c, long long now)
 {
 	struct pacing *p = &c->pc;
 	uint64_t pos = stream_pos(c);
-	long long idle = now - p->t_sent;
+	long long idle = now - (p->t_sent > p->t_acked ? p->t_sent :
+	    p->t_acked);	/* nothing sent, nothing on its way */
 
 	if (pos != p->pos_seen) {
 		p->pos_seen = pos;
