@@ -47,6 +47,7 @@ fz_setup(void)
 	memset(&o, 0, sizeof o);
 	server_defaults(&fz);
 	fz.fail_delay_cap = 0;		/* no waiting in a fuzzer */
+	fz.hash_rate = 0;
 	snprintf(fz.name, sizeof fz.name, "fuzz");
 	fz.sasl_host = "localhost";
 	fz.passwd_path = fz_file(pw,
