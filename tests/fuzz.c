@@ -113,7 +113,8 @@ fz_run(int peer, const uint8_t *data, size_t size, int unix_peer)
 		if (!c->dead)
 			cl_read(c);
 		check_deadlines(&fz, mono_ms());
-		c->hold_until = 0;
+		if (!c->dead && c->gate_until)	/* no waiting in a fuzzer */
+			cl_resume(c);
 		send_updates(&fz, mono_ms());
 		if (!c->dead)
 			cl_flush(c);
