@@ -70,11 +70,11 @@ tests/gvnc: tests/gvnc.c $(VIEWER)
 	$(VIEWER_BUILD) tests/gvnc.c `$(PKG_CONFIG) --cflags --libs gvnc-1.0`
 tests/dummyref: tests/dummyref.c $(VIEWER)
 	$(VIEWER_BUILD) tests/dummyref.c
-tests/cbclient: tests/cbclient.c
+tests/cbclient: tests/cbclient.c tests/tool.h
 	$(CC) $(TEST_CFLAGS) -o $@ tests/cbclient.c `$(PKG_CONFIG) --cflags --libs gnutls libgsasl`
-tests/x11-rfb: tests/x11-rfb.c
+tests/x11-rfb: tests/x11-rfb.c tests/tool.h
 	$(CC) $(TEST_CFLAGS) -o $@ tests/x11-rfb.c $(X11_CFLAGS) $(X11_LIBS)
-tests/x11-tool: tests/x11-tool.c
+tests/x11-tool: tests/x11-tool.c tests/tool.h
 	$(CC) $(TEST_CFLAGS) -o $@ tests/x11-tool.c $(X11_CFLAGS) $(X11_LIBS)
 
 # libFuzzer targets: the client state machine fed through a socketpair,
