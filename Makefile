@@ -1,10 +1,11 @@
 # vncsasl - see README.md.  make [FB=dummy|x11|linux] [WERROR=1]
 #
-# A POSIX Makefile: GNU make and BSD make (bmake; the make of FreeBSD,
-# NetBSD and OpenBSD) both run it.  So no conditionals, no $(shell), no
-# pattern rules: what FB and WERROR choose are variables named by other
-# variables ($(FB_CFLAGS_$(FB))), which every make expands, objects come
-# from the POSIX .c.o suffix rule, and the platform is config.mk's menu.
+# A POSIX Makefile: GNU make and BSD make (bmake: NetBSD's and FreeBSD's
+# make; OpenBSD's make reads the same subset) run it.  So no conditionals,
+# no $(shell), no pattern rules: what FB and WERROR choose are variables
+# named by other variables ($(FB_CFLAGS_$(FB))), which every make expands,
+# objects come from the POSIX .c.o suffix rule, and the platform is
+# config.mk's menu.
 include config.mk
 
 # FB=NAME builds the framebuffer source FB_OBJ_NAME names, with
