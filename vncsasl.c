@@ -637,6 +637,13 @@ logx(const struct server *s, int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
+#if defined(__GNUC__)
+static void die(int, const char *, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
+#endif
+
+/* A start-up error: the message, and exit (2: the operator's, 1: the
+ * system's).  Never after serve() has begun. */
 static void
 die(int status, const char *fmt, ...)
 {
@@ -6649,6 +6656,11 @@ version(void)
 				printf(" %s", mech_usable[i]);
 		gsasl_done(g);
 	}
+#ifdef HAVE_PAM
+	printf("\npam: yes (-P pam:SERVICE)");
+#else
+	printf("\npam: no (built without it)");
+#endif
 	printf("\nsecurity types: %s\n", sectype_names(names, sizeof names, " ",
 	    0));
 	printf("encodings: raw hextile zrle (zlib %s, -Z level, default %d); "

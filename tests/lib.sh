@@ -189,3 +189,15 @@ mkcert() {
 mkpasswd() {
 	printf '%s\n' "$3" | "$VNCSASL" -k "$1" "$2" 2>/dev/null
 }
+
+# xvfb LOG ARGS...: an Xvfb on a display number it picks itself
+# (-displayfd: no race with other runs), which it writes to LOG.fd once it
+# accepts clients; that number in XD
+xvfb() {
+	local log=$1; shift
+	XD=
+	Xvfb -displayfd 5 "$@" -nolisten tcp -noreset 5>"$log.fd" >"$log" 2>&1 &
+	XPIDS="${XPIDS:-} $!"
+	wait_for -p $! '^[0-9][0-9]*$' "$log.fd" || return 1
+	XD=$(cat "$log.fd")
+}
