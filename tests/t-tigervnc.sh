@@ -3,7 +3,9 @@
 # certificate is given: it logs in over X509Plain with the user and
 # password from VNC_USERNAME/VNC_PASSWORD and the test CA (-X509CA), full
 # screen on an Xvfb of the same size; its screen must equal the picture.
-# ports: 1
+# And xtightvncviewer (TightVNC 1.3: VNC authentication only) with the
+# vncpasswd file vncsasl -w reads.
+# ports: 2
 . "$(dirname "$0")/lib.sh"
 set -u
 for cmd in vncviewer Xvfb; do
@@ -35,3 +37,15 @@ for _ in $(seq 1 20); do
 done
 if [ -n "$same" ]; then ok tigervnc-window-shows-the-picture
 else fail tigervnc-window-shows-the-picture "$out; vncviewer: $(tailof "$T/tiger.log")"; fi
+stop_server
+
+if command -v xtightvncviewer >/dev/null && command -v vncpasswd >/dev/null; then
+	printf 'tiger1\n' | vncpasswd -f >"$T/vncpw"; chmod 600 "$T/vncpw"
+	start_server tight -s vnc -w "$T/vncpw" -p $((PORT + 1)) -x 640x480@5 || exit 0
+	DISPLAY=:$XD xtightvncviewer -passwd "$T/vncpw" 127.0.0.1::$((PORT + 1)) >"$T/xtight.out" 2>&1 &
+	XPIDS="$XPIDS $!"
+	check xtightvncviewer-vnc-auth-with-vncpasswd-file wait_for -t 20 \
+	    'sec=vnc mech=- user=- ssf=0 result=ok' "$SRV_LOG"
+else
+	skip xtightvncviewer-vnc-auth-with-vncpasswd-file "no xtightvncviewer or vncpasswd"
+fi
