@@ -330,7 +330,7 @@ def case_deaf(P):
     check(rate >= 12, "a normal viewer saw %d frames in 2 s after" % rate)
     deaf.close()
     mute.close()
-    print("ok cu-deaf-viewer-%d-fences-rss+%dk-others-%d-fps" % (rd.fences, rss1 - rss0, rate // 2))
+    print("ok cu-deaf-viewer-%d-more-fences-rss+%dk-others-%d-fps" % (rd.fences, rss1 - rss0, rate // 2))
 
 
 CASES = [case_offer_once, case_fence_echo, case_sync_next, case_refusals,

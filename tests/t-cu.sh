@@ -6,6 +6,7 @@
 # updates on, answers our fences, and its window shows the moving dummy
 # picture (every pixel checked by tests/dummyref, in two dumps of
 # different frames).
+# ports: 3
 . "$(dirname "$0")/lib.sh"
 set -u
 p_still=$PORT p_moving=$((PORT + 1)) p_tiger=$((PORT + 2))
