@@ -27,8 +27,10 @@
  * client accumulates them in its own tile map.  A client gets an update
  * only while it has an outstanding FramebufferUpdateRequest and its
  * output queue is below OUT_LOW (backpressure: a slow viewer costs at most
- * about one frame of memory and never slows the others).  Dirty tiles are
- * merged into rectangles (bands, written out as they are made),
+ * about one frame of memory and never slows the others), or, once it has
+ * turned on ContinuousUpdates, while the window that its fence answers
+ * allow has room (Pacing: no stale frames queue on a slow link).  Dirty
+ * tiles are merged into rectangles (bands, written out as they are made),
  * translated into the client's pixel format and encoded in the first of
  * ZRLE, Hextile and Raw the client lists.
  *
@@ -50,6 +52,7 @@
  *                                 line in the man page and README.
  *   Pixel formats, Encoders       one translation path; Raw, ZRLE, Hextile
  *   Damage and updates            tile maps, rectangles, the source's hooks
+ *   Pacing                        ContinuousUpdates, fences, the window
  *   Client messages               ClientInit, then msgtab[]
  *   Client I/O                    reads, TLS records, flushes, cl_new()
  *   Listeners and the poll loop   accept, deadlines, serve()
