@@ -5707,6 +5707,8 @@ serve(struct server *s)
 		if (got_hup) {
 			got_hup = 0;
 			reload(s);
+			reap(s);	/* those it closed go now, not at the
+					   next wake-up (poll may wait forever) */
 		}
 		n = poll_set(s, pfd);
 		if (poll(pfd, (nfds_t)n, poll_timeout(s, mono_ms())) < 0) {
