@@ -39,7 +39,7 @@ vncsasl-x11: vncsasl.c vncsasl.h fb-x11.c
 	$(CC) $(WARN) $(CFLAGS) $(CORE_CFLAGS) $(X11_CFLAGS) -o $@ vncsasl.c fb-x11.c $(CORE_LIBS) $(X11_LIBS)
 
 # Test programs (tests/): real viewers and helpers.
-TESTS = tests/lvc tests/gvnc tests/dummyref tests/cbclient \
+TESTS = tests/lvc tests/gvnc tests/dummyref tests/cbclient tests/mkcert \
 	$(patsubst %.c,%,$(wildcard tests/x11-*.c))
 
 tests: $(TESTS)
@@ -55,6 +55,9 @@ tests/dummyref: tests/dummyref.c tests/viewer.c tests/viewer.h fb-dummy.c vncsas
 
 tests/cbclient: tests/cbclient.c
 	$(CC) $(TEST_CFLAGS) -o $@ tests/cbclient.c $(shell $(PKG_CONFIG) --cflags --libs gnutls libgsasl)
+
+tests/mkcert: tests/mkcert.c
+	$(CC) $(TEST_CFLAGS) -o $@ tests/mkcert.c $(shell $(PKG_CONFIG) --cflags --libs gnutls)
 
 tests/x11-%: tests/x11-%.c
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(X11_CFLAGS) $(X11_LIBS)
