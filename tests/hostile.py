@@ -17,9 +17,17 @@ it needs (its own flags, port FIRST_PORT + its number, files in
 SCRATCH_DIR) and prints "ok audit-NAME" or "FAIL audit-NAME: why"; see
 AUDIT below.
 """
+import base64
+import glob
 import os
+import pwd
+import resource
+import signal
 import socket
+import ssl
+import statistics
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -462,13 +470,6 @@ def main():
 # Every socket has a timeout, every process is waited for with a bound.
 # ---------------------------------------------------------------------
 
-import base64          # noqa: E402
-import resource        # noqa: E402
-import signal          # noqa: E402
-import ssl             # noqa: E402
-import statistics      # noqa: E402
-import subprocess      # noqa: E402
-
 A = {}                  # audit settings: port, scratch dir, binaries
 AUDIT = []
 
@@ -483,15 +484,14 @@ def audit(name):
 class Server:
     """vncsasl with ARGS, its log in SCRATCH/NAME.log; start() waits (<= 10 s)
     for the readiness line.  env: extra environment; nofile: RLIMIT_NOFILE."""
-    def __init__(self, name, args, env=None, nofile=None, start=True):
+    def __init__(self, name, args, env=None, nofile=None):
         self.name = name
         self.log = os.path.join(A["dir"], name + ".log")
         self.args = [A["vncsasl"]] + [str(a) for a in args]
         self.env = dict(os.environ, **(env or {}))
         self.nofile = nofile
         self.p = None
-        if start:
-            self.start()
+        self.start()
 
     def start(self):
         def limits():
@@ -576,7 +576,6 @@ def heap_checked():
     (ASan must come first) and where the library is missing."""
     if "asan" in os.path.basename(A["vncsasl"]):
         return {}
-    import glob
     lib = glob.glob("/usr/lib/*/libc_malloc_debug.so.0") + glob.glob("/lib/*/libc_malloc_debug.so.0")
     return {"LD_PRELOAD": lib[0], "MALLOC_CHECK_": "3"} if lib else {}
 
@@ -859,6 +858,42 @@ def _():
           "%.2f s (a failure waits 1 s)" % waited)
     check(after >= 1.5, "after a None login, the 5th failure came back %.2f s after the 4th "
           "was sent: the record was cleared" % after)
+
+
+@audit("3-parallel-attempts-from-one-address-take-turns")
+def _():
+    # one failure from 127.0.0.7, then four guesses from it at once: each
+    # must wait its own turn (250 ms, then 500 ms, 1 s and 2 s more: at
+    # 0.25, 0.75, 1.75 and 3.75 s), so at 0.6, 1.2 and 2.5 s at most one,
+    # two and three of them have been decided.  Audited: all four were
+    # decided at once (only their answers waited).
+    P = port(17)
+    srv = throttle_server("throttle3", P)
+    check(vnc_attempt(P, "127.0.0.7", 10) == 1, "wrong response accepted")
+    answers = []
+
+    def guess():
+        try:
+            answers.append(vnc_attempt(P, "127.0.0.7", 12))
+        except (OSError, rfb.Closed, AssertionError) as e:
+            answers.append(e)
+    ts = [threading.Thread(target=guess, daemon=True) for _ in range(4)]
+    for t in ts:
+        t.start()
+    t0 = time.time()
+    early = []
+    for at in (0.6, 1.2, 2.5):
+        time.sleep(max(0, t0 + at - time.time()))
+        early.append(decided(srv, "127.0.0.7"))
+    for t in ts:
+        t.join(15)
+    print("    (after four parallel guesses, failures decided: %d at 0.6 s, %d at 1.2 s, "
+          "%d at 2.5 s, %d in %.1f s)" % (tuple(early) + (decided(srv, "127.0.0.7"),
+                                                           time.time() - t0)))
+    check(answers == [1] * 4, "the parallel guesses were answered %r" % answers)
+    check(early[0] <= 2 and early[1] <= 3 and early[2] <= 4,
+          "%d, %d and %d failures decided 0.6, 1.2 and 2.5 s after four parallel guesses "
+          "from one address (in turns: at most 2, 3 and 4)" % tuple(early))
 
 
 # ---- finding 4: inetd mode and socat's bracketed IPv6 peer -----------
@@ -1329,7 +1364,6 @@ def _():
     if os.geteuid() != 0:
         print("skip audit-e-files-owned-by-another-user-refused: needs root (chown)")
         raise SkipCase()
-    import pwd
     nobody = pwd.getpwnam("nobody")
     pw = os.path.join(A["dir"], "owned.pw")
     if os.path.exists(pw):

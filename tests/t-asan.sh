@@ -1,6 +1,7 @@
 #!/bin/bash
-# The protocol and real-viewer tests once more, against the server built
-# with AddressSanitizer + UndefinedBehaviorSanitizer (make asan); then one
+# The protocol, real-viewer, hostile and audit tests once more, against the
+# server built with AddressSanitizer + UndefinedBehaviorSanitizer (make
+# asan; the audit cases take ports $PORT+33 .. $PORT+49); then one
 # whole session (SCRAM over TLS, frames, input, close) under valgrind.
 . "$(dirname "$0")/lib.sh"
 set -u
@@ -10,7 +11,7 @@ if ! make -s -C "$TOP" WERROR=1 asan >"$T/build.log" 2>&1; then
 fi
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 k=0
-for t in proto viewers hostile; do
+for t in proto viewers hostile audit; do
 	k=$((k + 1))
 	mkdir -p "$T/$t"
 	VNCSASL="$TOP/vncsasl-asan" T="$T/$t" PORT=$((PORT + 8 * k)) timeout 900 \
