@@ -1140,7 +1140,10 @@ def _():
 # ---- finding 8: password hashing that unauthenticated peers buy ------
 # Audited: every VeNCrypt Plain attempt runs PBKDF2 (65536 iterations,
 # ~40 ms) in the loop; four flooders that hang up hold the server at
-# ~95% of a core.
+# ~95% of a core.  The check: the server's share of a core (utime+stime)
+# over the flood stays under 35%, and it is not runnable (on a CPU or
+# waiting for one, /proc/PID/schedstat) 90% of the time: on a busy
+# machine a saturated server gets less than a core but never sleeps.
 
 @audit("8-password-flood-cpu")
 def _():
@@ -1178,8 +1181,8 @@ def _():
                 c.close()                    # no waiting for the answer
             except (OSError, rfb.Closed, AssertionError):
                 time.sleep(0.01)
-    ts = [threading.Thread(target=flood, args=("127.0.1.%d" % i,), daemon=True)
-          for i in range(1, 5)]
+    ts = [threading.Thread(target=flood, args=("127.0.1.%d" % (1 + i % 4),), daemon=True)
+          for i in range(8)]          # four addresses, two connections each
     s0 = srv.snap()
     for t in ts:
         t.start()
@@ -1192,12 +1195,12 @@ def _():
 
     def q(x, f):
         return sorted(x)[min(len(x) - 1, int(f * len(x)))] if x else float("nan")
-    print("    (4 flooders, %d attempts sent, %d decided; server CPU %.0f%% of a core, "
+    print("    (4 flooding addresses, %d attempts sent, %d decided; server CPU %.0f%% of a core, "
           "runnable %.0f%% of the time; viewer latency median/p95 %.0f/%.0f ms, before "
           "the flood %.0f/%.0f ms)" % (count[0], hashed, 100 * share, 100 * runnable,
                                        statistics.median(under) if under else -1,
                                        q(under, .95), statistics.median(base), q(base, .95)))
-    check(share <= 0.35 and runnable <= 0.8, "the server spent %.0f%% of a core on the flood "
+    check(share <= 0.35 and runnable <= 0.9, "the server spent %.0f%% of a core on the flood "
           "and was runnable %.0f%% of the time" % (100 * share, 100 * runnable))
 
 
