@@ -8,11 +8,13 @@ mkpasswd "$T/pw" alice secret
 # so a plain build aborts on an overflow past a block (the resize case)
 # instead of living on with a corrupt heap.  Sanitizer builds (t-asan.sh
 # runs this script with one) check more, and their runtime must come first.
+# The library sits beside the C library the server links (multiarch
+# systems may hold other architectures' copies too).
 case $VNCSASL in
 *asan*) ;;
-*)	for lib in /usr/lib/*/libc_malloc_debug.so.0; do
-		[ -f "$lib" ] && export LD_PRELOAD=$lib MALLOC_CHECK_=3
-	done ;;
+*)	libc=$(ldd "$VNCSASL" 2>/dev/null | awk '/libc\.so/ { print $3 }')
+	lib=${libc%/*}/libc_malloc_debug.so.0
+	[ -n "$libc" ] && [ -f "$lib" ] && export LD_PRELOAD=$lib MALLOC_CHECK_=3 ;;
 esac
 start_server hostile -s none,vnc,tlssasl,sasl -w "$T/vncpw" -P "$T/pw" -l 127.0.0.1 -p $PORT \
     -U "$T/sock" -x 1024x768@30 -o fail-delay=1 || exit 1
