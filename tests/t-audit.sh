@@ -5,6 +5,7 @@
 # subjects, mixed password files, a password flood, a rotating-source
 # pre-auth flood, TLS 1.0/1.1, -T, SIGHUP, EMFILE and file owners.  Each
 # case starts its own server on $PORT+1 .. $PORT+17.
+# ports: 18
 . "$(dirname "$0")/lib.sh"
 set -u
 if [ ! -x "$TOP/tests/mkcert" ]; then

@@ -1,5 +1,6 @@
 #!/bin/bash
 # The hostile-client suite (tests/hostile.py) against one server.
+# ports: 1
 . "$(dirname "$0")/lib.sh"
 set -u
 printf 'sekrit\n' >"$T/vncpw"; chmod 600 "$T/vncpw"
