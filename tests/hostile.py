@@ -1147,10 +1147,12 @@ def _():
 # ---- finding 8: password hashing that unauthenticated peers buy ------
 # Audited: every VeNCrypt Plain attempt runs PBKDF2 (65536 iterations,
 # ~40 ms) in the loop; four flooders that hang up hold the server at
-# ~95% of a core.  The check: the server's share of a core (utime+stime)
-# over the flood stays under 35%, and it is not runnable (on a CPU or
-# waiting for one, /proc/PID/schedstat) 90% of the time: on a busy
-# machine a saturated server gets less than a core but never sleeps.
+# ~95% of a core.  The checks: the server's share of a core (utime+stime)
+# over the flood stays under 35%; and once the flood is under way (the
+# first failures of an address are allowed quickly), the server is not
+# runnable (on a CPU or waiting for one, /proc/PID/schedstat) 90% of the
+# time: on a busy machine a saturated server gets less than a core, so
+# its share looks modest, but it never sleeps.
 
 @audit("8-password-flood-cpu")
 def _():
@@ -1174,7 +1176,7 @@ def _():
             out.append((time.time() - t) * 1000)
         return out
     base = lat(1.0)
-    FLOOD = 8.0
+    FLOOD, WARM = 12.0, 4.0
     stop = time.time() + FLOOD
     count = [0]
 
@@ -1193,22 +1195,28 @@ def _():
     s0 = srv.snap()
     for t in ts:
         t.start()
-    under = lat(FLOOD)
+    under = lat(WARM)
+    s1 = srv.snap()
+    under += lat(FLOOD - WARM)
+    share = srv.load(s0)[0]
+    steady = srv.load(s1)
     for t in ts:
         t.join(10)
-    share, runnable = srv.load(s0)
     hashed = len(logged(srv, "auth peer=127.0.1.", "result=fail"))
     check(srv.alive(), srv.died())
 
     def q(x, f):
         return sorted(x)[min(len(x) - 1, int(f * len(x)))] if x else float("nan")
-    print("    (4 flooding addresses, %d attempts sent, %d decided; server CPU %.0f%% of a core, "
-          "runnable %.0f%% of the time; viewer latency median/p95 %.0f/%.0f ms, before "
-          "the flood %.0f/%.0f ms)" % (count[0], hashed, 100 * share, 100 * runnable,
-                                       statistics.median(under) if under else -1,
-                                       q(under, .95), statistics.median(base), q(base, .95)))
-    check(share <= 0.35 and runnable <= 0.9, "the server spent %.0f%% of a core on the flood "
-          "and was runnable %.0f%% of the time" % (100 * share, 100 * runnable))
+    print("    (4 flooding addresses, %.0f s: %d attempts sent, %d decided; server CPU %.0f%% "
+          "of a core, after the first %.0f s %.0f%% and runnable %.0f%% of the time; viewer "
+          "latency median/p95 %.0f/%.0f ms, before the flood %.0f/%.0f ms)"
+          % (FLOOD, count[0], hashed, 100 * share, WARM, 100 * steady[0], 100 * steady[1],
+             statistics.median(under) if under else -1, q(under, .95),
+             statistics.median(base), q(base, .95)))
+    check(share <= 0.35, "the server spent %.0f%% of a core on the flood" % (100 * share))
+    check(steady[1] <= 0.9, "after the first %.0f s of the flood the server was still "
+          "runnable %.0f%% of the time (using %.0f%% of a core): it had hashing to do all "
+          "the time" % (WARM, 100 * steady[1], 100 * steady[0]))
 
 
 # ---- finding 9: a login in progress evicted by a rotating flood ------
