@@ -6380,6 +6380,8 @@ serve(struct server *s)
 		if (got_hup) {
 			got_hup = 0;
 			reload(s);
+			reap(s);	/* those it closed go now, not at the
+					   next wake-up (poll may wait forever) */
 		}
 		n = poll_set(s, pfd);
 		if (poll(pfd, (nfds_t)n, poll_timeout(s, mono_ms())) < 0) {
@@ -7678,7 +7680,7 @@ sandbox(const struct server *s)
 static void
 adhoc_announce(struct server *s, const struct opts *o)
 {
-	char fp[3 * 32 + 1], host[256] = "127.0.0.1";
+	char fp[3 * 32 + 1], host[260] = "127.0.0.1";
 	gnutls_datum_t pem = { NULL, 0 };
 	int i;
 
@@ -7690,6 +7692,11 @@ adhoc_announce(struct server *s, const struct opts *o)
 		}
 	if (o->naddrs > 0 && i == o->naddrs)
 		snprintf(host, sizeof host, "%s", s->sasl_host);
+	else if (strchr(host, ':') && strlen(host) + 3 <= sizeof host) {
+		memmove(host + 1, host, strlen(host) + 1);	/* [IPv6] */
+		host[0] = '[';
+		strcat(host, "]");
+	}
 	fprintf(stderr, "ad-hoc: user=%s password=%s sha256=%s\n", ADHOC_USER,
 	    s->adhoc_pw, fp[0] ? fp : "-");
 	fprintf(stderr, "vncsasl: ad-hoc: a one-time user and password, in "
@@ -7697,8 +7704,7 @@ adhoc_announce(struct server *s, const struct opts *o)
 	    "vncsasl: ad-hoc: TigerVNC or Remmina (X509Plain; accept the "
 	    "certificate if its SHA-256 fingerprint is the one above):\n"
 	    "    VNC_USERNAME=%s VNC_PASSWORD='%s' vncviewer %s::%s\n",
-	    ADHOC_USER, s->adhoc_pw, strchr(host, ':') ? "[host]" : host,
-	    o->port);
+	    ADHOC_USER, s->adhoc_pw, host, o->port);
 	if (s->adhoc_crt != NULL && gnutls_x509_crt_export2(s->adhoc_crt,
 	    GNUTLS_X509_FMT_PEM, &pem) == 0) {
 		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (gtk-vnc "
