@@ -1216,9 +1216,14 @@ def _():
              statistics.median(under) if under else -1, q(under, .95),
              statistics.median(base), q(base, .95)))
     check(share <= 0.35, "the server spent %.0f%% of a core on the flood" % (100 * share))
-    check(steady[1] <= 0.9, "after the first %.0f s of the flood the server was still "
-          "runnable %.0f%% of the time (using %.0f%% of a core): it had hashing to do all "
-          "the time" % (WARM, 100 * steady[1], 100 * steady[0]))
+    # the documented bound: -o hash-rate's default, 262144 PBKDF2 iterations
+    # a second for all unauthenticated peers, is 4 checks a second of this
+    # file's 65536-iteration records (plus a burst of 2); the audited server
+    # checked every attempt.  (Counts, not CPU shares: a loaded machine
+    # changes the shares, not what the server chose to do.)
+    allowed = 4 * FLOOD + 2 + 2
+    check(hashed <= allowed, "%d password checks in %.0f s of flood (the bound allows %d)"
+          % (hashed, FLOOD, allowed))
 
 
 # ---- finding 9: a login in progress evicted by a rotating flood ------
