@@ -16,6 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rfb  # noqa: E402
 from rfb import (W, H, Conn, check, login_none, server_init, set_encodings,  # noqa: E402
                  set_pixel_format, request, verify)
 
@@ -364,16 +365,7 @@ def main():
         return
     P = {"still": int(sys.argv[1]), "moving": int(sys.argv[2]),
          "pid": int(sys.argv[3]), "log": sys.argv[4]}
-    want = sys.argv[5:]
-    for case in CASES:
-        name = case.__name__[5:].replace("_", "-")
-        if want and not any(w in name for w in want):
-            continue
-        try:
-            case(P)
-        except Exception as e:          # one line per failed case
-            print("FAIL cu-%s: %s: %s" % (name, type(e).__name__, e))
-        sys.stdout.flush()
+    rfb.run_cases(CASES, P, sys.argv[5:], "cu-")
 
 
 if __name__ == "__main__":

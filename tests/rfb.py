@@ -746,19 +746,24 @@ CASES = [
 ]
 
 
-def main():
-    P = {"none": int(sys.argv[1]), "vnc": int(sys.argv[2]),
-         "unix": sys.argv[3], "moving": int(sys.argv[4])}
-    want = sys.argv[5:]
-    for case in CASES:
+def run_cases(cases, P, want, prefix=""):
+    """Run each case_NAME(P) whose name contains one of want (all if
+    empty); a case that raises prints one FAIL line."""
+    for case in cases:
         name = case.__name__[5:].replace("_", "-")
         if want and not any(w in name for w in want):
             continue
         try:
             case(P)
         except Exception as e:          # one line per failed case
-            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
+            print("FAIL %s%s: %s: %s" % (prefix, name, type(e).__name__, e))
         sys.stdout.flush()
+
+
+def main():
+    P = {"none": int(sys.argv[1]), "vnc": int(sys.argv[2]),
+         "unix": sys.argv[3], "moving": int(sys.argv[4])}
+    run_cases(CASES, P, sys.argv[5:])
 
 
 if __name__ == "__main__":
