@@ -27,8 +27,10 @@
  * client accumulates them in its own tile map.  A client gets an update
  * only while it has an outstanding FramebufferUpdateRequest and its
  * output queue is below OUT_LOW (backpressure: a slow viewer costs at most
- * about one frame of memory and never slows the others).  Dirty tiles are
- * merged into rectangles (bands, written out as they are made),
+ * about one frame of memory and never slows the others), or, once it has
+ * turned on ContinuousUpdates, while the window that its fence answers
+ * allow has room (Pacing: no stale frames queue on a slow link).  Dirty
+ * tiles are merged into rectangles (bands, written out as they are made),
  * translated into the client's pixel format and encoded in the first of
  * ZRLE, Hextile and Raw the client lists.
  *
@@ -50,6 +52,7 @@
  *                                 line in the man page and README.
  *   Pixel formats, Encoders       one translation path; Raw, ZRLE, Hextile
  *   Damage and updates            tile maps, rectangles, the source's hooks
+ *   Pacing                        ContinuousUpdates, fences, the window
  *   Client messages               ClientInit, then msgtab[]
  *   Client I/O                    reads, TLS records, flushes, cl_new()
  *   Listeners and the poll loop   accept, deadlines, serve()
@@ -65,10 +68,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -78,6 +83,7 @@
 #include <pwd.h>
 #include <grp.h>
 #include <setjmp.h>
+#include <ifaddrs.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -110,11 +116,24 @@
 #define MAX_CLIENTS	64	/* default cap; -M changes it */
 #define PREAUTH_MAX	32	/* unauthenticated connections at once */
 #define PREAUTH_PER_ADDR 8	/* ... from one address: parallel guessing */
-#define FAIL_DELAY_MS	250	/* first failed login's answer waits this */
-#define FAIL_DELAY_CAP	8	/* seconds; each failure doubles the wait */
+#define FAIL_DELAY_MS	250	/* after a failure, the address's next
+				   attempt waits this, doubling per failure */
+#define FAIL_DELAY_CAP	8	/* seconds: -o fail-delay's default */
 #define FAIL_FORGET_MS	(10 * 60 * 1000) /* a quiet address starts over */
-#define FAIL_ADDRS	1024	/* addresses remembered; oldest forgotten */
+#define ADDR_RECS	1024	/* addresses remembered (IPv6: /64s);
+				   the quietest is forgotten first */
+#define HASH_RATE	(4 * SCRAM_ITER_MAX) /* -o hash-rate: password
+				   hashing for unauthenticated peers, all
+				   together, in PBKDF2 iterations a second:
+				   ~17% of a core (65536 iterations take
+				   42 ms, measured); one address gets a
+				   quarter */
+#define HASH_TAU_US	500000	/* burst: two such derivations at once */
+#define HASH_TAU_ADDR_US 0	/* one address: no burst */
 #define MAX_LISTENERS	16	/* -l addresses times address families */
+#define ACCEPT_PAUSE_MS	500	/* out of descriptors: accept() again after
+				   this, instead of spinning on a listener
+				   that stays readable */
 #define IN_CHUNK	16384	/* bytes read per client per turn: fairness */
 #define CUT_TEXT_MAX	(1 << 20) /* ClientCutText: a big Latin-1 clipboard */
 #define ENCODINGS_MAX	256	/* SetEncodings entries; viewers send < 40 */
@@ -185,6 +204,7 @@
 #define HEXTILE_TILE	16	/* RFB 7.7.4: Hextile tiles are 16x16 */
 #define HEXTILE_COLOURS	32	/* more in a 16x16 tile: send it raw */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
+#define VNC_PASSWD_FILE_MAX 256	/* -w: a first line we read at all */
 #define SASL_MECHLIST_MAX 300	/* gtk-vnc and libvncclient refuse longer */
 #define SASL_MECHNAME_MAX 100	/* QEMU's bound; real names are <= 20 */
 #define SASL_DATA_MAX	65536	/* SCRAM < 1 KiB, Kerberos tokens < 16 KiB */
@@ -199,16 +219,43 @@
 			"-VERS-SSL3.0:+ANON-ECDH:+ANON-DH"
 #define USER_MAX	255	/* identities we store, match and log */
 #define DN_MAX		1024	/* client certificate subject, RFC 4514 */
+#define DN_RDNS_MAX	32	/* RDNs in a subject or pattern; real ones
+				   have fewer than ten */
 #define PASSWD_LINE_MAX	1024	/* password file: a line with SHA-256 keys
 				   is about 150 bytes plus the user name */
 #define PASSWD_USERS_MAX 65536	/* records in a password file */
 #define PASSWORD_MAX	1024	/* what -k reads */
+#define PAM_WORKERS	4	/* PAM conversations at once; more fail at
+				   once (a flood must not queue up logins) */
+#define PAM_TIMEOUT_S	15	/* a conversation longer than this is killed
+				   (modules that call out to the network) */
 #define SCRAM_ITER_MAX	65536	/* Cyrus SCRAM clients refuse more */
 #define SCRAM_ITER_DEFAULT 4096	/* RFC 7677's minimum; Cyrus's default */
+#define ADHOC_USER	"vnc"	/* the ad-hoc mode's one-time user */
+#define ADHOC_PASSWORD_LEN 23	/* 20 random characters in groups of 5 */
+#define ADHOC_CERT_DAYS	30	/* its certificate outlives no process */
 #define SALT_MAX	64	/* decoded SCRAM salt */
 #define CURSOR_MAX	256	/* cursor side; X cursors are <= 64 */
 #define ACL_RULES_MAX	1024	/* rules in one ACL file: checked per login */
 #define ACL_LINE_MAX	1024	/* a rule with a long DN pattern fits */
+#define FENCE_DATA_MAX	64	/* rfbproto: a fence's payload, at most */
+#define FENCES_MAX	16	/* our fences unanswered at once: two per
+				   update in flight, and a window is a few
+				   updates; a viewer that lets more pile up
+				   gets no more fences, not more memory */
+#define FENCE_WAIT_MS	5000	/* a fence delivered and unanswered this
+				   long: the viewer does not answer them, so
+				   pace it by its queue instead */
+#define FPS_DEFAULT	60	/* -o fps: server-paced updates a second */
+#define FPS_MAX		1000
+#define CWND_INITIAL	16384	/* bytes in flight at first and after idle:
+				   a fast start on a decent link, quickly
+				   cut if the link is slow */
+#define CWND_MIN	4096	/* about TCP's three segments */
+#define CWND_MAX	(4 << 20) /* Linux's largest default send buffer */
+#define PACE_QUEUE	OUT_LOW	/* without fence answers: bytes the socket
+				   may hold, like the request path's queue */
+#define PACE_WAIT_MAX	1000	/* ms between looks at a full socket */
 
 #define STR(x)		#x
 #define XSTR(x)		STR(x)
@@ -225,11 +272,18 @@ enum {
 };
 enum {
 	MSG_SET_PIXEL_FORMAT = 0, MSG_SET_ENCODINGS = 2, MSG_UPDATE_REQUEST = 3,
-	MSG_KEY = 4, MSG_POINTER = 5, MSG_CUT_TEXT = 6, MSG_SET_DESKTOP_SIZE = 251,
+	MSG_KEY = 4, MSG_POINTER = 5, MSG_CUT_TEXT = 6, MSG_ENABLE_CU = 150,
+	MSG_FENCE = 248, MSG_SET_DESKTOP_SIZE = 251,
 };
 enum {
-	SMSG_UPDATE = 0, SMSG_CUT_TEXT = 3,
+	SMSG_UPDATE = 0, SMSG_CUT_TEXT = 3, SMSG_END_CU = 150, SMSG_FENCE = 248,
 };
+/* Fence flags (rfbproto ClientFence) */
+#define FENCE_BLOCK_BEFORE	0x1u
+#define FENCE_BLOCK_AFTER	0x2u
+#define FENCE_SYNC_NEXT		0x4u
+#define FENCE_KNOWN		0x7u
+#define FENCE_REQUEST		0x80000000u
 enum {
 	ENC_RAW = 0, ENC_HEXTILE = 5, ENC_TIGHT = 7, ENC_ZRLE = 16,
 	ENC_COMPRESS_0 = -256, ENC_COMPRESS_9 = -247,
@@ -238,6 +292,7 @@ enum {
 	ENC_LAST_RECT = -224,
 	ENC_DESKTOP_SIZE = -223,
 	ENC_EXT_DESKTOP_SIZE = -308,
+	ENC_FENCE = -312, ENC_CONT_UPDATES = -313,
 };
 
 /* ---------------------------------------------------------------------
@@ -411,9 +466,66 @@ struct encscratch {
 	float fbytes[NMODES][2][NCLASSES + 1], fns[NMODES][2][NCLASSES + 1];
 };
 
+/* A fence: what a SyncNext request's answer waits with. */
+struct fence {
+	uint32_t flags;
+	uint8_t len;
+	uint8_t data[FENCE_DATA_MAX];
+};
+
+/* One of our fences (a ping), unanswered. */
+struct ping {
+	uint32_t seq;		/* in its payload */
+	long long t;		/* when queued */
+	uint64_t pos;		/* stream position just after it */
+	uint32_t ahead;		/* bytes beyond the window queued before it */
+	uint8_t congested;	/* the window was full when it was sent */
+};
+
+/*
+ * Pacing of a ContinuousUpdates viewer (see the Pacing section): what
+ * its fence answers say about the link, and the window of bytes we let
+ * be in flight.  TigerVNC's Congestion.cxx (TCP Vegas on fence round
+ * trips) is the model.
+ */
+struct pacing {
+	struct ping ping[FENCES_MAX];	/* a ring, oldest at head */
+	int head, n;
+	uint32_t seq;		/* the next ping's number */
+	uint64_t acked;		/* stream position of the last answer */
+	long long t_acked;	/* when it came */
+	uint64_t pos_seen;	/* stream position last noted ... */
+	long long t_sent;	/* ... and when it last grew */
+	int base_rtt;		/* ms: lowest round trip seen, -1: none */
+	uint32_t cwnd;		/* bytes we let be in flight */
+	int slow_start;
+	int samples, min_rtt, min_cong_rtt;	/* since the last change */
+	long long t_adjust;	/* the window's last change */
+	long long fence_due;	/* look at the oldest ping then, or 0 */
+	int sockq;		/* the socket's unsent and unacknowledged
+				   bytes at the last look, -1: unknown */
+	int qwait;		/* ms until the next look at a full socket */
+	unsigned long updates, pings, answers;	/* for the log */
+};
+
 struct server;
 struct client;
 struct sectype;
+
+/* A password check that waits for PAM (HAVE_PAM). */
+struct pamreq {
+	uint32_t id;
+	unsigned deferred : 1;	/* GNU SASL was told yes; PAM decides */
+	unsigned waiting : 1;	/* the broker has it */
+	char user[USER_MAX + 1];
+	char pass[PASSWORD_MAX + 1];	/* until it goes to the broker */
+};
+
+/* A certificate subject, or a dn: pattern: RDN by RDN. */
+struct dnparts {
+	char buf[DN_MAX + 1];	/* "TYPE=value" strings, NUL after each */
+	int n;
+};
 
 /* Returns bytes consumed; 0 after raising c->need above what is there. */
 typedef size_t (*handler_fn)(struct client *, uint8_t *, size_t);
@@ -431,16 +543,23 @@ struct client {
 	int dead;
 	char why[256];		/* close reason for the log */
 	long long t_start, deadline, last_out;
-	long long hold_until;	/* failed login: answer no sooner */
+	long long gate_until;	/* not read before then: its turn to log in
+				   (throttling) or to hash a password */
+	unsigned gate_start : 1;	/* ... then auth_begin() */
+	unsigned hash_paid : 1;	/* this login's hashing is booked */
+	struct pamreq *pam;	/* a PAM check under way, or NULL */
 
 	int minor;		/* RFB 3.minor in use: 3, 7 or 8 */
 	const struct sectype *sec;
 	char peer[INET6_ADDRSTRLEN + 8];	/* "1.2.3.4:5" or "unix" */
 	char addr[INET6_ADDRSTRLEN];		/* for ACL "from" rules */
+	char akey[INET6_ADDRSTRLEN + 4];	/* throttling: IPv6 as /64 */
 	int is_unix;
 	char user[USER_MAX + 1];	/* authenticated identity, "" if none */
 	char mech[SASL_MECHNAME_MAX + 1];	/* SASL mechanism, "" if none */
-	char dn[DN_MAX + 1];	/* verified client certificate subject */
+	char dn[DN_MAX + 1];	/* verified client certificate subject, for
+				   the log (RFC 4514, as GnuTLS writes it) */
+	struct dnparts dnp;	/* ... RDN by RDN, for dn: rules */
 	uint8_t challenge[16];
 
 	/* TLS */
@@ -448,6 +567,8 @@ struct client {
 	unsigned tls_up : 1;	/* handshake done: I/O goes through TLS */
 	unsigned tls_wdir : 1;	/* handshake waits to write */
 	unsigned tls_wpending : 1;	/* a record send must be resumed */
+	size_t tls_rx;		/* bytes read through TLS (0: it said nothing
+				   after the handshake) */
 	int ssf;		/* TLS cipher key bits */
 
 	/* SASL */
@@ -457,6 +578,7 @@ struct client {
 	unsigned plus_only : 1;	/* named SCRAM-X, only SCRAM-X-PLUS offered */
 	unsigned view_only : 1;	/* ACL "view": input is dropped */
 	unsigned view_logged : 1;
+	unsigned by_passwd : 1;	/* the password file vouched for user */
 	unsigned sent_input : 1;	/* keys or buttons reached the source */
 
 	/* initialised clients */
@@ -485,8 +607,7 @@ struct client {
 	size_t lk_left;		/* our queue after the last write: the kernel
 				   took no more */
 	long long refresh_due;	/* lossy tiles to check then, 0: none */
-	/* the link (link_sample()) */
-	uint64_t tx_bytes;	/* written to the socket */
+	/* the link (link_sample(); bytes written: wrote) */
 	long long lk_t0;	/* start of a measuring window, 0: none */
 	uint64_t lk_done;	/* bytes delivered when it started */
 	double rate;		/* bytes/s, 0: not measured yet */
@@ -494,6 +615,25 @@ struct client {
 	unsigned long kind_rects[NKINDS], shared;
 	uint64_t kind_bytes[NKINDS];
 	unsigned long ztiles[ZT_KINDS];
+
+	/* ContinuousUpdates and Fence (TigerVNC, noVNC) */
+	unsigned enc_fence : 1, enc_cu : 1;	/* in the viewer's list */
+	unsigned fence_told : 1;	/* our first ServerFence went out: it
+					   reads fences from now on */
+	unsigned cu_told : 1;		/* EndOfContinuousUpdates went out */
+	unsigned cu_on : 1;		/* we pace its updates, in cu_area */
+	unsigned fence_deaf : 1;	/* our fences go unanswered */
+	unsigned sync_wait : 1;		/* a SyncNext fence's answer waits
+					   for the next message */
+	struct rect cu_area;		/* as asked; clipped when used */
+	struct rect req_area;		/* non-incremental request while
+					   cu_on: sent with the area */
+	struct fence sync;		/* that answer */
+	uint64_t wrote;			/* bytes written to the transport */
+	long long next_frame;		/* -o fps: no update before then */
+	long long pace_at;		/* may update: 0 now, LLONG_MAX after
+					   an event, else at that time */
+	struct pacing pc;
 };
 
 struct listener {
@@ -516,6 +656,7 @@ struct acl_rule {
 	enum acl_action action;
 	int dn;			/* pattern matches the certificate subject */
 	char *pattern;		/* fnmatch(3) glob */
+	struct dnparts *dnpat;	/* dn: the pattern's RDNs */
 	char *from;		/* glob on the peer address, or NULL */
 	int line;
 };
@@ -554,6 +695,14 @@ static void cl_flush(struct client *);
 static void start_init(struct client *);
 static const struct sectype *const *cl_sectypes(const struct client *, int *);
 static void vencrypt_start(struct client *);
+static void auth_begin(struct client *);
+static void auth_decide(struct client *, const char *, int, const char *);
+static void cl_process(struct client *);
+static int set_nonblock(int);
+#ifdef HAVE_PAM
+struct pam_msg;
+static void pam_answer(struct client *, const struct pam_msg *);
+#endif
 static int mech_offered(const char *, const char *, size_t);
 
 /*
@@ -578,6 +727,32 @@ static const struct sectype sectypes[] = {
 	{ "none", SEC_NONE, 0, TLS_NO, auth_none },
 };
 
+static const struct sectype *
+sectype_by_name(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(sectypes); i++)
+		if (strlen(sectypes[i].name) == len &&
+		    strncmp(sectypes[i].name, name, len) == 0)
+			return &sectypes[i];
+	return NULL;
+}
+
+/* The -s names of every security type (VeNCrypt subtypes only: vc). */
+static const char *
+sectype_names(char *buf, size_t size, const char *sep, int vc)
+{
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < nitems(sectypes); i++)
+		if (!vc || sectypes[i].type == SEC_VENCRYPT)
+			off += (size_t)snprintf(buf + off, off < size ? size -
+			    off : 0, "%s%s", off ? sep : "", sectypes[i].name);
+	return buf;
+}
+
 struct server {
 	/* configuration */
 	struct listener lst[MAX_LISTENERS];
@@ -591,12 +766,14 @@ struct server {
 	char name[NAME_MAX_LEN + 1];
 	int max_clients, verbose, once, use_syslog;
 	int preauth_max, preauth_per_addr, handshake_s, fail_delay_cap;
+	int hash_rate;		/* -o hash-rate, 0: unbounded */
 
 	/* TLS */
 	gnutls_certificate_credentials_t x509;
 	gnutls_anon_server_credentials_t anon;
 	gnutls_priority_t prio_x509, prio_anon;
 	int verify_clients;	/* -T: client certificates required */
+	const char *cert_path;	/* -C, for the ad-hoc mode's hints */
 
 	/* SASL and credentials */
 	Gsasl *gsasl;
@@ -604,20 +781,30 @@ struct server {
 	int nmechs;
 	const char *sasl_host;	/* -H: host name Kerberos clients use */
 	const char *passwd_path;
+	const char *pam_service;	/* -P pam:SERVICE */
+	int pam_fd;		/* the PAM broker, or -1 */
+	pid_t pam_pid;
+	uint32_t pam_seq;
+	int adhoc;		/* the ad-hoc mode's user is the only one */
+	char adhoc_pw[ADHOC_PASSWORD_LEN + 1];	/* printed once, then wiped */
+	gnutls_x509_crt_t adhoc_crt;	/* its certificate, if it made one */
 	struct cred *creds;
 	size_t ncreds;
 	uint8_t fake_key[SHA256_DIGEST_SIZE];	/* unknown users' salts */
-	unsigned fake_iter;
 	struct acl *acl;	/* NULL: every authenticated user may */
 	const char *acl_path;
 
-	/* failed logins per address: the answer to the next one waits */
-	struct fail_rec {
-		char addr[INET6_ADDRSTRLEN];
-		unsigned count;
-		long long last;
-	} fails[FAIL_ADDRS];
-	int nfails;
+	/* per address (IPv6: /64): failed logins and password hashing */
+	struct addr_rec {
+		char key[INET6_ADDRSTRLEN + 4];
+		unsigned fails;		/* forgotten after FAIL_FORGET_MS */
+		long long last_fail, last_seen;
+		long long next_ok;	/* its next attempt may start then */
+		long long hash_tat;	/* hashing booked until (us) */
+	} addrs[ADDR_RECS];
+	int naddrs;
+	long long hash_tat;	/* all peers' hashing booked until (us) */
+	unsigned max_iter;	/* dearest PBKDF2 a password check costs */
 
 	/* state */
 	struct fb *fb;
@@ -631,12 +818,18 @@ struct server {
 	int *open_a, *open_b;	/* scratch: tw each */
 	int zlevel;		/* -Z: ZRLE's zlib level */
 	int link_kbit;		/* -o link-kbit: the most to assume, 0: none */
+	int fps;		/* -o fps: server-paced updates a second */
+	uint8_t *cu_hold;	/* scratch: tiles held back outside the
+				   ContinuousUpdates area, cu_hold_n */
+	size_t cu_hold_n;
 	int stall_ms;		/* -D: drop a viewer that reads nothing */
 	struct encscratch enc;	/* encoders' scratch, one client at a time */
 	struct client *clients;
 	int nclients, served;
 	int polled_lst;		/* this turn's pollfd set has the listeners */
+	long long accept_paused;	/* out of descriptors: until then */
 	int polled_fb;		/* ... the source's descriptor at this index */
+	int polled_pam;		/* ... the PAM broker's */
 	long long grab_due;
 	uint32_t *cursor;	/* ARGB, cursor_w * cursor_h */
 	int cursor_w, cursor_h, cursor_x, cursor_y;
@@ -687,6 +880,13 @@ logx(const struct server *s, int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
+#if defined(__GNUC__)
+static void die(int, const char *, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
+#endif
+
+/* A start-up error: the message, and exit (2: the operator's, 1: the
+ * system's).  Never after serve() has begun. */
 static void
 die(int status, const char *fmt, ...)
 {
@@ -945,9 +1145,10 @@ list_next(const char **p, const char **item, size_t *len)
 
 /*
  * Open a configuration file (ACL, password file, VNC password) for
- * reading, refusing what is not a regular file and what group or others
- * may use in the ways `forbidden` names (who may write the rules may
- * grant themselves the screen; who may read the keys may guess offline).
+ * reading, refusing what is not a regular file, what someone other than
+ * root or the user running the server owns, and what group or others may
+ * use in the ways `forbidden` names (who may write the rules may grant
+ * themselves the screen; who may read the keys may guess offline).
  * OpenBSD doas and ssh do the same.  NULL with the reason in err.
  */
 static FILE *
@@ -963,6 +1164,10 @@ conf_open(const char *path, mode_t forbidden, const char *fix, char *err,
 	}
 	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode))
 		snprintf(err, errlen, "%s: not a regular file", path);
+	else if (st.st_uid != 0 && st.st_uid != geteuid())
+		snprintf(err, errlen, "%s: owned by uid %lu, neither root nor "
+		    "the user running vncsasl (uid %lu)", path,
+		    (unsigned long)st.st_uid, (unsigned long)geteuid());
 	else if (st.st_mode & forbidden)
 		snprintf(err, errlen, "%s: group or others may %s it; %s", path,
 		    forbidden & (S_IRGRP | S_IROTH) ? "access" : "write", fix);
@@ -1008,6 +1213,13 @@ line_next(FILE *f, char *line, size_t size, const char *path, int *lineno,
  * A failing client is only marked dead (cl_fail) or left to deliver its
  * last words (cl_linger); the loop reaps it after the pass.
  * ------------------------------------------------------------------- */
+
+/* Not to be read now: waiting its turn (throttling, hashing) or PAM. */
+static int
+cl_held(const struct client *c)
+{
+	return c->gate_until != 0 || (c->pam != NULL && c->pam->waiting);
+}
 
 static void
 cl_expect(struct client *c, handler_fn fn, size_t n)
@@ -1074,6 +1286,175 @@ cl_reject(struct client *c, const char *why)
 
 static const char *const acl_action_name[] = { "allow", "deny", "view" };
 
+/*
+ * Distinguished names are matched RDN by RDN, never as re-parsed text
+ * (the 2026 audit: a CN ending in '\' made the old text reversal read
+ * "\\," as an escaped comma and reorder the RDNs).  A subject is its RDNs
+ * as "TYPE=value" strings (values unescaped, multi-valued RDNs joined by
+ * '+'), built from GnuTLS's parsed certificate; a dn: pattern is split at
+ * its unescaped commas.  Each pattern RDN is a glob on one subject RDN,
+ * so '*' never spans an RDN separator; the RDN counts must agree, in
+ * X.500 order (C=GB,O=ACME,CN=alice) or RFC 4514 order (CN=alice,...).
+ * "dn:*" alone matches every verified certificate.
+ */
+
+/* The i-th RDN of d (0 <= i < d->n). */
+static const char *
+dn_rdn(const struct dnparts *d, int i)
+{
+	const char *p = d->buf;
+
+	while (i-- > 0)
+		p += strlen(p) + 1;
+	return p;
+}
+
+/* Append one RDN; -1 if it does not fit. */
+static int
+dn_add(struct dnparts *d, const char *rdn, size_t n)
+{
+	size_t used = 0;
+	int i;
+
+	for (i = 0; i < d->n; i++)
+		used += strlen(dn_rdn(d, i)) + 1;
+	if (d->n == DN_RDNS_MAX || memchr(rdn, '\0', n) != NULL ||
+	    used + n + 1 > sizeof d->buf)
+		return -1;
+	memcpy(d->buf + used, rdn, n);
+	d->buf[used + n] = '\0';
+	d->n++;
+	return 0;
+}
+
+/*
+ * Split text at its unescaped commas into d.  Patterns keep their
+ * escapes (fnmatch reads "\," as ","); a DN given as text (-t) is
+ * unescaped as RFC 4514 says (\, \+ \\ ... and \XX in hex).  -1 if bad.
+ */
+static int
+dn_split(const char *text, struct dnparts *d, int unescape)
+{
+	char rdn[DN_MAX + 1];
+	size_t o = 0;
+
+	memset(d, 0, sizeof *d);
+	for (;; text++) {
+		if (*text == '\0' || *text == ',') {
+			if (o == 0 || dn_add(d, rdn, o) < 0)
+				return -1;
+			if (*text == '\0')
+				return 0;
+			o = 0;
+			continue;
+		}
+		if (o + 3 > sizeof rdn)
+			return -1;
+		if (*text != '\\') {
+			rdn[o++] = *text;
+		} else if (!unescape) {
+			rdn[o++] = *text++;
+			if (*text == '\0')
+				return -1;
+			rdn[o++] = *text;
+		} else if (isxdigit((unsigned char)text[1]) &&
+		    isxdigit((unsigned char)text[2])) {
+			char hex[3] = { text[1], text[2], '\0' };
+
+			rdn[o++] = (char)strtol(hex, NULL, 16);
+			text += 2;
+		} else if (*++text == '\0') {
+			return -1;
+		} else {
+			rdn[o++] = *text;
+		}
+	}
+}
+
+/* An RDN's value as text: string types as they are, others as #hex. */
+static int
+dn_value(const gnutls_x509_ava_st *ava, char *out, size_t len)
+{
+	size_t i, o = 0;
+
+	switch (ava->value_tag) {
+	case 12: case 18: case 19: case 20: case 22: case 26:	/* strings */
+		if (ava->value.size >= len)
+			return -1;
+		memcpy(out, ava->value.data, ava->value.size);
+		out[ava->value.size] = '\0';
+		return 0;
+	}
+	if (2 * (size_t)ava->value.size + 2 > len)
+		return -1;
+	out[o++] = '#';
+	for (i = 0; i < ava->value.size; i++)
+		o += (size_t)snprintf(out + o, len - o, "%02x",
+		    ava->value.data[i]);
+	return 0;
+}
+
+/* The subject of a certificate, RDN by RDN in X.500 (DER) order. */
+static int
+dn_of_crt(gnutls_x509_crt_t crt, struct dnparts *d)
+{
+	gnutls_x509_dn_t dn;
+	gnutls_x509_ava_st ava;
+	char rdn[DN_MAX + 1], val[DN_MAX + 1];
+	int i, j;
+
+	memset(d, 0, sizeof *d);
+	if (gnutls_x509_crt_get_subject(crt, &dn) < 0)
+		return -1;
+	for (i = 0; gnutls_x509_dn_get_rdn_ava(dn, i, 0, &ava) == 0; i++) {
+		size_t o = 0;
+
+		for (j = 0; gnutls_x509_dn_get_rdn_ava(dn, i, j, &ava) == 0;
+		    j++) {
+			char oid[128];
+			const char *name;
+
+			if (ava.oid.size >= sizeof oid ||
+			    dn_value(&ava, val, sizeof val) < 0)
+				return -1;
+			memcpy(oid, ava.oid.data, ava.oid.size);
+			oid[ava.oid.size] = '\0';
+			name = gnutls_x509_dn_oid_name(oid,
+			    GNUTLS_X509_DN_OID_RETURN_OID);
+			o += (size_t)snprintf(rdn + o, sizeof rdn - o, "%s%s=%s",
+			    j ? "+" : "", name, val);
+			if (o >= sizeof rdn)
+				return -1;
+		}
+		if (dn_add(d, rdn, o) < 0)
+			return -1;
+	}
+	return d->n > 0 ? 0 : -1;
+}
+
+static int
+dn_matches(const struct dnparts *pat, const struct dnparts *dn)
+{
+	const char *p[DN_RDNS_MAX], *v[DN_RDNS_MAX];
+	int i, fwd = 1, rev = 1;
+
+	if (dn->n == 0)
+		return 0;
+	if (pat->n == 1 && strcmp(pat->buf, "*") == 0)
+		return 1;
+	if (pat->n != dn->n)
+		return 0;
+	for (i = 0; i < dn->n; i++) {
+		p[i] = dn_rdn(pat, i);
+		v[i] = dn_rdn(dn, i);
+	}
+	for (i = 0; i < dn->n; i++) {
+		fwd &= fnmatch(p[i], v[i], 0) == 0;
+		rev &= fnmatch(p[i], v[dn->n - 1 - i], 0) == 0;
+	}
+	return fwd || rev;
+}
+
 static void
 acl_free(struct acl *a)
 {
@@ -1084,6 +1465,7 @@ acl_free(struct acl *a)
 	for (i = 0; i < a->n; i++) {
 		free(a->rule[i].pattern);
 		free(a->rule[i].from);
+		free(a->rule[i].dnpat);
 	}
 	free(a->rule);
 	free(a);
@@ -1166,9 +1548,14 @@ acl_line(struct acl *a, char *line, int lineno, int *policy_line)
 	nr->dn = strncmp(tok[1], "dn:", 3) == 0;
 	nr->pattern = strdup(tok[1] + (nr->dn ? 3 : 0));
 	nr->from = n == 4 ? strdup(tok[3]) : NULL;
+	if (nr->dn && (nr->dnpat = malloc(sizeof *nr->dnpat)) == NULL)
+		return "out of memory";
+	a->n++;		/* from here acl_free() frees what it holds */
 	if (nr->pattern == NULL || (n == 4 && nr->from == NULL))
 		return "out of memory";
-	a->n++;
+	if (nr->dn && dn_split(nr->pattern, nr->dnpat, 0) < 0)
+		return "dn: pattern with an empty RDN, too many RDNs (limit "
+		    XSTR(DN_RDNS_MAX) ") or too long";
 	return NULL;
 }
 
@@ -1208,51 +1595,26 @@ fail:
 	return NULL;
 }
 
-/* "CN=alice,O=ACME,C=GB" (RFC 4514) as "C=GB,O=ACME,CN=alice" (X.500
- * order, as QEMU's examples write it). */
-static void
-dn_reverse(const char *dn, char *out, size_t outlen)
-{
-	const char *end = dn + strlen(dn), *p = end, *q;
-	size_t o = 0;
-
-	out[0] = '\0';
-	while (p > dn) {
-		for (q = p; q > dn; q--)	/* back to an unescaped comma */
-			if (q[-1] == ',' && (q - 1 == dn || q[-2] != '\\'))
-				break;
-		if (o + (size_t)(p - q) + 2 > outlen)
-			return;
-		if (o > 0)
-			out[o++] = ',';
-		memcpy(out + o, q, (size_t)(p - q));
-		o += (size_t)(p - q);
-		out[o] = '\0';
-		p = q > dn ? q - 1 : q;
-	}
-}
-
+/*
+ * A rule matches: user rules the authenticated user name ("" for the
+ * nameless None and VNC logins), dn: rules the verified certificate's
+ * subject - never the one for the other (a certificate whose CN reads
+ * eve@EXAMPLE.COM is no Kerberos principal).
+ */
 static int
-acl_rule_matches(const struct acl_rule *r, const char *user, const char *dn,
-    const char *addr)
+acl_rule_matches(const struct acl_rule *r, const char *user,
+    const struct dnparts *dn, const char *addr)
 {
-	char rev[DN_MAX + 2];
-
 	if (r->from != NULL && fnmatch(r->from, addr, 0) != 0)
 		return 0;
-	if (!r->dn)
-		return fnmatch(r->pattern, user, 0) == 0;
-	if (dn[0] == '\0')
-		return 0;
-	if (fnmatch(r->pattern, dn, 0) == 0)
-		return 1;
-	dn_reverse(dn, rev, sizeof rev);
-	return fnmatch(r->pattern, rev, 0) == 0;
+	if (r->dn)
+		return dn != NULL && dn_matches(r->dnpat, dn);
+	return fnmatch(r->pattern, user, 0) == 0;
 }
 
 /* The decision for an identity, and the rule that made it. */
 static enum acl_action
-acl_check(const struct acl *a, const char *user, const char *dn,
+acl_check(const struct acl *a, const char *user, const struct dnparts *dn,
     const char *addr, char *rule, size_t rulelen)
 {
 	int i;
@@ -1470,7 +1832,9 @@ passwd_install(struct server *s, struct cred *v, size_t n,
 	s->creds = v;
 	s->ncreds = n;
 	memcpy(s->fake_key, key, SHA256_DIGEST_SIZE);
-	s->fake_iter = n > 0 ? v[0].iter : SCRAM_ITER_DEFAULT;
+	for (s->max_iter = SCRAM_ITER_DEFAULT; n > 0; n--)
+		if (v[n - 1].iter > s->max_iter)
+			s->max_iter = v[n - 1].iter;
 }
 
 static void
@@ -1488,22 +1852,51 @@ fake_bytes(const struct server *s, const char *what, Gsasl_hash h,
 	memcpy(out, d, n);
 }
 
+/*
+ * The real record an unknown user's fake one takes its shape from: one of
+ * hash h's (of any hash if h has none, or if any is set), chosen by the
+ * name.  So the iteration counts and salt lengths unknown names get are
+ * drawn from the file's own mix, and each name always gets the same.
+ */
+static const struct cred *
+fake_model(const struct server *s, const char *user, Gsasl_hash h, int any)
+{
+	uint8_t d[4];
+	size_t i, k = 0, pick;
+
+	for (i = 0; i < s->ncreds; i++)
+		k += any || s->creds[i].hash == h;
+	if (k == 0 && !any)
+		return fake_model(s, user, h, 1);
+	if (k == 0)
+		return NULL;
+	fake_bytes(s, "model", h, user, d, sizeof d);
+	pick = ((size_t)d[0] << 24 | (size_t)d[1] << 16 | (size_t)d[2] << 8 |
+	    d[3]) % k;
+	for (i = 0; i < s->ncreds; i++)
+		if ((any || s->creds[i].hash == h) && pick-- == 0)
+			break;
+	return &s->creds[i];
+}
+
 /* The user's record for this hash, or a consistent fake one. */
 static const struct cred *
 cred_lookup(struct client *c, const char *user, Gsasl_hash h,
     struct cred *fake)
 {
 	const struct server *s = c->srv;
+	const struct cred *model;
 	size_t i, n = gsasl_hash_length(h);
 
 	for (i = 0; i < s->ncreds; i++)
 		if (s->creds[i].hash == h && strcmp(s->creds[i].user, user) == 0)
 			return &s->creds[i];
 	c->unknown_user = 1;
+	model = fake_model(s, user, h, 0);
 	memset(fake, 0, sizeof *fake);
 	fake->hash = h;
-	fake->iter = s->fake_iter;
-	fake->saltlen = s->ncreds > 0 ? s->creds[0].saltlen : 16;
+	fake->iter = model ? model->iter : SCRAM_ITER_DEFAULT;
+	fake->saltlen = model ? model->saltlen : 16;
 	fake_bytes(s, "salt", h, user, fake->salt, fake->saltlen);
 	fake_bytes(s, "stored", h, user, fake->stored, n);
 	fake_bytes(s, "server", h, user, fake->server, n);
@@ -1527,8 +1920,13 @@ cred_check_password(struct client *c, const char *user, const char *pass)
 	for (cr = NULL, i = 0; i < c->srv->ncreds && cr == NULL; i++)
 		if (strcmp(c->srv->creds[i].user, user) == 0)
 			cr = &c->srv->creds[i];
-	if (cr == NULL)		/* same work as for a real user */
-		cr = cred_lookup(c, user, GSASL_HASH_SHA256, &fake);
+	if (cr == NULL) {	/* the same work as for a real user */
+		const struct cred *model = fake_model(c->srv, user,
+		    GSASL_HASH_SHA256, 1);
+
+		cr = cred_lookup(c, user, model ? model->hash :
+		    GSASL_HASH_SHA256, &fake);
+	}
 	n = gsasl_hash_length(cr->hash);
 	if (gsasl_scram_secrets_from_password(cr->hash, pass, cr->iter,
 	    (const char *)cr->salt, cr->saltlen, salted, ck, sk, stk) ==
@@ -1540,6 +1938,476 @@ cred_check_password(struct client *c, const char *user, const char *pass)
 	memset(sk, 0, sizeof sk);
 	memset(stk, 0, sizeof stk);
 	return ok && !c->unknown_user;
+}
+
+/* Does the password file (still) know this user? */
+static int
+passwd_has(const struct server *s, const char *user)
+{
+	size_t i;
+
+	for (i = 0; i < s->ncreds; i++)
+		if (strcmp(s->creds[i].user, user) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * -- PAM: system accounts, checked in a helper process --
+ *
+ * PAM modules block (pam_unix waits ~2 s after a wrong password; others
+ * call out to the network), so the poll loop never calls PAM.  At start,
+ * before privileges are dropped, the server forks a broker that keeps
+ * root (pam_unix must read the shadow file) and does nothing else: it
+ * takes requests over a socketpair, runs each conversation in a worker
+ * process of its own (at most PAM_WORKERS at once, each killed after
+ * PAM_TIMEOUT_S or when its viewer goes away), and answers.  The loop
+ * meanwhile serves everyone else; the waiting client is simply not read.
+ *
+ * PAM serves the password mechanisms (PLAIN, LOGIN, the VeNCrypt Plain
+ * subtypes) for users the password file does not have; SCRAM stays with
+ * the file.  A success needs pam_authenticate and pam_acct_mgmt (expired
+ * or locked accounts are refused); the identity is PAM's user afterwards.
+ */
+#ifdef HAVE_PAM
+#include <security/pam_appl.h>
+#include <sys/wait.h>
+
+/* One message each way (SOCK_SEQPACKET keeps them whole). */
+struct pam_msg {
+	uint32_t id;		/* the request's, echoed in its answer */
+	uint8_t op;		/* PAM_OP_* */
+	char addr[INET6_ADDRSTRLEN];	/* PAM_RHOST */
+	char user[USER_MAX + 1];
+	char pass[PASSWORD_MAX + 1];	/* requests only */
+};
+
+enum { PAM_OP_CHECK = 1, PAM_OP_CANCEL, PAM_OP_OK, PAM_OP_FAIL,
+	PAM_OP_REFUSED, PAM_OP_ERROR };
+
+/* The conversation: the password for hidden prompts, the user otherwise. */
+static int
+pam_conv_answer(int n, const struct pam_message **msg,
+    struct pam_response **resp, void *data)
+{
+	const struct pam_msg *m = data;
+	struct pam_response *r;
+	int i;
+
+	if (n <= 0 || n > PAM_MAX_NUM_MSG ||
+	    (r = calloc((size_t)n, sizeof *r)) == NULL)
+		return PAM_CONV_ERR;
+	for (i = 0; i < n; i++) {
+		if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF)
+			r[i].resp = strdup(m->pass);
+		else if (msg[i]->msg_style == PAM_PROMPT_ECHO_ON)
+			r[i].resp = strdup(m->user);
+		else
+			continue;	/* info and error texts */
+		if (r[i].resp == NULL) {
+			while (i-- > 0)
+				free(r[i].resp);
+			free(r);
+			return PAM_CONV_ERR;
+		}
+	}
+	*resp = r;
+	return PAM_SUCCESS;
+}
+
+/* A worker: one conversation, its answer on fd, then _exit. */
+static void
+pam_worker(int fd, const char *service, struct pam_msg *m)
+{
+	struct pam_conv conv = { pam_conv_answer, m };
+	pam_handle_t *h = NULL;
+	const void *user = NULL;
+	int r;
+
+	r = pam_start(service, m->user, &conv, &h);
+	if (r == PAM_SUCCESS)
+		pam_set_item(h, PAM_RHOST, m->addr);
+	if (r == PAM_SUCCESS)
+		r = pam_authenticate(h, PAM_DISALLOW_NULL_AUTHTOK);
+	memset(m->pass, 0, sizeof m->pass);
+	m->op = r == PAM_SUCCESS ? PAM_OP_OK : r == PAM_AUTH_ERR ||
+	    r == PAM_USER_UNKNOWN || r == PAM_MAXTRIES ? PAM_OP_FAIL :
+	    PAM_OP_ERROR;
+	if (r == PAM_SUCCESS && (r = pam_acct_mgmt(h,
+	    PAM_DISALLOW_NULL_AUTHTOK)) != PAM_SUCCESS)
+		m->op = PAM_OP_REFUSED;	/* expired, locked, not allowed */
+	if (m->op == PAM_OP_OK && pam_get_item(h, PAM_USER, &user) ==
+	    PAM_SUCCESS && user != NULL)
+		snprintf(m->user, sizeof m->user, "%s", (const char *)user);
+	if (h != NULL)
+		pam_end(h, r);
+	if (write(fd, m, sizeof *m) != (ssize_t)sizeof *m)
+		_exit(1);
+	_exit(0);
+}
+
+struct pam_job {
+	pid_t pid;
+	int fd;			/* the worker's answer */
+	uint32_t id;
+	long long deadline;
+};
+
+static int
+pam_spawn(struct pam_job *j, struct pam_msg *m, const char *service, int ctl)
+{
+	int p[2];
+
+	if (pipe(p) < 0)
+		return -1;
+	if ((j->pid = fork()) < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (j->pid == 0) {
+		close(p[0]);
+		close(ctl);
+		pam_worker(p[1], service, m);
+	}
+	close(p[1]);
+	memset(m->pass, 0, sizeof m->pass);
+	j->fd = p[0];
+	j->id = m->id;
+	j->deadline = mono_ms() + PAM_TIMEOUT_S * 1000;
+	return 0;
+}
+
+/* The broker's loop: requests in, workers out, answers back.  Ends when
+ * the server's end of the socket closes. */
+static void
+pam_broker(int ctl, const char *service)
+{
+	struct pam_job job[PAM_WORKERS];
+	struct pollfd pfd[PAM_WORKERS + 1];
+	struct pam_msg m;
+	int i, n;
+
+	memset(job, 0, sizeof job);
+	for (i = 0; i < PAM_WORKERS; i++)
+		job[i].fd = -1;
+	for (;;) {
+		long long now = mono_ms();
+
+		pfd[0].fd = ctl;
+		pfd[0].events = POLLIN;
+		for (i = 0; i < PAM_WORKERS; i++) {
+			pfd[i + 1].fd = job[i].fd;
+			pfd[i + 1].events = POLLIN;
+		}
+		n = poll(pfd, PAM_WORKERS + 1, 1000);
+		if (n < 0 && errno != EINTR)
+			_exit(1);
+		for (i = 0; i < PAM_WORKERS; i++) {	/* answers, deadlines */
+			int done = job[i].fd >= 0 && n > 0 &&
+			    (pfd[i + 1].revents & (POLLIN | POLLHUP));
+
+			if (job[i].fd < 0 || (!done && now < job[i].deadline))
+				continue;
+			if (!done || read(job[i].fd, &m, sizeof m) !=
+			    (ssize_t)sizeof m) {
+				memset(&m, 0, sizeof m);
+				m.op = PAM_OP_ERROR;	/* killed, or died */
+			}
+			m.id = job[i].id;
+			send(ctl, &m, sizeof m, 0);
+			kill(job[i].pid, SIGKILL);
+			waitpid(job[i].pid, NULL, 0);
+			close(job[i].fd);
+			job[i].fd = -1;
+		}
+		if (n <= 0 || !(pfd[0].revents & (POLLIN | POLLHUP)))
+			continue;
+		if (recv(ctl, &m, sizeof m, 0) != (ssize_t)sizeof m)
+			_exit(0);	/* the server is gone */
+		m.user[sizeof m.user - 1] = m.pass[sizeof m.pass - 1] = '\0';
+		m.addr[sizeof m.addr - 1] = '\0';
+		for (i = 0; i < PAM_WORKERS; i++)
+			if (m.op == PAM_OP_CANCEL ? job[i].fd >= 0 &&
+			    job[i].id == m.id : job[i].fd < 0)
+				break;
+		if (m.op == PAM_OP_CANCEL) {
+			if (i < PAM_WORKERS)
+				job[i].deadline = 0;	/* killed next turn */
+			continue;
+		}
+		if (i == PAM_WORKERS || pam_spawn(&job[i], &m, service, ctl) < 0) {
+			m.op = PAM_OP_ERROR;	/* busy: fail, not queue */
+			memset(m.pass, 0, sizeof m.pass);
+			send(ctl, &m, sizeof m, 0);
+		}
+	}
+}
+
+/* A password check for PAM: off to the broker; c waits, not read. */
+static void
+pam_submit(struct client *c)
+{
+	struct server *s = c->srv;
+	struct pam_msg m;
+
+	memset(&m, 0, sizeof m);
+	m.id = c->pam->id = ++s->pam_seq;
+	m.op = PAM_OP_CHECK;
+	snprintf(m.addr, sizeof m.addr, "%s", c->addr);
+	snprintf(m.user, sizeof m.user, "%s", c->pam->user);
+	snprintf(m.pass, sizeof m.pass, "%s", c->pam->pass);
+	memset(c->pam->pass, 0, sizeof c->pam->pass);
+	c->pam->deferred = 0;
+	if (s->pam_fd < 0 || send(s->pam_fd, &m, sizeof m, MSG_DONTWAIT) !=
+	    (ssize_t)sizeof m) {
+		memset(&m, 0, sizeof m);
+		m.op = PAM_OP_ERROR;
+		c->pam->waiting = 1;
+		pam_answer(c, &m);
+		return;
+	}
+	memset(&m, 0, sizeof m);
+	c->pam->waiting = 1;
+}
+
+/* The broker's verdict: SASL's last step answered, then the decision. */
+static void
+pam_answer(struct client *c, const struct pam_msg *m)
+{
+	const char *authz = c->sasl != NULL ? gsasl_property_fast(c->sasl,
+	    GSASL_AUTHZID) : NULL;
+	int ok = m->op == PAM_OP_OK && user_valid(m->user, strlen(m->user));
+
+	c->pam->waiting = 0;
+	if (c->sec->start == auth_sasl) {
+		wr_u32(c, 0);	/* no data; complete (PROTOCOL 2.7) */
+		wr_u8(c, 1);
+	}
+	if (ok && authz != NULL && *authz != '\0' &&
+	    strcmp(authz, c->pam->user) != 0)
+		auth_decide(c, c->pam->user, 0, "asked to act as another "
+		    "identity");
+	else
+		auth_decide(c, ok ? m->user : c->pam->user, ok,
+		    m->op == PAM_OP_REFUSED ? "PAM: account refused" :
+		    m->op == PAM_OP_FAIL ? "wrong password" :
+		    "PAM: no answer (error, timeout or busy)");
+	if (!c->dead && c->state != ST_CLOSING)
+		cl_process(c);
+}
+
+/* The broker has news: each answer goes to the client still waiting. */
+static void
+pam_readable(struct server *s)
+{
+	struct pam_msg m;
+	struct client *c;
+	ssize_t r;
+
+	while ((r = recv(s->pam_fd, &m, sizeof m, MSG_DONTWAIT)) ==
+	    (ssize_t)sizeof m) {
+		m.user[sizeof m.user - 1] = '\0';
+		for (c = s->clients; c != NULL; c = c->next)
+			if (!c->dead && c->pam != NULL && c->pam->waiting &&
+			    c->pam->id == m.id) {
+				pam_answer(c, &m);
+				break;
+			}
+	}
+	if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR)) {
+		logx(s, LOG_ERR, "PAM helper gone (%s); PAM logins fail from "
+		    "now on", r == 0 ? "closed" : strerror(errno));
+		close(s->pam_fd);
+		s->pam_fd = -1;
+		waitpid(s->pam_pid, NULL, WNOHANG);
+		memset(&m, 0, sizeof m);
+		m.op = PAM_OP_ERROR;
+		for (c = s->clients; c != NULL; c = c->next)
+			if (!c->dead && c->pam != NULL && c->pam->waiting)
+				pam_answer(c, &m);
+	}
+}
+
+/* A client goes away: its conversation, if any, is ended. */
+static void
+pam_forget(struct client *c)
+{
+	struct pam_msg m;
+
+	if (c->pam == NULL)
+		return;
+	if (c->pam->waiting && c->srv->pam_fd >= 0) {
+		memset(&m, 0, sizeof m);
+		m.id = c->pam->id;
+		m.op = PAM_OP_CANCEL;
+		send(c->srv->pam_fd, &m, sizeof m, MSG_DONTWAIT);
+	}
+	memset(c->pam, 0, sizeof *c->pam);
+	free(c->pam);
+	c->pam = NULL;
+}
+
+/* Start the broker (step 2 of main, before privileges are dropped). */
+static void
+pam_setup(struct server *s)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (s->pam_service == NULL)
+		return;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0)
+		die(1, "-P pam:%s: socketpair: %s", s->pam_service,
+		    strerror(errno));
+	if ((pid = fork()) < 0)
+		die(1, "-P pam:%s: fork: %s", s->pam_service, strerror(errno));
+	if (pid == 0) {
+		close(sv[0]);
+		signal(SIGPIPE, SIG_IGN);
+		signal(SIGINT, SIG_IGN);	/* the server ends us */
+		signal(SIGHUP, SIG_IGN);
+		pam_broker(sv[1], s->pam_service);
+		_exit(0);
+	}
+	close(sv[1]);
+	if (set_nonblock(sv[0]) < 0)
+		die(1, "-P pam:%s: %s", s->pam_service, strerror(errno));
+	s->pam_fd = sv[0];
+	s->pam_pid = pid;
+}
+#endif
+
+/*
+ * The GNU SASL callback's question "is this password right?" for a user
+ * the password file does not have: with PAM, the answer waits - GSASL_OK
+ * now lets the mechanism finish, and the PAM verdict replaces it before
+ * anything is sent (pam_submit(), pam_answer()).  0 if PAM does not
+ * apply.
+ */
+static int
+pam_defer(struct client *c, const char *user, const char *pass)
+{
+#ifdef HAVE_PAM
+	if (c->srv->pam_service == NULL || passwd_has(c->srv, user) ||
+	    strlen(pass) > PASSWORD_MAX ||
+	    (c->pam == NULL && (c->pam = calloc(1, sizeof *c->pam)) == NULL))
+		return 0;
+	snprintf(c->pam->user, sizeof c->pam->user, "%s", user);
+	snprintf(c->pam->pass, sizeof c->pam->pass, "%s", pass);
+	c->pam->deferred = 1;
+	return 1;
+#else
+	(void)c;
+	(void)user;
+	(void)pass;
+	return 0;
+#endif
+}
+
+/* A record's secrets from a password: SCRAM's salted keys, as -k and the
+ * ad-hoc mode make them.  -1 if GNU SASL cannot derive them. */
+static int
+cred_derive(struct cred *cr, const char *user, Gsasl_hash h, const char *pass,
+    const uint8_t *salt, size_t saltlen, unsigned iter)
+{
+	char salted[GSASL_HASH_MAX_SIZE], ck[GSASL_HASH_MAX_SIZE];
+	char sk[GSASL_HASH_MAX_SIZE], stk[GSASL_HASH_MAX_SIZE];
+	size_t n = gsasl_hash_length(h);
+	int r;
+
+	memset(cr, 0, sizeof *cr);
+	snprintf(cr->user, sizeof cr->user, "%s", user);
+	cr->hash = h;
+	cr->iter = iter;
+	cr->saltlen = saltlen < SALT_MAX ? saltlen : SALT_MAX;
+	memcpy(cr->salt, salt, cr->saltlen);
+	r = gsasl_scram_secrets_from_password(h, pass, iter,
+	    (const char *)salt, saltlen, salted, ck, sk, stk);
+	if (r == GSASL_OK) {
+		memcpy(cr->stored, stk, n);
+		memcpy(cr->server, sk, n);
+		if (b64_encode(cr->salt, cr->saltlen, cr->salt64,
+		    sizeof cr->salt64) < 0 || b64_encode(cr->stored, n,
+		    cr->stored64, sizeof cr->stored64) < 0 ||
+		    b64_encode(cr->server, n, cr->server64,
+		    sizeof cr->server64) < 0)
+			r = GSASL_MALLOC_ERROR;
+	}
+	memset(salted, 0, sizeof salted);
+	memset(ck, 0, sizeof ck);
+	memset(sk, 0, sizeof sk);
+	memset(stk, 0, sizeof stk);
+	return r == GSASL_OK ? 0 : -1;
+}
+
+/* -- the ad-hoc mode: a one-time user that lives in memory only -- */
+
+/*
+ * When nothing else could let anyone in (no -P, no keytab, no -w, no
+ * None type asked for, not -i), the server makes a user with a strong
+ * random password, keeps only its SCRAM keys, and prints the password
+ * once (announce()).  Nothing is written anywhere.
+ */
+static int
+adhoc_wanted(const struct server *s, const char *seclist, int keytab,
+    int vncpass, int inetd)
+{
+	const struct sectype *st;
+	const char *item, *p = seclist;
+	size_t len;
+
+	if (s->passwd_path != NULL || s->pam_service != NULL || keytab ||
+	    vncpass || inetd)
+		return 0;
+	while (p != NULL && list_next(&p, &item, &len))
+		if ((st = sectype_by_name(item, len)) != NULL &&
+		    st->start == auth_none)
+			return 0;
+	return 1;
+}
+
+/* 20 characters from 31 that cannot be misread (no 0/o, 1/l/i): ~99 bits,
+ * in groups of five to read out over the phone. */
+static void
+adhoc_password(char *pw, size_t size)
+{
+	static const char abc[] = "abcdefghjkmnpqrstuvwxyz23456789";
+	uint8_t r[64];
+	size_t i, k = 0, o = 0;
+
+	while (o + 1 < size && o < ADHOC_PASSWORD_LEN) {
+		if (k == 0 && gnutls_rnd(GNUTLS_RND_KEY, r, sizeof r) < 0)
+			die(1, "ad-hoc: no random bytes");
+		i = r[k];
+		k = (k + 1) % sizeof r;
+		if (i >= 8 * (sizeof abc - 1))	/* no modulo bias */
+			continue;
+		if (o > 0 && o % 6 == 5)
+			pw[o++] = '-';
+		pw[o++] = abc[i % (sizeof abc - 1)];
+	}
+	pw[o] = '\0';
+	memset(r, 0, sizeof r);
+}
+
+static void
+adhoc_user(struct server *s)
+{
+	uint8_t salt[16], key[SHA256_DIGEST_SIZE];
+	struct cred *v = calloc(2, sizeof *v);
+
+	adhoc_password(s->adhoc_pw, sizeof s->adhoc_pw);
+	if (v == NULL || gnutls_rnd(GNUTLS_RND_RANDOM, salt, sizeof salt) < 0 ||
+	    gnutls_rnd(GNUTLS_RND_RANDOM, key, sizeof key) < 0 ||
+	    cred_derive(&v[0], ADHOC_USER, GSASL_HASH_SHA256, s->adhoc_pw, salt,
+	    sizeof salt, SCRAM_ITER_DEFAULT) < 0 ||
+	    cred_derive(&v[1], ADHOC_USER, GSASL_HASH_SHA1, s->adhoc_pw, salt,
+	    sizeof salt, SCRAM_ITER_DEFAULT) < 0)
+		die(1, "ad-hoc: cannot make the user");
+	passwd_install(s, v, 2, key);
+	s->adhoc = 1;
 }
 
 static int tls_binding(struct client *, Gsasl_session *, Gsasl_property);
@@ -1581,6 +2449,8 @@ sasl_callback(Gsasl *ctx, Gsasl_session *sctx, Gsasl_property prop)
 		pass = gsasl_property_fast(sctx, GSASL_PASSWORD);
 		if (user == NULL || pass == NULL || strlen(user) > USER_MAX)
 			return GSASL_AUTHENTICATION_ERROR;
+		if (pam_defer(c, user, pass))
+			return GSASL_OK;	/* for now: see pam_defer() */
 		return cred_check_password(c, user, pass) ? GSASL_OK :
 		    GSASL_AUTHENTICATION_ERROR;
 	case GSASL_VALIDATE_GSSAPI:
@@ -1615,6 +2485,7 @@ tls_setup(struct server *s, const char *cert, const char *key,
 		return;
 	if (gnutls_certificate_allocate_credentials(&s->x509) < 0)
 		die(1, "out of memory");
+	s->cert_path = cert;
 	if ((r = gnutls_certificate_set_x509_key_file(s->x509, cert, key,
 	    GNUTLS_X509_FMT_PEM)) < 0)
 		die(1, "-C %s -K %s: %s", cert, key, gnutls_strerror(r));
@@ -1625,9 +2496,124 @@ tls_setup(struct server *s, const char *cert, const char *key,
 			    "no certificate in it");
 		s->verify_clients = 1;
 	}
+}
+
+/* The certificate's TLS settings, whichever made it (-C/-K, ad-hoc). */
+static void
+tls_x509_setup(struct server *s)
+{
+	if (s->x509 == NULL)
+		return;
 	gnutls_certificate_set_known_dh_params(s->x509, GNUTLS_SEC_PARAM_MEDIUM);
 	if (gnutls_priority_init(&s->prio_x509, TLS_PRIO_X509, NULL) < 0)
 		die(1, "cannot set up TLS priorities");
+}
+
+/*
+ * The ad-hoc mode's certificate when -C/-K give none: a fresh ECDSA key
+ * and a self-signed certificate, in memory only, for this host's names
+ * and addresses.  Viewers that can (TigerVNC, Remmina) show its SHA-256
+ * fingerprint and ask the person to accept it: trust on first use, and
+ * the fingerprint we print is what they compare.
+ */
+static void
+adhoc_cert_names(gnutls_x509_crt_t crt, const char *host)
+{
+	struct ifaddrs *ifa, *i;
+	uint8_t lo6[16] = { [15] = 1 }, lo4[4] = { 127, 0, 0, 1 };
+
+	gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, host,
+	    (unsigned)strlen(host), GNUTLS_FSAN_APPEND);
+	gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME,
+	    "localhost", 9, GNUTLS_FSAN_APPEND);
+	gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, lo4,
+	    4, GNUTLS_FSAN_APPEND);
+	gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, lo6,
+	    16, GNUTLS_FSAN_APPEND);
+	if (getifaddrs(&ifa) < 0)
+		return;
+	for (i = ifa; i != NULL; i = i->ifa_next) {
+		const struct sockaddr *sa = i->ifa_addr;
+
+		if (sa == NULL || (i->ifa_flags & IFF_LOOPBACK))
+			continue;
+		if (sa->sa_family == AF_INET)
+			gnutls_x509_crt_set_subject_alt_name(crt,
+			    GNUTLS_SAN_IPADDRESS, &((const struct sockaddr_in *)
+			    (const void *)sa)->sin_addr, 4, GNUTLS_FSAN_APPEND);
+		else if (sa->sa_family == AF_INET6)
+			gnutls_x509_crt_set_subject_alt_name(crt,
+			    GNUTLS_SAN_IPADDRESS, &((const struct sockaddr_in6 *)
+			    (const void *)sa)->sin6_addr, 16, GNUTLS_FSAN_APPEND);
+	}
+	freeifaddrs(ifa);
+}
+
+static void
+adhoc_cert(struct server *s, const char *host)
+{
+	gnutls_x509_privkey_t key;
+	gnutls_x509_crt_t crt;
+	uint8_t serial[16], id[64];
+	size_t idlen = sizeof id;
+	time_t now = time(NULL);
+	int r;
+
+	if (gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof serial) < 0)
+		die(1, "ad-hoc: no random bytes");
+	serial[0] &= 0x7f;	/* a positive INTEGER */
+	if ((r = gnutls_x509_privkey_init(&key)) < 0 ||
+	    (r = gnutls_x509_privkey_generate(key, GNUTLS_PK_ECDSA,
+	    GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0)) < 0 ||
+	    (r = gnutls_x509_crt_init(&crt)) < 0 ||
+	    (r = gnutls_x509_crt_set_version(crt, 3)) < 0 ||
+	    (r = gnutls_x509_crt_set_serial(crt, serial, sizeof serial)) < 0 ||
+	    (r = gnutls_x509_crt_set_activation_time(crt, now - 3600)) < 0 ||
+	    (r = gnutls_x509_crt_set_expiration_time(crt, now +
+	    ADHOC_CERT_DAYS * 86400L)) < 0 ||
+	    (r = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME,
+	    0, host, (unsigned)strlen(host))) < 0 ||
+	    (r = gnutls_x509_crt_set_key(crt, key)) < 0 ||
+	    (r = gnutls_x509_crt_set_basic_constraints(crt, 0, -1)) < 0 ||
+	    (r = gnutls_x509_crt_set_key_usage(crt,
+	    GNUTLS_KEY_DIGITAL_SIGNATURE)) < 0 ||
+	    (r = gnutls_x509_crt_set_key_purpose_oid(crt,
+	    GNUTLS_KP_TLS_WWW_SERVER, 0)) < 0 ||
+	    (r = gnutls_x509_crt_get_key_id(crt, 0, id, &idlen)) < 0 ||
+	    (r = gnutls_x509_crt_set_subject_key_id(crt, id, idlen)) < 0)
+		die(1, "ad-hoc: cannot make a certificate: %s",
+		    gnutls_strerror(r));
+	adhoc_cert_names(crt, host);
+	if ((r = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0)) < 0 ||
+	    (r = gnutls_certificate_allocate_credentials(&s->x509)) < 0 ||
+	    (r = gnutls_certificate_set_x509_key(s->x509, &crt, 1, key)) < 0)
+		die(1, "ad-hoc: cannot use the certificate: %s",
+		    gnutls_strerror(r));
+	s->adhoc_crt = crt;
+	gnutls_x509_privkey_deinit(key);
+}
+
+/* "AB:CD:..." - the SHA-256 fingerprint of the server's certificate. */
+static void
+cert_fingerprint(const struct server *s, char *out, size_t len)
+{
+	gnutls_x509_crt_t *list = NULL;
+	unsigned n = 0, i;
+	uint8_t d[32];
+	size_t dl = sizeof d, o = 0;
+
+	out[0] = '\0';
+	if (s->x509 == NULL || gnutls_certificate_get_x509_crt(s->x509, 0,
+	    &list, &n) < 0)
+		return;
+	if (n > 0 && gnutls_x509_crt_get_fingerprint(list[0], GNUTLS_DIG_SHA256,
+	    d, &dl) == 0)
+		for (i = 0; i < dl && o + 4 <= len; i++)
+			o += (size_t)snprintf(out + o, len - o, "%s%02X",
+			    i ? ":" : "", d[i]);
+	for (i = 0; i < n; i++)
+		gnutls_x509_crt_deinit(list[i]);
+	gnutls_free(list);
 }
 
 static void
@@ -1686,6 +2672,8 @@ tls_verify_client(struct client *c)
 	r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
 	if (r >= 0)
 		r = gnutls_x509_crt_get_dn3(crt, &dn, 0);
+	if (r >= 0 && dn_of_crt(crt, &c->dnp) < 0)
+		r = GNUTLS_E_ASN1_DER_ERROR;
 	gnutls_x509_crt_deinit(crt);
 	if (r < 0 || dn.size > DN_MAX) {
 		gnutls_free(dn.data);
@@ -1704,7 +2692,7 @@ static void
 tls_handshake(struct client *c)
 {
 	int r = gnutls_handshake(c->tls);
-	char *desc;
+	char *desc, dn[4 * DN_MAX + 8];
 
 	if (r < 0) {
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED ||
@@ -1712,7 +2700,13 @@ tls_handshake(struct client *c)
 			c->tls_wdir = gnutls_record_get_direction(c->tls) == 1;
 			return;
 		}
-		cl_fail(c, "TLS handshake: %s", gnutls_strerror(r));
+		if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
+			cl_fail(c, "TLS handshake: the viewer sent alert '%s'%s",
+			    gnutls_alert_get_name(gnutls_alert_get(c->tls)),
+			    c->sec->tls == TLS_X509 ? " (does it trust the "
+			    "certificate?)" : "");
+		else
+			cl_fail(c, "TLS handshake: %s", gnutls_strerror(r));
 		return;
 	}
 	c->tls_up = 1;
@@ -1726,14 +2720,13 @@ tls_handshake(struct client *c)
 	    tls_verify_client(c) < 0)
 		return;
 	desc = gnutls_session_get_desc(c->tls);
-	logx(c->srv, LOG_INFO, "tls peer=%s sec=%s %s ssf=%d%s%s", c->peer,
-	    c->sec->name, desc ? desc : "?", c->ssf, c->dn[0] ? " dn=" : "",
-	    c->dn);
+	logx(c->srv, LOG_INFO, "tls peer=%s sec=%s %s ssf=%d dn=%s", c->peer,
+	    c->sec->name, desc ? desc : "?", c->ssf, safe(c->dn, dn,
+	    sizeof dn));
 	gnutls_free(desc);
-	c->state = ST_AUTH;
-	c->sec->start(c);
+	auth_begin(c);
 	/* application data may already sit in GnuTLS's buffer */
-	if (!c->dead && c->state != ST_CLOSING)
+	if (!c->dead && !c->gate_until && c->state != ST_CLOSING)
 		cl_read(c);
 }
 
@@ -1919,9 +2912,8 @@ static void
 sec_start(struct client *c, const struct sectype *st)
 {
 	c->sec = st;
-	c->state = ST_AUTH;
 	logx(c->srv, LOG_DEBUG, "peer=%s security %s", c->peer, st->name);
-	st->start(c);
+	auth_begin(c);
 }
 
 /* -- VeNCrypt 0.2 (PROTOCOL 6.1): version, subtype, then TLS -- */
@@ -1990,62 +2982,175 @@ h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
 /* -- the decision: throttling, the ACL, the audit line, SecurityResult -- */
 
 /*
- * Login throttling without lockout: each failure from an address makes
- * the answer to its next failure wait twice as long, up to a cap, and a
- * quiet address is forgotten.  Only decided logins count (not cancelled
- * or half-open handshakes); a success clears the address; one address
- * never slows another.  The wait is a deadline in the poll loop.
+ * Login throttling without lockout (OpenSSH PerSourcePenalties is the
+ * model).  What counts is the attempt, not the answer: each failure from
+ * an address (IPv6: its /64) makes that address's *next attempt* wait -
+ * 250 ms, doubling per failure up to -o fail-delay - before the server
+ * even starts its exchange (auth_begin()), and attempts from one address
+ * take turns, so neither hanging up early nor opening connections in
+ * parallel buys a guess.  A failure counts the moment it is decided; a
+ * success clears nothing (a None login or another account from the same
+ * address must not wipe a guesser's record); a quiet address is forgotten.
+ * The answers themselves go at once, success and failure alike.  One
+ * address never slows another.
+ *
+ * The same records bound the password hashing unauthenticated peers can
+ * cause (PLAIN, LOGIN and the VeNCrypt Plain subtypes derive SCRAM keys
+ * from the password: 42 ms of CPU at 65536 iterations): a budget per
+ * address and one for all together, generic cell rate style, so that
+ * viewers already in keep their latency.  SCRAM costs the server nothing
+ * of the kind (it stores the derived keys).
  */
-static struct fail_rec *
-fail_find(struct server *s, const char *addr, long long now)
-{
-	int i;
 
-	for (i = 0; i < s->nfails; i++)
-		if (strcmp(s->fails[i].addr, addr) == 0) {
-			if (now - s->fails[i].last > FAIL_FORGET_MS)
-				s->fails[i].count = 0;
-			return &s->fails[i];
-		}
-	return NULL;
+/* The key an address is remembered under: IPv6 by its /64. */
+static void
+addr_key(const char *addr, char *key, size_t len)
+{
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET6, addr, &a6) == 1) {
+		memset(a6.s6_addr + 8, 0, 8);
+		inet_ntop(AF_INET6, &a6, key, (socklen_t)len);
+		snprintf(key + strlen(key), len - strlen(key), "/64");
+	} else {
+		snprintf(key, len, "%s", addr);
+	}
 }
 
-/* A failure from addr: how long its answer must wait (ms). */
-static long long
-fail_note(struct server *s, const char *addr, long long now)
+/* addr's record (made if asked: the quietest is forgotten for it). */
+static struct addr_rec *
+addr_rec(struct server *s, const char *addr, long long now, int make)
 {
-	struct fail_rec *f = fail_find(s, addr, now);
-	long long delay;
+	char key[sizeof s->addrs[0].key];
+	struct addr_rec *r;
 	int i, old = 0;
 
-	if (f == NULL) {
-		if (s->nfails < FAIL_ADDRS) {
-			f = &s->fails[s->nfails++];
-		} else {	/* forget the address quiet the longest */
-			for (i = 1; i < s->nfails; i++)
-				if (s->fails[i].last < s->fails[old].last)
-					old = i;
-			f = &s->fails[old];
+	addr_key(addr, key, sizeof key);
+	for (i = 0; i < s->naddrs; i++)
+		if (strcmp(s->addrs[i].key, key) == 0) {
+			r = &s->addrs[i];
+			if (r->fails && now - r->last_fail > FAIL_FORGET_MS)
+				r->fails = 0;
+			return r;
 		}
-		snprintf(f->addr, sizeof f->addr, "%s", addr);
-		f->count = 0;
+	if (!make)
+		return NULL;
+	if (s->naddrs < ADDR_RECS) {
+		r = &s->addrs[s->naddrs++];
+	} else {
+		for (i = 1; i < s->naddrs; i++)
+			if (s->addrs[i].last_seen < s->addrs[old].last_seen)
+				old = i;
+		r = &s->addrs[old];
 	}
-	f->last = now;
-	if (f->count < 30)
-		f->count++;
-	delay = (long long)FAIL_DELAY_MS << (f->count - 1);
-	if (delay > (long long)s->fail_delay_cap * 1000)
-		delay = (long long)s->fail_delay_cap * 1000;
-	return delay;
+	memset(r, 0, sizeof *r);
+	snprintf(r->key, sizeof r->key, "%s", key);
+	r->last_seen = now;
+	return r;
 }
 
-static void
-fail_clear(struct server *s, const char *addr)
+static long long
+fail_delay(const struct server *s, unsigned fails)
 {
-	struct fail_rec *f = fail_find(s, addr, 0);
+	long long cap = (long long)s->fail_delay_cap * 1000;
 
-	if (f != NULL)
-		*f = s->fails[--s->nfails];
+	if (fails == 0)
+		return 0;
+	return fails > 16 || (FAIL_DELAY_MS << (fails - 1)) > cap ? cap :
+	    FAIL_DELAY_MS << (fails - 1);
+}
+
+/* May c's attempt start now?  Else the moment it may (its turn). */
+static long long
+throttle_turn(struct server *s, const struct client *c, long long now)
+{
+	struct addr_rec *r = addr_rec(s, c->addr, now, 0);
+
+	if (r == NULL || r->fails == 0)
+		return now;
+	if (r->next_ok > now)
+		return r->next_ok;
+	/* booked: a parallel attempt from here waits its turn */
+	r->next_ok = now + fail_delay(s, r->fails);
+	r->last_seen = now;
+	return now;
+}
+
+/* A failure was decided: the address's next attempt waits longer. */
+static void
+throttle_fail(struct server *s, const struct client *c, long long now)
+{
+	struct addr_rec *r = addr_rec(s, c->addr, now, 1);
+	long long t;
+
+	if (r->fails < 30)
+		r->fails++;
+	r->last_fail = r->last_seen = now;
+	t = now + fail_delay(s, r->fails);
+	if (t > r->next_ok)
+		r->next_ok = t;
+}
+
+/* GCRA: book `cost_us` of a budget whose burst is tau_us; 0 if booked,
+ * else the time (us) at which it would be. */
+static long long
+gcra_book(long long *tat, long long now_us, long long cost_us, long long tau_us)
+{
+	if (*tat - tau_us > now_us)
+		return *tat - tau_us;
+	*tat = (*tat > now_us ? *tat : now_us) + cost_us;
+	return 0;
+}
+
+/*
+ * Before a password is hashed for an unauthenticated peer: 0 to go on,
+ * else the client waits (gated) and its handler runs again later.  One
+ * charge per login, whatever the mechanism's steps.
+ */
+static int
+hash_gate(struct client *c)
+{
+	struct server *s = c->srv;
+	long long now = mono_ms(), us = now * 1000, t = 0, cost;
+	struct addr_rec *r;
+
+	if (c->hash_paid || s->hash_rate == 0)
+		return 0;
+	cost = (long long)s->max_iter * 1000000 / s->hash_rate;
+	r = addr_rec(s, c->addr, now, 1);
+	/* the address first, then all: a flooder does not eat the total */
+	if (r->hash_tat - HASH_TAU_ADDR_US > us)
+		t = r->hash_tat - HASH_TAU_ADDR_US;
+	else if ((t = gcra_book(&s->hash_tat, us, cost, HASH_TAU_US)) == 0)
+		gcra_book(&r->hash_tat, us, 4 * cost, HASH_TAU_ADDR_US);
+	if (t == 0) {
+		c->hash_paid = 1;
+		return 0;
+	}
+	c->gate_until = t / 1000 + 1;
+	logx(s, LOG_DEBUG, "peer=%s password hashing waits %lld ms", c->peer,
+	    c->gate_until - now);
+	return 1;
+}
+
+/*
+ * The chosen type's exchange starts (after TLS for VeNCrypt): now, or
+ * when the address's turn comes (the client is not read meanwhile).
+ */
+static void
+auth_begin(struct client *c)
+{
+	long long now = mono_ms(), t = throttle_turn(c->srv, c, now);
+
+	c->state = ST_AUTH;
+	if (t > now) {
+		c->gate_until = t;
+		c->gate_start = 1;
+		logx(c->srv, LOG_DEBUG, "peer=%s login waits %lld ms (earlier "
+		    "failures from its address)", c->peer, t - now);
+		return;
+	}
+	c->sec->start(c);
 }
 
 /*
@@ -2056,12 +3161,13 @@ static void
 auth_decide(struct client *c, const char *user, int ok, const char *why)
 {
 	char u[4 * USER_MAX + 8], m[4 * SASL_MECHNAME_MAX + 8];
+	char d[4 * DN_MAX + 8];
 	char rule[PATH_MAX + 16] = "-", reason[PATH_MAX + 64];
 	enum acl_action act = ACL_DENY;
 	int acl_ran = 0;
 
 	if (ok) {
-		act = acl_check(c->srv->acl, user ? user : "", c->dn, c->addr,
+		act = acl_check(c->srv->acl, user ? user : "", &c->dnp, c->addr,
 		    rule, sizeof rule);
 		acl_ran = 1;
 		if (act == ACL_DENY) {
@@ -2075,24 +3181,22 @@ auth_decide(struct client *c, const char *user, int ok, const char *why)
 	c->view_only = act == ACL_VIEW;
 	if (acl_ran)	/* the ACL's verdict, else the authenticator's */
 		logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
-		    "auth peer=%s sec=%s mech=%s user=%s ssf=%d result=%s "
+		    "auth peer=%s sec=%s mech=%s user=%s%s%s ssf=%d result=%s "
 		    "acl=%s rule=%s", c->peer, c->sec->name,
-		    safe(c->mech, m, sizeof m), safe(user, u, sizeof u), c->ssf,
-		    ok ? "ok" : "fail", acl_action_name[act], rule);
+		    safe(c->mech, m, sizeof m), safe(user, u, sizeof u),
+		    c->dn[0] ? " dn=" : "", c->dn[0] ? safe(c->dn, d,
+		    sizeof d) : "", c->ssf, ok ? "ok" : "fail",
+		    acl_action_name[act], rule);
 	else
 		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
 		    "mech=%s user=%s ssf=%d result=fail reason=%s", c->peer,
 		    c->sec->name, safe(c->mech, m, sizeof m),
 		    safe(user, u, sizeof u), c->ssf, why);
 	if (!ok) {
-		long long now = mono_ms();
-
+		throttle_fail(c->srv, c, mono_ms());
 		cl_reject(c, why);
-		c->hold_until = now + fail_note(c->srv, c->addr, now);
-		c->deadline = c->hold_until + LINGER_MS;
 		return;
 	}
-	fail_clear(c->srv, c->addr);
 	c->authed = 1;
 	/* RFB 3.3 and 3.7 send no SecurityResult for plain None */
 	if (c->sec->type == SEC_NONE && c->minor < 8) {
@@ -2108,7 +3212,7 @@ auth_decide(struct client *c, const char *user, int ok, const char *why)
 static void
 auth_none(struct client *c)
 {
-	auth_decide(c, c->dn[0] ? c->dn : NULL, 1, NULL);
+	auth_decide(c, NULL, 1, NULL);	/* a certificate's DN is no name */
 }
 
 /* -- security type VNC authentication (DES challenge) -- */
@@ -2124,7 +3228,7 @@ h_vnc_response(struct client *c, uint8_t *p, size_t n)
 	des_encrypt(&c->srv->vnc_des, sizeof want, want, c->challenge);
 	ok = resp != NULL && memeql_sec(want, resp, sizeof want);
 	memset(want, 0, sizeof want);
-	auth_decide(c, c->dn[0] ? c->dn : NULL, ok, "wrong VNC password");
+	auth_decide(c, NULL, ok, "wrong VNC password");
 	return rd_used(&r, n);
 }
 
@@ -2192,7 +3296,6 @@ static size_t h_sasl_mechname(struct client *, uint8_t *, size_t);
 static size_t h_sasl_datalen(struct client *, uint8_t *, size_t);
 static size_t h_sasl_data(struct client *, uint8_t *, size_t);
 static void sasl_reply(struct client *, int, const char *, size_t);
-static void auth_decide(struct client *, const char *, int, const char *);
 
 static void
 auth_sasl(struct client *c)
@@ -2227,9 +3330,9 @@ static size_t
 h_sasl_mechname(struct client *c, uint8_t *p, size_t n)
 {
 	struct rd r = rd_of(p, n);
-	size_t len = rd_u32(&r), i;
+	size_t len = rd_u32(&r);
 	uint8_t *name = rd_bytes(&r, len);
-	char plus[SASL_MECHNAME_MAX + 8];
+	char plus[SASL_MECHNAME_MAX + 8], esc[4 * SASL_MECHNAME_MAX + 8];
 
 	if (r.err || len > SASL_MECHNAME_MAX) {	/* h_sasl_mechlen saw to it */
 		cl_fail(c, "internal: SASL mechanism name");
@@ -2242,11 +3345,10 @@ h_sasl_mechname(struct client *c, uint8_t *p, size_t n)
 	    mech_offered(c->mechlist, plus, strlen(plus));
 	if (!c->plus_only && !mech_offered(c->mechlist, (const char *)name,
 	    len)) {
-		for (i = 0; i < len; i++)	/* for the log only */
-			if (name[i] < 0x21 || name[i] > 0x7e)
-				name[i] = '?';
-		cl_fail(c, "SASL mechanism '%.*s' was not offered", (int)len,
-		    (const char *)name);
+		memcpy(plus, name, len);
+		plus[len] = '\0';
+		cl_fail(c, "SASL mechanism '%s' was not offered", safe(plus,
+		    esc, sizeof esc));
 		return n;
 	}
 	memcpy(c->mech, name, len);
@@ -2317,8 +3419,10 @@ sasl_done(struct client *c)
 		auth_decide(c, NULL, 0, "no usable identity");
 	else if (authz != NULL && *authz != '\0' && strcmp(authz, id) != 0)
 		auth_decide(c, id, 0, "asked to act as another identity");
-	else
+	else {
+		c->by_passwd = !krb;	/* SIGHUP re-checks these */
 		auth_decide(c, id, 1, NULL);
+	}
 }
 
 static size_t
@@ -2335,6 +3439,10 @@ h_sasl_data(struct client *c, uint8_t *p, size_t n)
 		cl_fail(c, "internal: SASL data");
 		return n;
 	}
+	/* PLAIN and LOGIN: the password will be hashed (its turn first) */
+	if (len > 1 && (strcmp(c->mech, "PLAIN") == 0 ||
+	    strcmp(c->mech, "LOGIN") == 0) && hash_gate(c))
+		return 0;
 	if (len > 0) {
 		/*
 		 * The last byte is the pad: dropped, never trusted, and not
@@ -2380,6 +3488,12 @@ sasl_reply(struct client *c, int st, const char *out, size_t outlen)
 		    SASL_DATA_MAX);
 		return;
 	}
+#ifdef HAVE_PAM
+	if (st == GSASL_OK && c->pam != NULL && c->pam->deferred) {
+		pam_submit(c);	/* PLAIN and LOGIN end without data */
+		return;
+	}
+#endif
 	if (out == NULL) {
 		wr_u32(c, 0);
 	} else {		/* the NUL always goes too (PROTOCOL 2.5) */
@@ -2426,6 +3540,8 @@ h_plain_creds(struct client *c, uint8_t *p, size_t n)
 		cl_fail(c, "internal: VeNCrypt Plain fields");
 		return n;
 	}
+	if (hash_gate(c))	/* the password will be hashed: its turn */
+		return 0;
 	if (memchr(user, 0, ulen) || memchr(pass, 0, plen) || ulen == 0 ||
 	    ulen > USER_MAX) {
 		memset(p, 0, rd_used(&r, n));
@@ -2446,12 +3562,18 @@ h_plain_creds(struct client *c, uint8_t *p, size_t n)
 	} else {
 		c->sasl = NULL;
 	}
-	memset(token, 0, tlen);
+	memset(token + 2 + ulen, 0, plen);	/* the password */
+#ifdef HAVE_PAM
+	if (st == GSASL_OK && c->pam != NULL && c->pam->deferred)
+		pam_submit(c);
+	else
+#endif
 	if (st == GSASL_OK)
 		sasl_done(c);
-	else
-		auth_decide(c, NULL, 0, c->unknown_user ? "unknown user" :
-		    "wrong password");
+	else		/* the user as sent, for the log (escaped there) */
+		auth_decide(c, token + 1, 0, c->unknown_user ?
+		    "unknown user" : "wrong password");
+	memset(token, 0, sizeof token);
 	return rd_used(&r, n);
 }
 
@@ -4321,26 +5443,7 @@ choose(const struct client *c, struct sub *sb, int lossy,
 
 /* -- the link: bytes the viewer took off its queues per second -- */
 
-/* Bytes written to the socket that the kernel still holds. */
-static size_t
-link_outq(const struct client *c)
-{
-#if defined(__linux__) && defined(TIOCOUTQ)
-	int n = 0;
-
-	/* SIOCOUTQ, the same number: sent but not acknowledged, or not
-	 * sent yet */
-	if (ioctl(c->wfd, TIOCOUTQ, &n) == 0 && n > 0)
-		return (size_t)n;
-#elif defined(FIONWRITE)	/* FreeBSD, NetBSD */
-	int n = 0;
-
-	if (ioctl(c->wfd, FIONWRITE, &n) == 0 && n > 0)
-		return (size_t)n;
-#endif
-	(void)c;
-	return 0;
-}
+static int sock_queued(const struct client *);	/* Pacing */
 
 /*
  * A window opens when bytes go to an idle link (link_sent()) and is
@@ -4358,8 +5461,9 @@ link_outq(const struct client *c)
 static void
 link_sample(struct client *c, long long now)
 {
-	size_t q = link_outq(c);
-	uint64_t done = c->tx_bytes > q ? c->tx_bytes - q : 0;
+	int sq = sock_queued(c);
+	size_t q = sq > 0 ? (size_t)sq : 0;
+	uint64_t done = c->wrote > q ? c->wrote - q : 0;
 	int busy = q > 0 || c->lk_left > 0;
 	double rate;
 
@@ -4386,13 +5490,14 @@ link_sample(struct client *c, long long now)
 static void
 link_sent(struct client *c, long long now)
 {
-	size_t q;
+	int sq;
 
 	if (c->lk_t0 != 0)
 		return;
-	q = link_outq(c);
+	sq = sock_queued(c);
 	c->lk_t0 = now;
-	c->lk_done = c->tx_bytes > q ? c->tx_bytes - q : 0;
+	c->lk_done = sq > 0 ? (c->wrote > (uint64_t)sq ? c->wrote -
+	    (uint64_t)sq : 0) : c->wrote;
 }
 
 /* -- sending a sub -- */
@@ -5168,10 +6273,447 @@ cl_update(struct client *c)
 	plans_trim(s, 0);
 }
 
+/* Wants an update: it asked, or we pace it (ContinuousUpdates). */
 static int
 cl_waiting(const struct client *c)
 {
-	return c->state == ST_NORMAL && !c->dead && c->want_update;
+	return c->state == ST_NORMAL && !c->dead &&
+	    (c->want_update || c->cu_on);
+}
+
+/* ---------------------------------------------------------------------
+ * Pacing.  A viewer that asks for every update paces itself: it has at
+ * most one update in flight, and OUT_LOW bounds what waits here for it.
+ * A ContinuousUpdates viewer (TigerVNC, noVNC) is paced by us, or a slow
+ * link would fill with stale frames.  Each update goes out between two
+ * fences of ours (pings: Request and BlockBefore, a payload we know
+ * again); the viewer answers one once it has processed everything
+ * before it.  From the answers come the round trip of the empty link
+ * (the lowest seen) and a window of bytes we let be in flight, which
+ * TCP Vegas moves: doubled while the round trip stays near the empty
+ * link's, grown while it stays close, cut when it rises (the link's
+ * buffers filling).  TigerVNC's Congestion.cxx is the model.  A new
+ * update is made only while the window has room, so a slow link gets
+ * the freshest picture at the rate it carries, and the damage waits in
+ * the tile map meanwhile, costing nothing.  Between answers the viewer's
+ * progress is taken to grow at the window's rate, never past the next
+ * unanswered ping nor, where the system tells (Linux TIOCOUTQ, BSD
+ * FIONWRITE), past what the socket has delivered.  -o fps caps the rate.
+ * A viewer that never answers gets at most FENCES_MAX fences, and after
+ * FENCE_WAIT_MS is paced by its output queue, as the request path is.
+ * ------------------------------------------------------------------- */
+
+#define PING_LEN	6	/* "vs" and the ping's 32-bit number */
+
+/* Bytes handed to this viewer's stream so far. */
+static uint64_t
+stream_pos(const struct client *c)
+{
+	return c->wrote + buf_used(&c->out);
+}
+
+/* Bytes the socket holds that the peer has not acknowledged (Linux) or
+ * that are not sent (BSD); -1 where the system cannot say. */
+static int
+sock_queued(const struct client *c)
+{
+	int n = -1;
+
+#if defined(__linux__) && defined(TIOCOUTQ)
+	if (ioctl(c->wfd, TIOCOUTQ, &n) < 0)
+		n = -1;
+#elif defined(FIONWRITE)
+	if (ioctl(c->wfd, FIONWRITE, &n) < 0)
+		n = -1;
+#endif
+	return n;
+}
+
+static void
+pace_reset(struct pacing *p, long long now)
+{
+	p->base_rtt = -1;
+	if (p->cwnd == 0 || p->cwnd > CWND_INITIAL)
+		p->cwnd = CWND_INITIAL;
+	p->slow_start = 1;
+	p->samples = 0;
+	p->min_rtt = p->min_cong_rtt = INT_MAX;
+	p->t_adjust = now;
+}
+
+/* Note the stream's growth; after a pause the link is measured again
+ * (it may have changed, and a window sized for a busy link is wrong for
+ * a burst after silence). */
+static void
+pace_note(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	uint64_t pos = stream_pos(c);
+	long long idle = now - (p->t_sent > p->t_acked ? p->t_sent :
+	    p->t_acked);	/* nothing sent, nothing on its way */
+
+	if (pos != p->pos_seen) {
+		p->pos_seen = pos;
+		p->t_sent = now;
+	} else if (p->n == 0 && p->base_rtt >= 0 && idle > 100 &&
+	    idle > 2LL * p->base_rtt) {
+		pace_reset(p, now);
+		p->t_sent = now;
+	}
+}
+
+/* How far the viewer has probably got in the stream. */
+static uint64_t
+pace_acked(const struct client *c, long long now)
+{
+	const struct pacing *p = &c->pc;
+	uint64_t a = p->acked, cap = stream_pos(c);
+
+	if (p->n > 0)
+		cap = p->ping[p->head].pos;
+	if (p->base_rtt > 0)
+		a += (uint64_t)(now - p->t_acked) * p->cwnd /
+		    (unsigned)p->base_rtt;
+	else if (p->n == 0)
+		a = cap;	/* nothing to measure it by: delivered */
+	if (a > cap)
+		a = cap;
+	if (p->sockq >= 0 && c->wrote >= (uint64_t)p->sockq &&
+	    a > c->wrote - (uint64_t)p->sockq)
+		a = c->wrote - (uint64_t)p->sockq;
+	return a < p->acked ? p->acked : a;
+}
+
+static void
+wr_fence(struct client *c, uint32_t flags, const uint8_t *data, size_t len)
+{
+	wr_u8(c, SMSG_FENCE);
+	wr_bytes(c, "\0\0\0", 3);
+	wr_u32(c, flags);
+	wr_u8(c, (uint8_t)len);
+	wr_bytes(c, data, len);
+}
+
+/* One of our fences, unless the viewer does not answer them or has
+ * FENCES_MAX unanswered.  1 if it went out. */
+static int
+pace_ping(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	uint8_t d[PING_LEN] = { 'v', 's', (uint8_t)(p->seq >> 24),
+	    (uint8_t)(p->seq >> 16), (uint8_t)(p->seq >> 8), (uint8_t)p->seq };
+	uint64_t in;
+	struct ping *pg;
+
+	if (!c->fence_told || c->fence_deaf || p->n == FENCES_MAX)
+		return 0;
+	pace_note(c, now);
+	in = stream_pos(c) - pace_acked(c, now);
+	wr_fence(c, FENCE_REQUEST | FENCE_BLOCK_BEFORE, d, sizeof d);
+	pg = &p->ping[(p->head + p->n++) % FENCES_MAX];
+	pg->seq = p->seq++;
+	pg->t = now;
+	pg->pos = stream_pos(c);
+	pg->congested = in >= p->cwnd;
+	in = in > p->cwnd ? in - p->cwnd : 0;
+	pg->ahead = in > UINT32_MAX ? UINT32_MAX : (uint32_t)in;
+	if (p->n == 1)
+		p->fence_due = now + FENCE_WAIT_MS;
+	p->pings++;
+	pace_note(c, now);
+	return 1;
+}
+
+/* Take back the ping just queued (nothing followed it). */
+static void
+pace_unping(struct client *c)
+{
+	c->out.len -= 9 + PING_LEN;
+	c->pc.n--;
+	c->pc.seq--;
+	c->pc.pings--;
+	if (c->pc.n == 0)
+		c->pc.fence_due = 0;
+	c->pc.pos_seen = stream_pos(c);
+}
+
+/* TCP Vegas on the round trips since the last change of the window. */
+static void
+pace_adjust(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	long long w = p->cwnd;
+	int d = p->min_rtt - p->base_rtt, dc = INT_MAX;
+
+	if (p->min_cong_rtt != INT_MAX)
+		dc = p->min_cong_rtt - p->base_rtt;
+	if (d > 100 && d > p->base_rtt / 2) {
+		/* a spike this big is loss on a lossless transport */
+		w = w * p->base_rtt / p->min_rtt;
+		p->slow_start = 0;
+	} else if (p->slow_start) {
+		if (d > 25) {		/* the link's buffers are filling */
+			w = w * p->base_rtt / p->min_rtt;
+			p->slow_start = 0;
+		} else if (dc < 25) {	/* a full window went through */
+			w *= 2;
+		}
+	} else if (d > 50) {
+		w -= 4096;
+	} else if (dc < 5) {
+		w += 8192;
+	} else if (dc < 25) {
+		w += 4096;
+	}
+	p->cwnd = w < CWND_MIN ? CWND_MIN : w > CWND_MAX ? CWND_MAX :
+	    (uint32_t)w;
+	logx(c->srv, LOG_DEBUG, "peer=%s pacing: round trip %d/%d ms (empty "
+	    "link %d), window %u KiB%s", c->peer, p->min_rtt,
+	    p->min_cong_rtt == INT_MAX ? -1 : p->min_cong_rtt, p->base_rtt,
+	    p->cwnd / 1024, p->slow_start ? " (slow start)" : "");
+	p->samples = 0;
+	p->min_rtt = p->min_cong_rtt = INT_MAX;
+	p->t_adjust = now;
+}
+
+/* The viewer answered a fence: it must be our oldest unanswered one. */
+static void
+pace_answer(struct client *c, uint32_t flags, const uint8_t *d, size_t len,
+    long long now)
+{
+	struct pacing *p = &c->pc;
+	struct ping pg;
+	int rtt, adj;
+
+	if (p->n == 0) {
+		cl_fail(c, "ServerFence answer, but none of ours is unanswered");
+		return;
+	}
+	pg = p->ping[p->head];
+	/* the answer keeps our payload and at most our flags */
+	if (len != PING_LEN || d[0] != 'v' || d[1] != 's' ||
+	    ((uint32_t)d[2] << 24 | (uint32_t)d[3] << 16 | (uint32_t)d[4] << 8 |
+	    d[5]) != pg.seq || (flags & ~FENCE_BLOCK_BEFORE) != 0) {
+		cl_fail(c, "ServerFence answer (flags 0x%lx, %zu bytes) is not "
+		    "our oldest unanswered fence", (unsigned long)flags, len);
+		return;
+	}
+	p->head = (p->head + 1) % FENCES_MAX;
+	p->n--;
+	p->answers++;
+	p->fence_due = p->n > 0 ? p->ping[p->head].t + FENCE_WAIT_MS : 0;
+	if (c->fence_deaf) {
+		c->fence_deaf = 0;
+		pace_reset(p, now);
+		logx(c->srv, LOG_INFO, "peer=%s answers fences again: paced "
+		    "by them", c->peer);
+	}
+	p->acked = pg.pos;
+	p->t_acked = now;
+	rtt = now - pg.t > INT_MAX / 2 ? INT_MAX / 2 : (int)(now - pg.t);
+	if (rtt < 1)
+		rtt = 1;
+	if (p->base_rtt < 0 || rtt < p->base_rtt)
+		p->base_rtt = rtt;
+	if (pg.t < p->t_adjust)
+		return;		/* it measured an older window */
+	/* less the time the bytes queued beyond the window took */
+	adj = (int)((uint64_t)pg.ahead * (unsigned)p->base_rtt / p->cwnd);
+	rtt = adj < rtt ? rtt - adj : 1;
+	if (rtt < p->base_rtt)
+		rtt = p->base_rtt;
+	if (rtt < p->min_rtt)
+		p->min_rtt = rtt;
+	if (pg.congested && rtt < p->min_cong_rtt)
+		p->min_cong_rtt = rtt;
+	if (++p->samples >= 3)	/* fewer are noise */
+		pace_adjust(c, now);
+}
+
+/* The oldest ping had FENCE_WAIT_MS: unanswered although delivered, the
+ * viewer does not answer fences. */
+static void
+pace_overdue(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	const struct ping *pg = &p->ping[p->head];
+	int q;
+
+	p->fence_due = 0;
+	if (p->n == 0 || c->fence_deaf)
+		return;
+	if (now - pg->t < FENCE_WAIT_MS) {
+		p->fence_due = pg->t + FENCE_WAIT_MS;
+		return;
+	}
+	q = sock_queued(c);
+	if (c->wrote < pg->pos || (q > 0 && c->wrote - (uint64_t)q < pg->pos)) {
+		p->fence_due = now + FENCE_WAIT_MS / 5;	/* a slow link */
+		return;
+	}
+	c->fence_deaf = 1;
+	logx(c->srv, LOG_NOTICE, "peer=%s left %d fences unanswered for %lld "
+	    "ms: paced by its output queue from now on", c->peer, p->n,
+	    now - pg->t);
+}
+
+/* The first time a viewer lists Fence, and ContinuousUpdates with it:
+ * rfbproto's answers, a ServerFence and an EndOfContinuousUpdates. */
+static void
+cu_announce(struct client *c)
+{
+	long long now = mono_ms();
+
+	if (c->enc_fence && !c->fence_told) {
+		c->fence_told = 1;
+		pace_reset(&c->pc, now);
+		c->pc.acked = stream_pos(c);
+		c->pc.t_acked = now;
+		c->pc.sockq = -1;
+		pace_ping(c, now);	/* the round trip of the empty link */
+	}
+	if (c->enc_cu && c->fence_told && !c->cu_told) {
+		c->cu_told = 1;
+		wr_u8(c, SMSG_END_CU);
+	}
+}
+
+/* A paced viewer's session in one line. */
+static void
+pace_log(const struct client *c)
+{
+	const struct pacing *p = &c->pc;
+
+	if (c->fence_told)
+		logx(c->srv, LOG_INFO, "paced peer=%s updates=%lu fences=%lu "
+		    "answered=%lu window=%u rtt=%d%s", c->peer, p->updates,
+		    p->pings, p->answers, p->cwnd, p->base_rtt,
+		    c->fence_deaf ? " deaf" : "");
+}
+
+/*
+ * May c get an update now?  Sets c->pace_at: 0 if so, else when to look
+ * again, LLONG_MAX when only an event can tell (a request, an answer,
+ * the socket taking the queue).
+ */
+static int
+cl_paced(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	uint64_t in;
+	long long wait;
+
+	c->pace_at = LLONG_MAX;
+	if (!c->cu_on) {
+		if (c->want_update && buf_used(&c->out) < OUT_LOW)
+			c->pace_at = 0;
+		return c->pace_at == 0;
+	}
+	if (buf_used(&c->out) > 0)
+		cl_flush(c);
+	if (c->fence_deaf) {
+		if (buf_used(&c->out) >= OUT_LOW)
+			return 0;
+	} else if (buf_used(&c->out) > 0 || c->tls_wpending) {
+		return 0;	/* the last update is not out yet */
+	}
+	if (now < c->next_frame) {
+		c->pace_at = c->next_frame;
+		return 0;
+	}
+	if (c->fence_deaf) {
+		c->pace_at = 0;
+		return 1;
+	}
+	p->sockq = sock_queued(c);
+	pace_note(c, now);
+	in = stream_pos(c) - pace_acked(c, now);
+	if (in < p->cwnd) {
+		c->pace_at = 0;
+		return 1;
+	}
+	if (p->base_rtt > 0) {	/* when the window should have drained */
+		wait = (long long)((in - p->cwnd) * (unsigned)p->base_rtt /
+		    p->cwnd) + 2;
+		c->pace_at = now + (wait > 1000 ? 1000 : wait);
+	}
+	return 0;
+}
+
+/*
+ * cl_update() for a ContinuousUpdates viewer: tiles outside its area
+ * (and outside a non-incremental request) are held back and stay dirty;
+ * the update goes between two pings.
+ */
+static int
+cu_hold(struct client *c)
+{
+	struct server *s = c->srv;
+	size_t n = (size_t)c->dtw * c->dth, i;
+	struct rect a = c->cu_area, q = c->req_area;
+	int tx, ty, x0, y0, x1, y1;
+
+	if (c->dirty == NULL || n == 0)
+		return 0;
+	if (!rect_clip(&a.x, &a.y, &a.w, &a.h, s->frame.width,
+	    s->frame.height))
+		a.w = a.h = 0;
+	if (!c->want_update || !rect_clip(&q.x, &q.y, &q.w, &q.h,
+	    s->frame.width, s->frame.height))
+		q.w = q.h = 0;
+	if (a.x == 0 && a.y == 0 && a.w == s->frame.width &&
+	    a.h == s->frame.height)
+		return 0;	/* all of it: nothing to hold */
+	if (s->cu_hold_n < n) {
+		uint8_t *h = realloc(s->cu_hold, n);
+
+		if (h == NULL)
+			return 0;	/* then it gets more than it asked */
+		s->cu_hold = h;
+		s->cu_hold_n = n;
+	}
+	for (ty = 0, i = 0; ty < c->dth; ty++)
+		for (tx = 0; tx < c->dtw; tx++, i++) {
+			x0 = tx * TILE;
+			y0 = ty * TILE;
+			x1 = x0 + TILE;
+			y1 = y0 + TILE;
+			s->cu_hold[i] = 0;
+			if ((a.w > 0 && x0 < a.x + a.w && a.x < x1 &&
+			    y0 < a.y + a.h && a.y < y1) || (q.w > 0 &&
+			    x0 < q.x + q.w && q.x < x1 && y0 < q.y + q.h &&
+			    q.y < y1))
+				continue;
+			s->cu_hold[i] = c->dirty[i];
+			c->dirty[i] = 0;
+		}
+	return 1;
+}
+
+static void
+cu_update(struct client *c, long long now)
+{
+	struct server *s = c->srv;
+	int held = cu_hold(c), pinged;
+	uint64_t mark;
+	size_t i;
+
+	pinged = pace_ping(c, now);	/* measures the link, window open */
+	mark = stream_pos(c);
+	cl_update(c);
+	if (held && c->dirty != NULL)
+		for (i = 0; i < (size_t)c->dtw * c->dth; i++)
+			c->dirty[i] |= s->cu_hold[i];
+	if (c->dead)
+		return;
+	if (stream_pos(c) == mark) {	/* no news */
+		if (pinged)
+			pace_unping(c);
+		return;
+	}
+	pace_ping(c, now);	/* answered once the viewer has it all */
+	c->next_frame = now + 1000 / s->fps;
+	c->pc.updates++;
 }
 
 /* ---------------------------------------------------------------------
@@ -5286,6 +6828,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
 	c->enc_last_rect = 0;
+	c->enc_fence = c->enc_cu = 0;
 	c->zasked = 0;
 	c->quality = -1;
 	for (m = 0; m < NMODES; m++)
@@ -5316,6 +6859,10 @@ msg_set_encodings(struct client *c, struct rd *r)
 			c->enc_cursor = 1;
 		else if (e == ENC_LAST_RECT)
 			c->enc_last_rect = 1;
+		else if (e == ENC_FENCE)
+			c->enc_fence = 1;
+		else if (e == ENC_CONT_UPDATES)
+			c->enc_cu = 1;
 	}
 	/* RFB: every viewer takes Raw; it is the last resort if none of
 	 * ours is listed, else only where the viewer listed it */
@@ -5339,6 +6886,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 		c->size_reason = 0;
 		c->size_status = 0;
 	}
+	cu_announce(c);
 }
 
 static void
@@ -5357,9 +6905,112 @@ msg_update_request(struct client *c, struct rd *r)
 		w = s->frame.width - x;
 	if (h > s->frame.height - y)
 		h = s->frame.height - y;
+	if (c->cu_on && incremental)
+		return;		/* rfbproto: ignored while we pace it */
 	if (!incremental)
 		dirty_mark(c, x, y, w, h);
+	if (c->cu_on) {		/* sent with the area, even outside it */
+		struct rect *q = &c->req_area;
+
+		if (c->want_update && q->w > 0 && q->h > 0) {
+			int x1 = q->x + q->w > x + w ? q->x + q->w : x + w;
+			int y1 = q->y + q->h > y + h ? q->y + q->h : y + h;
+
+			x = q->x < x ? q->x : x;
+			y = q->y < y ? q->y : y;
+			w = x1 - x;
+			h = y1 - y;
+		}
+		q->x = x;
+		q->y = y;
+		q->w = w;
+		q->h = h;
+	}
 	c->want_update = 1;
+}
+
+/* EnableContinuousUpdates (rfbproto 7.5.9): only after we offered them */
+static void
+msg_enable_cu(struct client *c, struct rd *r)
+{
+	int enable = rd_u8(r);
+	struct rect a;
+
+	a.x = rd_u16(r);
+	a.y = rd_u16(r);
+	a.w = rd_u16(r);
+	a.h = rd_u16(r);
+	if (r->err)
+		return;
+	if (!c->cu_told) {
+		cl_fail(c, "EnableContinuousUpdates, but we did not offer them "
+		    "(its SetEncodings lacked ContinuousUpdates or Fence)");
+		return;
+	}
+	if (!enable) {
+		if (c->cu_on)
+			logx(c->srv, LOG_INFO, "peer=%s continuous updates off",
+			    c->peer);
+		c->cu_on = 0;
+		wr_u8(c, SMSG_END_CU);	/* at once, even if they were off */
+		return;
+	}
+	if (!c->cu_on || memcmp(&a, &c->cu_area, sizeof a) != 0)
+		logx(c->srv, LOG_INFO, "peer=%s continuous updates on in "
+		    "%dx%d+%d+%d", c->peer, a.w, a.h, a.x, a.y);
+	c->cu_area = a;		/* clipped to the screen when used */
+	if (!c->cu_on)
+		c->want_update = 0;	/* pending requests: the area now */
+	c->cu_on = 1;
+}
+
+static size_t
+len_fence(struct client *c, struct rd *r)
+{
+	unsigned n;
+
+	rd_bytes(r, 7);		/* padding, flags */
+	n = rd_u8(r);
+	if (n > FENCE_DATA_MAX) {
+		cl_fail(c, "ClientFence with a %u-byte payload (limit %d)", n,
+		    FENCE_DATA_MAX);
+		return 0;
+	}
+	return n;
+}
+
+/*
+ * ClientFence (rfbproto 7.5.10).  Messages are handled in order, each
+ * taking effect before the next is read and before any update is made,
+ * so BlockBefore and BlockAfter hold when we answer at once.  SyncNext:
+ * the answer follows the next message (h_message).  An answer to one of
+ * our fences goes to the pacing.
+ */
+static void
+msg_fence(struct client *c, struct rd *r)
+{
+	uint32_t flags;
+	const uint8_t *data;
+	size_t len;
+
+	rd_bytes(r, 3);
+	flags = rd_u32(r);
+	len = rd_u8(r);
+	if ((data = rd_bytes(r, len)) == NULL)
+		return;
+	if (!(flags & FENCE_REQUEST)) {
+		pace_answer(c, flags, data, len, mono_ms());
+		return;
+	}
+	/* rfbproto: Request cleared, and every flag we do not know */
+	if (flags & FENCE_SYNC_NEXT) {
+		c->sync.flags = flags & FENCE_KNOWN;
+		c->sync.len = (uint8_t)len;
+		memcpy(c->sync.data, data, len);
+		c->sync_wait = 1;
+		return;
+	}
+	wr_fence(c, flags & FENCE_KNOWN, data, len);
 }
 
 /*
@@ -5509,6 +7160,9 @@ static const struct msgtype msgtab[256] = {
 	[MSG_KEY] = { "KeyEvent", 8, NULL, msg_key },
 	[MSG_POINTER] = { "PointerEvent", 6, NULL, msg_pointer },
 	[MSG_CUT_TEXT] = { "ClientCutText", 8, len_cut_text, msg_cut_text },
+	[MSG_ENABLE_CU] = { "EnableContinuousUpdates", 10, NULL,
+	    msg_enable_cu },
+	[MSG_FENCE] = { "ClientFence", 9, len_fence, msg_fence },
 	[MSG_SET_DESKTOP_SIZE] = { "SetDesktopSize", 8, len_set_desktop_size,
 	    msg_set_desktop_size },
 };
@@ -5519,7 +7173,9 @@ h_message(struct client *c, uint8_t *p, size_t n)
 	struct rd r = rd_of(p, n);
 	unsigned type = rd_u8(&r);
 	const struct msgtype *m = &msgtab[type];
+	struct fence held;
 	size_t len;
+	int sync;
 
 	if (m->name == NULL) {
 		cl_fail(c, "unknown client message type %u", type);
@@ -5542,9 +7198,15 @@ h_message(struct client *c, uint8_t *p, size_t n)
 		}
 	}
 	r = rd_of(p + 1, len - 1);
+	if ((sync = c->sync_wait) != 0) {	/* SyncNext: this message */
+		held = c->sync;
+		c->sync_wait = 0;
+	}
 	m->fn(c, &r);
 	if (r.err && !c->dead)
 		cl_fail(c, "%s shorter than its fields", m->name);
+	if (sync && !c->dead)	/* ... has taken effect: the answer */
+		wr_fence(c, held.flags, held.data, held.len);
 	cl_expect(c, h_message, 1);
 	return len;
 }
@@ -5556,7 +7218,8 @@ h_message(struct client *c, uint8_t *p, size_t n)
 static void
 cl_process(struct client *c)
 {
-	while (!c->dead && c->state != ST_CLOSING && c->state != ST_TLS) {
+	while (!c->dead && c->state != ST_CLOSING && c->state != ST_TLS &&
+	    !cl_held(c)) {
 		size_t avail = buf_used(&c->in), used, need = c->need;
 		handler_fn fn = c->handler;
 
@@ -5566,7 +7229,7 @@ cl_process(struct client *c)
 		/* 0: "call me again once c->need bytes are here", which may
 		 * be now; asking for the same again would never end */
 		if (used == 0 && fn == c->handler && need == c->need &&
-		    !c->dead) {
+		    !c->dead && !cl_held(c)) {
 			cl_fail(c, "internal: %s handler stalled",
 			    state_name[c->state]);
 			break;
@@ -5621,6 +7284,8 @@ cl_read(struct client *c)
 			tls_handshake(c);
 		return;
 	}
+	if (cl_held(c))		/* not its turn yet */
+		return;
 	do {
 		room = IN_CHUNK;
 		if (c->need > buf_used(&c->in) &&
@@ -5631,16 +7296,37 @@ cl_read(struct client *c)
 			return;
 		}
 		r = io_read(c, c->in.data + c->in.len, room);
-		if (r == 0)
+		if (r == 0 && c->tls_up && c->tls_rx == 0 &&
+		    c->sec->tls == TLS_X509)
+			cl_fail(c, "viewer closed after TLS (does it trust the "
+			    "certificate?)");
+		else if (r == 0)
 			cl_fail(c, "viewer closed the connection in state %s",
 			    state_name[c->state]);
 		if (r <= 0)
 			return;
 		c->in.len += (size_t)r;
+		c->tls_rx += c->tls_up ? (size_t)r : 0;
 		cl_process(c);
 		/* records GnuTLS already holds wake no poll(): drain them */
 	} while (c->tls_up && !c->dead && c->state != ST_CLOSING &&
 	    gnutls_record_check_pending(c->tls) > 0);
+}
+
+/* A gated client's time has come: what it waited for, then its input. */
+static void
+cl_resume(struct client *c)
+{
+	c->gate_until = 0;
+	if (c->gate_start) {
+		c->gate_start = 0;
+		auth_begin(c);
+	}
+	if (c->gate_until || c->dead || c->state == ST_CLOSING)
+		return;
+	cl_process(c);		/* what it sent while it waited */
+	if (!c->gate_until && !c->dead && c->state != ST_CLOSING)
+		cl_read(c);
 }
 
 static void
@@ -5648,8 +7334,6 @@ cl_flush(struct client *c)
 {
 	ssize_t w;
 
-	if (c->hold_until && mono_ms() < c->hold_until)
-		return;		/* a failed login's answer waits */
 	if (c->state == ST_NORMAL)
 		link_sample(c, mono_ms());
 	while (!c->dead && buf_used(&c->out) > 0) {
@@ -5663,6 +7347,7 @@ cl_flush(struct client *c)
 			    n < TLS_RECORD_MAX ? n : TLS_RECORD_MAX);
 			if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) {
 				c->tls_wpending = 1;
+				c->lk_left = buf_used(&c->out);
 				return;
 			}
 			c->tls_wpending = 0;
@@ -5677,11 +7362,12 @@ cl_flush(struct client *c)
 				if (errno != EAGAIN && errno != EWOULDBLOCK &&
 				    errno != EINTR)
 					cl_fail(c, "write: %s", strerror(errno));
+				c->lk_left = buf_used(&c->out);
 				return;
 			}
 		}
 		c->out.off += (size_t)w;
-		c->tx_bytes += (uint64_t)w;
+		c->wrote += (size_t)w;
 		c->last_out = mono_ms();
 		if (c->state == ST_NORMAL)
 			link_sent(c, c->last_out);
@@ -5708,10 +7394,14 @@ cl_free(struct client *c)
 
 	logx(s, LOG_AUTH | LOG_INFO, "close peer=%s user=%s secs=%.1f reason=%s",
 	    c->peer, safe(c->user, u, sizeof u), secs, c->why);
+	pace_log(c);
 	/* only a viewer that pressed something may release (a watcher
 	 * leaving must not let go of another viewer's keys) */
 	if (c->state == ST_NORMAL && c->sent_input)
 		fb_source.release(s->fb);
+#ifdef HAVE_PAM
+	pam_forget(c);
+#endif
 	if (c->sasl != NULL)
 		gsasl_finish(c->sasl);
 	if (c->tls != NULL) {
@@ -5751,8 +7441,13 @@ addr_text(const struct sockaddr_storage *ss, char *host, size_t len)
 			inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len);
 		return ntohs(in6->sin6_port);
 	}
-	snprintf(host, len, "unix");
-	return -1;
+	if (ss->ss_family == AF_UNIX) {
+		snprintf(host, len, "unix");
+		return -1;
+	}
+	/* a peer we could not name is remote: never "unix" (fail closed) */
+	snprintf(host, len, "unknown");
+	return -2;
 }
 
 static void
@@ -5761,15 +7456,14 @@ peer_name(struct client *c, const struct sockaddr_storage *ss)
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = addr_text(ss, host, sizeof host);
 
-	if (port < 0) {
-		c->is_unix = 1;
-		snprintf(c->addr, sizeof c->addr, "unix");
-		snprintf(c->peer, sizeof c->peer, "unix");
-		return;
-	}
+	c->is_unix = port == -1;
 	snprintf(c->addr, sizeof c->addr, "%s", host);
-	snprintf(c->peer, sizeof c->peer, ss->ss_family == AF_INET6 &&
-	    strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	if (port < 0)
+		snprintf(c->peer, sizeof c->peer, "%s", host);
+	else
+		snprintf(c->peer, sizeof c->peer, ss->ss_family == AF_INET6 &&
+		    strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	addr_key(c->addr, c->akey, sizeof c->akey);
 }
 
 static int
@@ -5824,48 +7518,67 @@ cl_new(struct server *s, int fd, int wfd, const struct sockaddr_storage *ss)
  * ------------------------------------------------------------------- */
 
 /*
- * Unauthenticated connections are capped per address (parallel guessing,
- * half-open floods) and in total.  At the total cap the oldest pending
- * connection of the address holding the most is closed to make room,
- * unless the newcomer's address is that one: a flood from many addresses
- * crowds out itself, not a viewer arriving from elsewhere.  Logged, not
- * counted as a failed login.
+ * How far a login has come: what evicting it would throw away.  A
+ * connection that finished TLS and started SASL is worth more than a bare
+ * TCP connection, which anyone can open by the thousand.
+ */
+static int
+cl_progress(const struct client *c)
+{
+	switch (c->state) {
+	case ST_CLOSING:
+		return -1;	/* failed already, only lingering */
+	case ST_VERSION:
+	case ST_SECURITY:
+	case ST_VENCRYPT:
+		return 0;	/* nothing invested */
+	case ST_TLS:
+		return 1;
+	case ST_AUTH:
+		return 2;
+	default:
+		return 3;	/* SASL, or past authentication */
+	}
+}
+
+/*
+ * Unauthenticated connections are capped per address (IPv6: per /64;
+ * parallel guessing, half-open floods) and in total.  At the total cap a
+ * newcomer takes the place of the least advanced pending connection, the
+ * most recent among equals - but only of one that has invested nothing
+ * yet: a flood of bare connections from many addresses crowds out
+ * itself, never a login halfway through.  Logged, not counted as a
+ * failed login.
  */
 static int
 preauth_refused(struct server *s, const struct sockaddr_storage *ss)
 {
-	char addr[INET6_ADDRSTRLEN];
-	struct client *c, *d, *victim = NULL;
-	int total = 0, mine = 0, most = 0, k;
+	char addr[INET6_ADDRSTRLEN], key[INET6_ADDRSTRLEN + 4];
+	struct client *c, *victim = NULL;
+	int total = 0, mine = 0;
 
 	addr_text(ss, addr, sizeof addr);
+	addr_key(addr, key, sizeof key);
 	for (c = s->clients; c != NULL; c = c->next)
 		if (!c->dead && !c->authed) {
 			total++;
-			mine += strcmp(c->addr, addr) == 0;
+			mine += strcmp(c->akey, key) == 0;
+			/* the list is newest first: < keeps the newest */
+			if (victim == NULL ||
+			    cl_progress(c) < cl_progress(victim))
+				victim = c;
 		}
 	if (mine >= s->preauth_per_addr) {
 		logx(s, LOG_WARNING, "refused peer=%s: %d unauthenticated "
-		    "connections from it (limit %d)", addr, mine,
+		    "connections from %s (limit %d)", addr, mine, key,
 		    s->preauth_per_addr);
 		return 1;
 	}
 	if (total < s->preauth_max)
 		return 0;
-	for (c = s->clients; c != NULL; c = c->next) {	/* who holds most */
-		if (c->dead || c->authed)
-			continue;
-		for (k = 0, d = s->clients; d != NULL; d = d->next)
-			k += !d->dead && !d->authed && strcmp(d->addr, c->addr) == 0;
-		/* the list is newest first: >= keeps the oldest of the biggest */
-		if (k >= most) {
-			most = k;
-			victim = c;
-		}
-	}
-	if (victim == NULL || most <= mine) {
+	if (victim == NULL || cl_progress(victim) > 0) {
 		logx(s, LOG_WARNING, "refused peer=%s: %d unauthenticated "
-		    "connections in all (limit %d)", addr, total,
+		    "connections in all (limit %d), none to spare", addr, total,
 		    s->preauth_max);
 		return 1;
 	}
@@ -5884,6 +7597,15 @@ accept_all(struct server *s, const struct listener *l)
 
 		memset(&ss, 0, sizeof ss);
 		fd = accept(l->fd, (struct sockaddr *)&ss, &sl);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE ||
+		    errno == ENOBUFS || errno == ENOMEM)) {
+			/* the connection stays queued and the listener
+			 * readable: stop asking for a while, do not spin */
+			logx(s, LOG_ERR, "accept on %s: %s; not accepting for "
+			    "%d ms", l->name, strerror(errno), ACCEPT_PAUSE_MS);
+			s->accept_paused = mono_ms() + ACCEPT_PAUSE_MS;
+			return;
+		}
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
@@ -5931,7 +7653,9 @@ enum due {
 	DUE_LINGER,		/* a failure reason had its time: close */
 	DUE_HANDSHAKE,		/* -o handshake: too slow to log in */
 	DUE_STALL,		/* -D: queued output not read */
-	DUE_HOLD,		/* a held answer may go now */
+	DUE_GATE,		/* a held login may go on */
+	DUE_PACE,		/* a paced viewer may get an update */
+	DUE_FENCE,		/* our oldest fence is overdue */
 };
 
 static long long
@@ -5950,9 +7674,17 @@ cl_due(const struct server *s, const struct client *c, enum due *what)
 		t = c->last_out + s->stall_ms;
 		*what = DUE_STALL;
 	}
-	if (c->hold_until && c->hold_until < t) {
-		t = c->hold_until;
-		*what = DUE_HOLD;
+	if (c->gate_until && c->gate_until < t) {
+		t = c->gate_until;
+		*what = DUE_GATE;
+	}
+	if (c->pace_at && c->pace_at < t) {
+		t = c->pace_at;
+		*what = DUE_PACE;
+	}
+	if (c->pc.fence_due && c->pc.fence_due < t) {
+		t = c->pc.fence_due;
+		*what = DUE_FENCE;
 	}
 	return t;
 }
@@ -5977,8 +7709,14 @@ check_deadlines(struct server *s, long long now)
 				cl_fail(c, "viewer read nothing for %d s (-D)",
 				    s->stall_ms / 1000);
 				break;
-			case DUE_HOLD:
-				c->hold_until = 0;
+			case DUE_GATE:
+				cl_resume(c);
+				break;
+			case DUE_PACE:	/* send_updates() looks again */
+				c->pace_at = 0;
+				break;
+			case DUE_FENCE:
+				pace_overdue(c, now);
 				break;
 			case DUE_NONE:
 				return;		/* LLONG_MAX: cannot be */
@@ -5994,11 +7732,13 @@ srv_due(const struct server *s)
 	long long t = LLONG_MAX, d;
 	enum due what;
 
+	if (s->accept_paused)
+		t = s->accept_paused;
 	for (c = s->clients; c != NULL; c = c->next) {
 		if ((d = cl_due(s, c, &what)) < t)
 			t = d;
 		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
-		    s->grab_due < t)
+		    (!c->cu_on || c->pace_at == 0) && s->grab_due < t)
 			t = s->grab_due;
 		/* lossy tiles due for their lossless copy */
 		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
@@ -6025,7 +7765,7 @@ send_updates(struct server *s, long long now)
 	int waiting = 0;
 
 	for (c = s->clients; c != NULL; c = c->next)
-		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW)
+		if (cl_waiting(c) && cl_paced(c, now))
 			waiting = 1;
 	if (!waiting)
 		return;
@@ -6037,38 +7777,52 @@ send_updates(struct server *s, long long now)
 		s->grab_due = ms < 0 ? LLONG_MAX : now + ms;
 	}
 	for (c = s->clients; c != NULL; c = c->next)
-		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW) {
-			cl_update(c);
+		if (cl_waiting(c) && c->pace_at == 0) {
+			if (c->cu_on)
+				cu_update(c, now);
+			else
+				cl_update(c);
 			cl_flush(c);
 		}
 }
 
-/*
- * SIGHUP: read the password file and the ACL again.  Each is swapped in
- * only if it parses; then every authenticated session is checked against
- * the new rules, and only those whose answer changed are touched.
- */
+/* SIGHUP, the password file: swapped in only if it parses; sessions of
+ * users it no longer has are closed. */
 static void
-reload(struct server *s)
+reload_passwd(struct server *s)
 {
-	char err[PATH_MAX + 128], rule[PATH_MAX + 16], u[4 * USER_MAX + 8];
+	char err[PATH_MAX + 128], u[4 * USER_MAX + 8];
 	uint8_t key[SHA256_DIGEST_SIZE];
-	struct cred *v;
 	struct client *c;
-	struct acl *a;
+	struct cred *v;
 	size_t n;
 
-	if (s->passwd_path != NULL) {
-		if (passwd_read(s->passwd_path, &v, &n, key, err, sizeof err) < 0)
-			logx(s, LOG_ERR, "reload: %s; keeping the old users", err);
-		else {
-			passwd_install(s, v, n, key);
-			logx(s, LOG_INFO, "reload: %s: %zu records",
-			    s->passwd_path, n);
-		}
-	}
-	if (s->acl_path == NULL)
+	if (passwd_read(s->passwd_path, &v, &n, key, err, sizeof err) < 0) {
+		logx(s, LOG_ERR, "reload: %s; keeping the old users", err);
 		return;
+	}
+	passwd_install(s, v, n, key);
+	logx(s, LOG_INFO, "reload: %s: %zu records", s->passwd_path, n);
+	for (c = s->clients; c != NULL; c = c->next)
+		if (!c->dead && c->authed && c->by_passwd &&
+		    !passwd_has(s, c->user)) {
+			logx(s, LOG_AUTH | LOG_NOTICE, "recheck peer=%s user=%s "
+			    "removed from %s", c->peer, safe(c->user, u,
+			    sizeof u), s->passwd_path);
+			cl_fail(c, "user removed from the password file");
+		}
+}
+
+/* SIGHUP, the ACL: swapped in only if it parses; then every session is
+ * checked against the new rules, and only those whose answer changed are
+ * touched. */
+static void
+reload_acl(struct server *s)
+{
+	char err[PATH_MAX + 128], rule[PATH_MAX + 16], u[4 * USER_MAX + 8];
+	struct client *c;
+	struct acl *a;
+
 	if ((a = acl_load(s->acl_path, err, sizeof err)) == NULL) {
 		logx(s, LOG_ERR, "reload: %s; keeping the old rules", err);
 		return;
@@ -6082,7 +7836,7 @@ reload(struct server *s)
 
 		if (c->dead || (c->state != ST_INIT && c->state != ST_NORMAL))
 			continue;
-		act = acl_check(a, c->user, c->dn, c->addr, rule, sizeof rule);
+		act = acl_check(a, c->user, &c->dnp, c->addr, rule, sizeof rule);
 		if (act == ACL_DENY) {
 			logx(s, LOG_AUTH | LOG_NOTICE, "recheck peer=%s user=%s "
 			    "acl=deny rule=%s", c->peer, safe(c->user, u,
@@ -6098,6 +7852,15 @@ reload(struct server *s)
 	}
 }
 
+static void
+reload(struct server *s)
+{
+	if (s->passwd_path != NULL)
+		reload_passwd(s);
+	if (s->acl_path != NULL)
+		reload_acl(s);
+}
+
 /* This turn's pollfd set, from state: listeners only below the client
  * cap, the source's descriptor, each client's reads, and its writes only
  * with something to write.  Returns the count. */
@@ -6107,9 +7870,15 @@ poll_set(struct server *s, struct pollfd *pfd)
 	struct client *c;
 	int i, n = 0, fbfd = fb_source.fd(s->fb);
 
-	s->polled_lst = s->nclients < s->max_clients;
+	s->polled_lst = s->nclients < s->max_clients && !s->accept_paused;
 	for (i = 0; s->polled_lst && i < s->nlst; i++) {
 		pfd[n].fd = s->lst[i].fd;
+		pfd[n++].events = POLLIN;
+	}
+	s->polled_pam = -1;
+	if (s->pam_fd >= 0) {
+		s->polled_pam = n;
+		pfd[n].fd = s->pam_fd;
 		pfd[n++].events = POLLIN;
 	}
 	s->polled_fb = -1;
@@ -6119,12 +7888,13 @@ poll_set(struct server *s, struct pollfd *pfd)
 		pfd[n++].events = POLLIN;
 	}
 	for (c = s->clients; c != NULL; c = c->next) {
-		int wantw = !c->hold_until && (buf_used(&c->out) > 0 ||
-		    c->tls_wpending || (c->state == ST_TLS && c->tls_wdir));
+		int wantw = buf_used(&c->out) > 0 || c->tls_wpending ||
+		    (c->state == ST_TLS && c->tls_wdir);
 
 		c->pfd = c->pfdw = n;
 		pfd[n].fd = c->fd;
-		pfd[n++].events = POLLIN;
+		/* a held client is not read: what it sends waits with it */
+		pfd[n++].events = cl_held(c) ? 0 : POLLIN;
 		if (wantw && c->wfd != c->fd) {
 			c->pfdw = n;
 			pfd[n].fd = c->wfd;
@@ -6147,6 +7917,11 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 	for (i = 0; s->polled_lst && i < s->nlst; i++)
 		if (pfd[i].revents & POLLIN)
 			accept_all(s, &s->lst[i]);
+#ifdef HAVE_PAM
+	if (s->polled_pam >= 0 &&
+	    (pfd[s->polled_pam].revents & (POLLIN | POLLHUP | POLLERR)))
+		pam_readable(s);
+#endif
 	if (s->polled_fb >= 0 && (pfd[s->polled_fb].revents & POLLIN)) {
 		fb_source.readable(s->fb);
 		s->grab_due = now;
@@ -6161,6 +7936,8 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 			rev |= pfd[c->pfdw].revents & POLLOUT;
 		if (rev & POLLOUT)
 			cl_flush(c);
+		if (cl_held(c) && (rev & (POLLHUP | POLLERR)))
+			cl_fail(c, "viewer went away while its login waited");
 		if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
 		    (c->state == ST_TLS && (rev & POLLOUT))))
 			cl_read(c);
@@ -6179,7 +7956,7 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 static int
 serve(struct server *s)
 {
-	size_t npfd = (size_t)s->nlst + 2 * (size_t)s->max_clients + 1;
+	size_t npfd = (size_t)s->nlst + 2 * (size_t)s->max_clients + 2;
 	struct pollfd *pfd;
 	int n, rc = 0;
 
@@ -6191,6 +7968,8 @@ serve(struct server *s)
 		if (got_hup) {
 			got_hup = 0;
 			reload(s);
+			reap(s);	/* those it closed go now, not at the
+					   next wake-up (poll may wait forever) */
 		}
 		n = poll_set(s, pfd);
 		if (poll(pfd, (nfds_t)n, poll_timeout(s, mono_ms())) < 0) {
@@ -6201,6 +7980,8 @@ serve(struct server *s)
 			break;
 		}
 		poll_dispatch(s, pfd, mono_ms());
+		if (s->accept_paused && mono_ms() >= s->accept_paused)
+			s->accept_paused = 0;
 		if (s->once && s->served > 0 && s->nclients == 0)
 			break;
 	}
@@ -6331,47 +8112,86 @@ listen_unix(struct server *s, const char *path)
 	s->unix_path = path;
 }
 
-/* An address from the environment (UCSPI, socat) for -i peers. */
+/*
+ * An address from the environment (UCSPI's TCPREMOTEIP, socat's
+ * SOCAT_PEERADDR) for -i peers, in every form they use: 192.0.2.1,
+ * 2001:db8::1, [0000:...:0001] (socat, IPv6), ::ffff:192.0.2.1, a %zone.
+ * 0 and the address; -1 if the variable is not set; -2 if it is set but
+ * is no address (the caller then treats the peer as remote).
+ */
 static int
 env_peer(struct sockaddr_storage *ss, const char *ip, const char *port)
 {
 	const char *a = getenv(ip), *p = getenv(port);
-	int n = p ? atoi(p) : 0;
+	struct sockaddr_in *in = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)ss;
+	char buf[INET6_ADDRSTRLEN + 8];
+	size_t n;
+	long v = 0;
+	char *end;
 
 	memset(ss, 0, sizeof *ss);
 	if (a == NULL)
 		return -1;
-	if (inet_pton(AF_INET, a, &((struct sockaddr_in *)(void *)ss)->sin_addr) == 1) {
+	if (p != NULL) {
+		errno = 0;
+		v = strtol(p, &end, 10);
+		if (end == p || *end || errno || v < 0 || v > 65535)
+			v = 0;
+	}
+	n = strlen(a);
+	if (n >= 2 && a[0] == '[' && a[n - 1] == ']') {
+		a++;
+		n -= 2;
+	}
+	if (n >= sizeof buf)
+		return -2;
+	memcpy(buf, a, n);
+	buf[n] = '\0';
+	buf[strcspn(buf, "%")] = '\0';		/* fe80::1%eth0 */
+	if (inet_pton(AF_INET, buf, &in->sin_addr) == 1) {
 		ss->ss_family = AF_INET;
-		((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)n);
+		in->sin_port = htons((uint16_t)v);
 		return 0;
 	}
-	if (inet_pton(AF_INET6, a, &((struct sockaddr_in6 *)(void *)ss)->sin6_addr) == 1) {
+	if (inet_pton(AF_INET6, buf, &in6->sin6_addr) == 1) {
 		ss->ss_family = AF_INET6;
-		((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)n);
+		in6->sin6_port = htons((uint16_t)v);
 		return 0;
 	}
-	return -1;
+	return -2;
 }
 
 /*
  * -i: the one connection is on stdin/stdout (inetd, xinetd, systemd
- * Accept=yes, s6-tcpserver, socat EXEC).  The peer comes from the socket,
- * else from TCPREMOTEIP (UCSPI) or SOCAT_PEERADDR.
+ * Accept=yes, s6-tcpserver, socat EXEC).  The peer comes from the socket
+ * when it is a TCP one, else from TCPREMOTEIP (UCSPI) or SOCAT_PEERADDR.
+ * Only a UNIX socket with no such variable is a local peer; anything we
+ * cannot name (a pipe, an address we cannot parse) is remote.
  */
 static void
 serve_stdin(struct server *s)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
+	int local, r;
 
 	memset(&ss, 0, sizeof ss);
-	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &sl) < 0 ||
-	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
-		if (env_peer(&ss, "TCPREMOTEIP", "TCPREMOTEPORT") < 0 &&
-		    env_peer(&ss, "SOCAT_PEERADDR", "SOCAT_PEERPORT") < 0)
-			ss.ss_family = AF_UNIX;
+	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &sl) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
+		s->once = 1;
+		if (cl_new(s, STDIN_FILENO, STDOUT_FILENO, &ss) == NULL)
+			die(1, "-i: cannot use standard input and output");
+		return;
 	}
+	local = ss.ss_family == AF_UNIX;
+	if ((r = env_peer(&ss, "TCPREMOTEIP", "TCPREMOTEPORT")) == -1)
+		r = env_peer(&ss, "SOCAT_PEERADDR", "SOCAT_PEERPORT");
+	if (r == -2)
+		logx(s, LOG_WARNING, "-i: the peer address in the environment "
+		    "is not an IP address; treating the peer as remote");
+	if (r != 0)
+		ss.ss_family = r == -1 && local ? AF_UNIX : AF_UNSPEC;
 	s->once = 1;
 	if (cl_new(s, STDIN_FILENO, STDOUT_FILENO, &ss) == NULL)
 		die(1, "-i: cannot use standard input and output");
@@ -6517,69 +8337,89 @@ reverse_connect(struct server *s, const char *spec)
  * status 2 for what the operator wrote, 1 for what the system did.
  * ------------------------------------------------------------------- */
 
+/* The length of the first line of buf[0..n) (without LF or CRLF) if it
+ * is printable text (UTF-8 allowed), else -1. */
+static int
+text_line(const char *buf, size_t n)
+{
+	size_t i, len;
+
+	for (i = 0; i < n && buf[i] != '\n'; i++)
+		;
+	len = i > 0 && buf[i - 1] == '\r' ? i - 1 : i;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			return -1;
+	return (int)len;
+}
+
+/* A byte with its bits in the other order: VNC's DES keys (rfbproto). */
+static uint8_t
+bits_reversed(uint8_t b)
+{
+	uint8_t r = 0;
+	int k;
+
+	for (k = 0; k < 8; k++)
+		if (b & (1 << k))
+			r |= (uint8_t)(0x80 >> k);
+	return r;
+}
+
+/*
+ * -w FILE: the VNC password, as plain text on the first line, or as
+ * TigerVNC, RealVNC and TightVNC's vncpasswd write it: 8 bytes (16 with a
+ * view-only password, which we ignore), the password DES-encrypted with
+ * a key every VNC implementation knows - obfuscation, not protection.
+ * Told apart by shape: 8 or 16 bytes with no line end are vncpasswd's;
+ * else the first line, printable, is the password.  Anything else is
+ * refused.
+ */
 static void
 load_vnc_password(struct server *s, const char *path)
 {
-	char line[256], err[512];
-	uint8_t key[8] = { 0 };
+	static const uint8_t fixed[8] = { 23, 82, 107, 6, 35, 78, 88, 7 };
+	char err[512];
+	uint8_t buf[VNC_PASSWD_FILE_MAX + 1], pw[VNC_PASSWD_MAX + 1] = { 0 };
+	uint8_t key[VNC_PASSWD_MAX];
+	struct des_ctx obf;
 	size_t n, i;
 	FILE *f;
 
 	if ((f = conf_open(path, S_IRWXG | S_IRWXO, "chmod 600 it", err,
 	    sizeof err)) == NULL)
 		die(2, "-w %s", err);
-	if (fgets(line, sizeof line, f) == NULL)
-		die(2, "-w %s: empty file", path);
+	n = fread(buf, 1, sizeof buf, f);
 	fclose(f);
-	n = strcspn(line, "\r\n");
-	line[n] = '\0';
-	if (n == 0)
-		die(2, "-w %s: the password is empty", path);
-	if (n > VNC_PASSWD_MAX)
-		logx(s, LOG_WARNING, "-w %s: VNC authentication uses only the "
-		    "first %d characters", path, VNC_PASSWD_MAX);
-	/* RFB's DES key: each byte's bits reversed (rfbproto, VNC Auth) */
-	for (i = 0; i < VNC_PASSWD_MAX && i < n; i++) {
-		uint8_t b = (uint8_t)line[i], r = 0;
-		int k;
-
-		for (k = 0; k < 8; k++)
-			if (b & (1 << k))
-				r |= (uint8_t)(0x80 >> k);
-		key[i] = r;
+	if ((n == 8 || n == 16) && memchr(buf, '\n', n) == NULL) {
+		for (i = 0; i < 8; i++)	/* vncpasswd's d3des bit order */
+			key[i] = bits_reversed(fixed[i]);
+		des_set_key(&obf, key);
+		des_decrypt(&obf, VNC_PASSWD_MAX, pw, buf);
+		logx(s, LOG_INFO, "-w %s: a vncpasswd file", path);
+	} else if (n > 0 && n <= VNC_PASSWD_FILE_MAX &&
+	    text_line((char *)buf, n) > 0) {
+		n = (size_t)text_line((char *)buf, n);
+		if (n > VNC_PASSWD_MAX)
+			logx(s, LOG_WARNING, "-w %s: VNC authentication uses "
+			    "only the first %d characters", path,
+			    VNC_PASSWD_MAX);
+		memcpy(pw, buf, n < VNC_PASSWD_MAX ? n : VNC_PASSWD_MAX);
+	} else {
+		die(2, "-w %s: neither a line of text nor a vncpasswd file (8 "
+		    "or 16 bytes, no newline)", path);
 	}
-	memset(line, 0, sizeof line);
+	memset(buf, 0, sizeof buf);
+	if (pw[0] == '\0')
+		die(2, "-w %s: the password is empty", path);
+	for (i = 0; i < VNC_PASSWD_MAX; i++)	/* NUL-padded, as viewers do */
+		key[i] = bits_reversed(pw[i]);
+	memset(pw, 0, sizeof pw);
 	if (!des_set_key(&s->vnc_des, key))
 		die(2, "-w %s: this password makes a weak DES key; choose "
 		    "another", path);
 	memset(key, 0, sizeof key);
 	s->have_vnc_key = 1;
-}
-
-static const struct sectype *
-sectype_by_name(const char *name, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < nitems(sectypes); i++)
-		if (strlen(sectypes[i].name) == len &&
-		    strncmp(sectypes[i].name, name, len) == 0)
-			return &sectypes[i];
-	return NULL;
-}
-
-/* The -s names of every security type (VeNCrypt subtypes only: vc). */
-static const char *
-sectype_names(char *buf, size_t size, const char *sep, int vc)
-{
-	size_t i, off = 0;
-
-	buf[0] = '\0';
-	for (i = 0; i < nitems(sectypes); i++)
-		if (!vc || sectypes[i].type == SEC_VENCRYPT)
-			off += (size_t)snprintf(buf + off, off < size ? size -
-			    off : 0, "%s%s", off ? sep : "", sectypes[i].name);
-	return buf;
 }
 
 static int
@@ -6608,6 +8448,33 @@ parse_seclist(const char *list, const struct sectype **out)
 }
 
 /*
+ * What is offered without -s (DESIGN 2; the README's viewer table).  Who
+ * picks what decides the order: libvncclient (Remmina) takes the first
+ * subtype it supports, so X509Plain - which its SASL cannot spoil (it
+ * never asks for a user name) - comes first; gtk-vnc (remote-viewer)
+ * picks by its own preference, X509SASL before X509Plain before TLSSASL;
+ * TigerVNC has no SASL and picks X509Plain.  With -T only subtypes that
+ * verify a client certificate; without a certificate, TLSSASL; on a UNIX
+ * socket, a local transport, TLSSASL then SASL.
+ */
+static void
+default_sectypes(struct server *s)
+{
+	const struct sectype *v[nitems(sectypes)];
+	const char *tcp = s->verify_clients ? "x509plain,x509sasl" :
+	    s->adhoc_crt != NULL ? "x509plain,tlssasl" :
+	    s->x509 != NULL ? "x509plain,x509sasl,tlssasl" : "tlssasl";
+	const char *uni = s->verify_clients ? "x509plain,x509sasl" :
+	    "tlssasl,sasl";
+	int i, n;
+
+	for (n = parse_seclist(tcp, v), i = 0; i < n; i++)
+		s->sec_tcp[s->nsec_tcp++] = v[i];
+	for (n = parse_seclist(uni, v), i = 0; i < n; i++)
+		s->sec_unix[s->nsec_unix++] = v[i];
+}
+
+/*
  * What each transport offers (DESIGN 2).  TCP: SASL only inside
  * VeNCrypt unless -I; UNIX sockets are a trusted local transport.
  */
@@ -6618,11 +8485,7 @@ setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 	int i, n, dropped = 0;
 
 	if (list == NULL) {
-		if (s->x509 != NULL)
-			s->sec_tcp[s->nsec_tcp++] = sectype_by_name("x509sasl", 8);
-		s->sec_tcp[s->nsec_tcp++] = sectype_by_name("tlssasl", 7);
-		s->sec_unix[s->nsec_unix++] = sectype_by_name("tlssasl", 7);
-		s->sec_unix[s->nsec_unix++] = sectype_by_name("sasl", 4);
+		default_sectypes(s);
 		return;
 	}
 	n = parse_seclist(list, v);
@@ -6631,6 +8494,10 @@ setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 			die(2, "-s %s needs a certificate (-C and -K)", v[i]->name);
 		if (v[i]->start == auth_vnc && !s->have_vnc_key)
 			die(2, "-s %s needs a password file (-w)", v[i]->name);
+		if (s->verify_clients && v[i]->tls != TLS_X509)
+			logx(s, LOG_NOTICE, "-T: %s verifies no client "
+			    "certificate; offered because -s lists it",
+			    v[i]->name);
 		s->sec_unix[s->nsec_unix++] = v[i];
 		if (v[i]->type == SEC_SASL && !insecure) {
 			dropped = tcp;
@@ -6826,7 +8693,7 @@ setup_passwd(struct server *s)
 		if (gnutls_rnd(GNUTLS_RND_RANDOM, s->fake_key,
 		    sizeof s->fake_key) < 0)
 			die(1, "no random bytes");
-		s->fake_iter = SCRAM_ITER_DEFAULT;
+		s->max_iter = SCRAM_ITER_DEFAULT;
 		return;
 	}
 	if (passwd_read(s->passwd_path, &v, &n, key, err, sizeof err) < 0)
@@ -6852,7 +8719,12 @@ static const struct limit_opt {
 	{ "handshake", offsetof(struct server, handshake_s), 1, 3600,
 	    "seconds from connect to ServerInit" },
 	{ "fail-delay", offsetof(struct server, fail_delay_cap), 0, 600,
-	    "most seconds a failed login's answer waits" },
+	    "most seconds an address waits after failed logins" },
+	{ "hash-rate", offsetof(struct server, hash_rate), 0, 1 << 30,
+	    "PBKDF2 iterations a second for unauthenticated peers' passwords, "
+	    "0 for no bound" },
+	{ "fps", offsetof(struct server, fps), 1, FPS_MAX,
+	    "most updates a second to a ContinuousUpdates viewer" },
 	{ "link-kbit", offsetof(struct server, link_kbit), 0, 100000000,
 	    "the most a viewer's link carries, kbit/s (0: what is measured)" },
 };
@@ -6927,6 +8799,14 @@ drop_privileges(struct server *s, const char *user)
 	    getuid() == 0))
 		die(1, "-u %s: still root after dropping privileges", user);
 	logx(s, LOG_INFO, "running as %s (uid %ld)", user, (long)pw->pw_uid);
+	/* SIGHUP re-reads the files as this user */
+	if (s->passwd_path != NULL && access(s->passwd_path, R_OK) != 0)
+		logx(s, LOG_WARNING, "-u %s: %s is not readable now: SIGHUP "
+		    "cannot re-read it (give it to %s, mode 600)", user,
+		    s->passwd_path, user);
+	if (s->acl_path != NULL && access(s->acl_path, R_OK) != 0)
+		logx(s, LOG_WARNING, "-u %s: %s is not readable now: SIGHUP "
+		    "cannot re-read it", user, s->acl_path);
 }
 
 /* -t USER [ADDR [DN]]: what would the ACL say? (like doas -C) */
@@ -6936,6 +8816,7 @@ acl_test(struct server *s, char **argv, int argc)
 	struct sockaddr_storage ss;
 	char addr[INET6_ADDRSTRLEN] = "unix", rule[PATH_MAX + 16];
 	char err[PATH_MAX + 128];
+	struct dnparts dn;
 	enum acl_action act;
 
 	if (s->acl_path != NULL &&
@@ -6955,10 +8836,12 @@ acl_test(struct server *s, char **argv, int argc)
 			die(2, "-t: '%s' is not an IP address or unix", argv[1]);
 		addr_text(&ss, addr, sizeof addr);
 	}
-	if (argc == 3 && strlen(argv[2]) > DN_MAX)
-		die(2, "-t: DN longer than %d bytes", DN_MAX);
-	act = acl_check(s->acl, argv[0], argc == 3 ? argv[2] : "", addr, rule,
-	    sizeof rule);
+	memset(&dn, 0, sizeof dn);
+	if (argc == 3 && dn_split(argv[2], &dn, 1) < 0)
+		die(2, "-t: '%s' is not a DN (RDNs TYPE=value, separated by "
+		    "commas; at most %d RDNs and %d bytes)", argv[2],
+		    DN_RDNS_MAX, DN_MAX);
+	act = acl_check(s->acl, argv[0], &dn, addr, rule, sizeof rule);
 	printf("%s rule=%s from=%s\n", acl_action_name[act], rule, addr);
 	return 0;
 }
@@ -6985,10 +8868,13 @@ usage(FILE *f)
 "  -p PORT   TCP port, 0 for none (default 5900)\n"
 "  -U PATH   also listen on a UNIX socket\n"
 "  -s LIST   security types offered, in order, from: %s\n"
-"            (default TCP: x509sasl if -C, tlssasl; UNIX: tlssasl,sasl)\n"
+"            (default TCP: x509plain,x509sasl,tlssasl with -C, tlssasl\n"
+"            without; UNIX: tlssasl,sasl; see the man page)\n"
 "  -I        also offer sasl (type 20) on TCP without TLS (insecure)\n"
 "  -m LIST   SASL mechanisms (default SCRAM-SHA-256,SCRAM-SHA-1)\n"
-"  -P FILE   password file (mode 600; see -k)\n"
+"  -P FILE   password file (mode 600; see -k); -P pam:SERVICE: system\n"
+"            accounts through PAM (both may be given).  Without -P, -G\n"
+"            and -w: ad-hoc mode, a one-time user printed at start\n"
 "  -k F U    add or replace user U in password file F, then exit\n"
 "  -A FILE   ACL: allow/deny/view rules (see acl.txt.example; SIGHUP\n"
 "            reloads it and the password file)\n"
@@ -7004,7 +8890,10 @@ usage(FILE *f)
 "  -M N      most clients at once (default %d)\n"
 "  -o LIMITS  NAME=VALUE,...: preauth (unauthenticated connections, %d),\n"
 "            preauth-per-addr (%d), handshake (seconds, %d), fail-delay\n"
-"            (most seconds a failed login's answer waits, %d), link-kbit\n"
+"            (most seconds an address waits after failed logins, %d),\n"
+"            hash-rate (PBKDF2 iterations/s for not yet logged-in\n"
+"            peers' passwords, %d; 0: no bound), fps (most updates\n"
+"            a second to a ContinuousUpdates viewer, %d), link-kbit\n"
 "            (the most a viewer's link carries; default: measured)\n"
 "  -u USER   drop privileges to USER once everything is open\n"
 "  -i        inetd mode: serve the connection on stdin/stdout\n"
@@ -7018,7 +8907,8 @@ usage(FILE *f)
 "  -V        print version and build options\n",
 	    sectype_names(names, sizeof names, ",", 0),
 	    fb_source.arg_help, MAX_CLIENTS, PREAUTH_MAX, PREAUTH_PER_ADDR,
-	    HANDSHAKE_S, FAIL_DELAY_CAP, ZLEVEL_DEFAULT, ZLEVEL_SMALL, STALL_SECS);
+	    HANDSHAKE_S, FAIL_DELAY_CAP, HASH_RATE, FPS_DEFAULT, ZLEVEL_DEFAULT,
+	    ZLEVEL_SMALL, STALL_SECS);
 }
 
 static void
@@ -7039,12 +8929,18 @@ version(void)
 				printf(" %s", mech_usable[i]);
 		gsasl_done(g);
 	}
+#ifdef HAVE_PAM
+	printf("\npam: yes (-P pam:SERVICE)");
+#else
+	printf("\npam: no (built without it)");
+#endif
 	printf("\nsecurity types: %s\n", sectype_names(names, sizeof names, " ",
 	    0));
 	printf("encodings: raw hextile zrle tight (zlib %s, -Z level, default "
 	    "%d; JPEG: libjpeg %d); pseudo: DesktopSize ExtendedDesktopSize "
-	    "Cursor LastRect CompressLevel QualityLevel\n", zlibVersion(),
-	    ZLEVEL_DEFAULT, JPEG_LIB_VERSION);
+	    "Cursor LastRect CompressLevel QualityLevel Fence "
+	    "ContinuousUpdates\n", zlibVersion(), ZLEVEL_DEFAULT,
+	    JPEG_LIB_VERSION);
 }
 
 static long
@@ -7107,11 +9003,14 @@ static void
 server_defaults(struct server *s)
 {
 	s->max_clients = MAX_CLIENTS;
+	s->pam_fd = -1;
 	s->preauth_max = PREAUTH_MAX;
 	s->preauth_per_addr = PREAUTH_PER_ADDR;
 	s->handshake_s = HANDSHAKE_S;
 	s->fail_delay_cap = FAIL_DELAY_CAP;
+	s->hash_rate = HASH_RATE;
 	s->zlevel = ZLEVEL_DEFAULT;
+	s->fps = FPS_DEFAULT;
 	s->stall_ms = STALL_SECS * 1000;
 }
 
@@ -7137,7 +9036,17 @@ parse_opt(struct server *s, struct opts *o, int ch)
 		o->explicit_listen = 1;
 		break;
 	case 'P':
-		s->passwd_path = optarg;
+		if (strncmp(optarg, "pam:", 4) == 0) {
+			if (optarg[4] == '\0' || strchr(optarg + 4, '/'))
+				die(2, "-P %s: want pam:SERVICE, a service "
+				    "name in /etc/pam.d", optarg);
+			s->pam_service = optarg + 4;
+		} else if (s->passwd_path != NULL) {
+			die(2, "-P %s: one password file at most (and "
+			    "pam:SERVICE)", optarg);
+		} else {
+			s->passwd_path = optarg;
+		}
 		break;
 	case 'A':
 		s->acl_path = optarg;
@@ -7235,10 +9144,19 @@ setup_auth(struct server *s, const struct opts *o)
 {
 	static char hostname[256];
 	char err[PATH_MAX + 128];
+	int adhoc;
 
 	if (gnutls_global_init() < 0)
 		die(1, "cannot initialise GnuTLS");
+	if (gethostname(hostname, sizeof hostname - 1) < 0)
+		snprintf(hostname, sizeof hostname, "localhost");
+	hostname[sizeof hostname - 1] = '\0';
+	adhoc = adhoc_wanted(s, o->seclist, o->keytab != NULL,
+	    o->vncpass != NULL, o->inetd);
 	tls_setup(s, o->cert, o->key, o->ca);
+	if (adhoc && s->x509 == NULL)
+		adhoc_cert(s, hostname);
+	tls_x509_setup(s);
 	if (gsasl_init(&s->gsasl) != GSASL_OK)
 		die(1, "cannot initialise GNU SASL");
 	gsasl_callback_set(s->gsasl, sasl_callback);
@@ -7250,14 +9168,21 @@ setup_auth(struct server *s, const struct opts *o)
 	}
 	setup_mechs(s, o->mechs ? o->mechs : "SCRAM-SHA-256,SCRAM-SHA-1",
 	    o->keytab != NULL);
-	if (gethostname(hostname, sizeof hostname - 1) < 0)
-		snprintf(hostname, sizeof hostname, "localhost");
-	hostname[sizeof hostname - 1] = '\0';
 	if (s->sasl_host == NULL)
 		s->sasl_host = hostname;
 	if (s->name[0] == '\0')
 		snprintf(s->name, sizeof s->name, "%s", hostname);
-	setup_passwd(s);
+	if (adhoc)
+		adhoc_user(s);
+	else
+		setup_passwd(s);
+#ifdef HAVE_PAM
+	pam_setup(s);
+#else
+	if (s->pam_service != NULL)
+		die(2, "-P pam:%s: this vncsasl was built without PAM",
+		    s->pam_service);
+#endif
 	if (s->acl_path != NULL &&
 	    (s->acl = acl_load(s->acl_path, err, sizeof err)) == NULL)
 		die(2, "-A %s", err);
@@ -7339,9 +9264,59 @@ sandbox(const struct server *s)
 #endif
 }
 
+/*
+ * The ad-hoc mode's one and only word about its secret, on stderr (never
+ * the log): the line scripts read, then what to paste into each viewer.
+ * The password is wiped once it is out.
+ */
+static void
+adhoc_announce(struct server *s, const struct opts *o)
+{
+	char fp[3 * 32 + 1], host[260] = "127.0.0.1";
+	gnutls_datum_t pem = { NULL, 0 };
+	int i;
+
+	cert_fingerprint(s, fp, sizeof fp);
+	for (i = 0; i < o->naddrs; i++)	/* an address the viewer can use */
+		if (strcmp(o->addrs[i], "0.0.0.0") && strcmp(o->addrs[i], "::")) {
+			snprintf(host, sizeof host, "%s", o->addrs[i]);
+			break;
+		}
+	if (o->naddrs > 0 && i == o->naddrs)
+		snprintf(host, sizeof host, "%s", s->sasl_host);
+	else if (strchr(host, ':') && strlen(host) + 3 <= sizeof host) {
+		memmove(host + 1, host, strlen(host) + 1);	/* [IPv6] */
+		host[0] = '[';
+		strcat(host, "]");
+	}
+	fprintf(stderr, "ad-hoc: user=%s password=%s sha256=%s\n", ADHOC_USER,
+	    s->adhoc_pw, fp[0] ? fp : "-");
+	fprintf(stderr, "vncsasl: ad-hoc: a one-time user and password, in "
+	    "memory only; they end with this process\n"
+	    "vncsasl: ad-hoc: TigerVNC or Remmina (X509Plain; accept the "
+	    "certificate if its SHA-256 fingerprint is the one above):\n"
+	    "    VNC_USERNAME=%s VNC_PASSWORD='%s' vncviewer %s::%s\n",
+	    ADHOC_USER, s->adhoc_pw, host, o->port);
+	if (s->adhoc_crt != NULL && gnutls_x509_crt_export2(s->adhoc_crt,
+	    GNUTLS_X509_FMT_PEM, &pem) == 0) {
+		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (gtk-vnc "
+		    "trusts no certificate it has not been given): save "
+		    "the certificate below as ~/.pki/CA/cacert.pem, then\n"
+		    "    remote-viewer vnc://%s:%s\n%.*s", host, o->port,
+		    (int)pem.size, (const char *)pem.data);
+		gnutls_free(pem.data);
+	} else {
+		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (with the CA "
+		    "of %s in ~/.pki/CA/cacert.pem):\n"
+		    "    remote-viewer vnc://%s:%s\n", s->cert_path ?
+		    s->cert_path : "the certificate", host, o->port);
+	}
+	memset(s->adhoc_pw, 0, sizeof s->adhoc_pw);
+}
+
 /* Step 7: what is offered, and the readiness line scripts wait for. */
 static void
-announce(const struct server *s, int inetd)
+announce(struct server *s, const struct opts *o)
 {
 	char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)] = "";
 	char tcp[160] = "", uni[160] = "", ml[SASL_MECHLIST_MAX + 1] = "";
@@ -7359,14 +9334,16 @@ announce(const struct server *s, int inetd)
 		    i ? "," : "", s->mechs[i]);
 	logx(s, LOG_INFO, "security tcp=%s unix=%s sasl=%s records=%zu", tcp,
 	    uni, ml, s->ncreds);
-	if (s->passwd_path == NULL)
+	if (s->passwd_path == NULL && s->pam_service == NULL && !s->adhoc)
 		logx(s, LOG_NOTICE, "no password file (-P): password "
 		    "mechanisms refuse everyone");
 	for (i = 0; i < s->nlst; i++)
 		off += (size_t)snprintf(line + off, sizeof line - off, "%s%s",
 		    i ? " " : "", s->lst[i].name);
 	/* on stderr (not with -i, where stderr may be the connection) */
-	if (!inetd)
+	if (s->adhoc)
+		adhoc_announce(s, o);
+	if (!o->inetd)
 		fprintf(stderr, "vncsasl: listening on %s\n",
 		    s->nlst ? line : "(nothing: serving one connection)");
 	if (s->use_syslog && s->nlst)
@@ -7393,6 +9370,13 @@ cleanup(struct server *s)
 		logx(s, LOG_WARNING, "cannot remove %s: %s", s->unix_path,
 		    strerror(errno));
 	fb_source.close(s->fb);
+	free(s->cu_hold);
+#ifdef HAVE_PAM
+	if (s->pam_fd >= 0) {	/* the broker ends when its socket does */
+		close(s->pam_fd);
+		waitpid(s->pam_pid, NULL, 0);
+	}
+#endif
 	gsasl_done(s->gsasl);
 	gnutls_global_deinit();
 	logx(s, LOG_INFO, "exit");
@@ -7421,7 +9405,7 @@ main(int argc, char **argv)
 	if (o.runas != NULL)
 		drop_privileges(s, o.runas);
 	sandbox(s);
-	announce(s, o.inetd);
+	announce(s, &o);
 	rc = serve(s);
 	cleanup(s);
 	return rc;

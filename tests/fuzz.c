@@ -47,6 +47,7 @@ fz_setup(void)
 	memset(&o, 0, sizeof o);
 	server_defaults(&fz);
 	fz.fail_delay_cap = 0;		/* no waiting in a fuzzer */
+	fz.hash_rate = 0;
 	snprintf(fz.name, sizeof fz.name, "fuzz");
 	fz.sasl_host = "localhost";
 	fz.passwd_path = fz_file(pw,
@@ -112,7 +113,8 @@ fz_run(int peer, const uint8_t *data, size_t size, int unix_peer)
 		if (!c->dead)
 			cl_read(c);
 		check_deadlines(&fz, mono_ms());
-		c->hold_until = 0;
+		if (!c->dead && c->gate_until)	/* no waiting in a fuzzer */
+			cl_resume(c);
 		send_updates(&fz, mono_ms());
 		if (!c->dead)
 			cl_flush(c);

@@ -1,4 +1,5 @@
 #!/bin/bash
+# ports: 1
 # Encode once, send to many.
 #   - 4 raw-protocol viewers with one pixel format ask a still screen for
 #     the whole picture at once, twice: byte-identical updates (Tight,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# ports: 1
 # Tight (RFB 7.7.5) through both real decoders: libvncclient (tests/lvc)
 # and gtk-vnc (tests/gvnc) verify every pixel of the dummy picture.
 #   - lossless, every true-colour pixel format, on a picture that makes the
