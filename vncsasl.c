@@ -30,9 +30,13 @@
  * about one frame of memory and never slows the others), or, once it has
  * turned on ContinuousUpdates, while the window that its fence answers
  * allow has room (Pacing: no stale frames queue on a slow link).  Dirty
- * tiles are merged into rectangles (bands, written out as they are made),
- * translated into the client's pixel format and encoded in the first of
- * ZRLE, Hextile and Raw the client lists.
+ * 16x16 tiles are sorted by what they hold (one colour, few, many) and
+ * merged into rectangles of one kind (bands, written out as they are
+ * made); each is sent the way that costs least - CPU plus bytes over the
+ * link's measured rate - among the encodings the viewer listed (Raw,
+ * Hextile, ZRLE, Tight with JPEG), the viewer's order breaking ties; what
+ * one viewer's update made is kept, and viewers in step get the same
+ * bytes (Encoders).
  *
  * The sections, in order:
  *   Limits, RFB numbers, Types    every bound named, with its reason
@@ -50,7 +54,9 @@
  *                                 Plain.  A new security type is a row in
  *                                 sectypes[], its handlers here, and its
  *                                 line in the man page and README.
- *   Pixel formats, Encoders       one translation path; Raw, ZRLE, Hextile
+ *   Pixel formats, Encoders       one translation path; Raw, ZRLE,
+ *                                 Hextile, Tight, JPEG; plans, the choice,
+ *                                 the link's rate
  *   Damage and updates            tile maps, rectangles, the source's hooks
  *   Pacing                        ContinuousUpdates, fences, the window
  *   Client messages               ClientInit, then msgtab[]
