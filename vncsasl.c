@@ -3804,12 +3804,13 @@ put_pixels(const struct client *c, uint8_t *dst, const uint32_t *src, int n)
 /* ---------------------------------------------------------------------
  * Encoders.
  *
- * An update is the client's dirty tiles merged into rectangles (Damage
- * and updates).  Each rectangle gets a plan, made once for its content
- * and shared by every viewer (plan_get()): its solid areas first, then
- * the rest, each part (a "sub") classed by its colours - solid, mono,
- * indexed (up to PAL_MAX colours) or full colour, with a note whether
- * the gradient filter predicts it well.  For every sub and viewer,
+ * An update is the client's dirty tiles sorted by what they hold and
+ * merged into rectangles of one kind (collect_rects(), in Damage and
+ * updates).  Each rectangle gets a plan, made once for its content and
+ * shared by every viewer (plan_get()): a sub classed by its colours -
+ * solid, mono, indexed (up to PAL_MAX colours) or full colour, with a
+ * note whether the gradient filter predicts it well.  (A plan has room
+ * for several subs; today it has one.)  For every sub and viewer,
  * choose() picks the cheapest way to send it among the encodings the
  * viewer announced: CPU time plus bytes over the viewer's link rate, both
  * estimated from what the encoders did so far, with the viewer's order
@@ -4665,8 +4666,7 @@ tight_gradient(const struct client *c, struct encscratch *e,
 
 static int jpeg_rect(struct encscratch *, const struct fb_frame *,
     const struct rect *, int, struct buf *);
-static void sub_class(struct encscratch *, const struct fb_frame *,
-    struct sub *);
+static void sub_smooth(const struct fb_frame *, struct sub *);
 
 /* One sub as Tight; the kind it became goes to en->kind. */
 static int
@@ -4681,7 +4681,7 @@ enc_tight(const struct client *c, struct sub *sb,
 	size_t n = (size_t)r->w * r->h, len;
 	int y, stream;
 
-	sub_class(e, f, sb);
+	sub_smooth(f, sb);
 	if (eb_rect_header(b, r, ENC_TIGHT) < 0)
 		return -1;
 	if (v->mode == M_JPEG) {
@@ -5030,13 +5030,12 @@ sub_palette(struct server *s, struct sub *sb)
  * asks): sampled rows, a mean error per channel under SMOOTH_ERR.
  */
 static void
-sub_class(struct encscratch *e, const struct fb_frame *f, struct sub *sb)
+sub_smooth(const struct fb_frame *f, struct sub *sb)
 {
 	const struct rect *r = &sb->r;
 	unsigned long err = 0, samples = 0;
 	int x, y, k;
 
-	(void)e;
 	if (sb->cls != C_FULL || sb->smooth != 2)
 		return;
 	for (y = 1; y < r->h; y += SMOOTH_STEP) {
@@ -5380,7 +5379,7 @@ mode_fits(const struct client *c, struct sub *sb, int m, int lossy)
 		if (!lossy || c->quality < 0 || c->bytes_pp == 1 ||
 		    !tight_usable(&c->pf))
 			return 0;
-		sub_class(&c->srv->enc, &c->srv->frame, sb);
+		sub_smooth(&c->srv->frame, sb);
 		return sb->cls == C_FULL ||
 		    (sb->cls == C_INDEXED && sb->ncol > JPEG_MIN_COLOURS);
 	default:
@@ -5409,7 +5408,9 @@ choose(const struct client *c, struct sub *sb, int lossy,
 			if (n == 0 || !variant_same(&v[n], &v[n - 1]))
 				n++;	/* else: no second level */
 		}
-	if (n == 1) {		/* one way: nothing to weigh */
+	if (n <= 1) {		/* one way: nothing to weigh */
+		if (n == 0)	/* e.g. only Tight, in a format it cannot */
+			variant_of(c, M_RAW, 0, &v[0]);
 		*best = v[0];
 		return;
 	}
@@ -5417,7 +5418,7 @@ choose(const struct client *c, struct sub *sb, int lossy,
 	for (i = 0; i < n && v[i].mode != M_TIGHT; i++)
 		;
 	if (i < n)
-		sub_class(&c->srv->enc, &c->srv->frame, sb);
+		sub_smooth(&c->srv->frame, sb);
 	for (i = 0; i < n; i++) {
 		cs[i] = cost(c, sb, &v[i], made_as(sb, &v[i]));
 		if (min < 0 || cs[i] < min)
@@ -5460,9 +5461,9 @@ static int sock_queued(const struct client *);	/* Pacing */
  * (LINK_WINDOW_MS at least: acknowledgements come in bursts) is its rate,
  * averaged with the ones before; if all went, a lower bound, which may
  * only raise the estimate, and sets none below LINK_GUESS: a small update
- * on a fast link says nothing of its speed.  The kernel's
- * count (SIOCOUTQ, FIONWRITE) shows the backlog a socket buffer hides;
- * without it our own queue does, once frames outgrow that buffer.
+ * on a fast link says nothing of its speed.  The kernel's count
+ * (sock_queued(): SIOCOUTQ, FIONWRITE) shows the backlog a socket buffer
+ * hides; without it our own queue does, once frames outgrow that buffer.
  */
 static void
 link_sample(struct client *c, long long now)

@@ -99,6 +99,24 @@ wait_closed
 stop_server
 kinds_sent jpeg-sent jpeg
 
+# a depth-24 format without 8-bit channels: gtk-vnc would read 3-byte
+# TPIXELs, libvncclient 4, so a viewer that lists only Tight gets Raw
+start_server ambiguous -s none -p $p -x 576x432@0 || exit 1
+check tight-refused-for-an-ambiguous-format timeout 20 $PY - $p "$TOP/tests" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+import rfb
+c = rfb.login_none(int(sys.argv[1]))
+w, h, _, _ = rfb.server_init(c)
+rfb.set_pixel_format(c, 32, 24, 0, 127, 127, 127, 16, 8, 0)
+rfb.set_encodings(c, [7])
+rfb.request(c, 0, 0, 0, w, h)
+kind, rects = rfb.read_update(c, 32, bytearray(w * h * 4), w)
+encs = set(r[4] for r in rects)
+rfb.check(encs == {0}, "encodings %s, not Raw alone" % encs)
+PY
+stop_server
+
 # the lossless refresh: a still picture ends exact after a JPEG one
 start_server refresh -v -s none -p $p -o link-kbit=10000 -x 576x432@0,photo || exit 1
 for v in lvc gvnc; do
@@ -111,3 +129,40 @@ for v in lvc gvnc; do
 	fi
 done
 stop_server
+
+# a third decoder: TightVNC 1.3's own viewer (xtightvncviewer), asking for
+# Tight with JPEG, full screen on an Xvfb of the picture's size; after
+# the lossless refresh its screen equals a verified frame
+if command -v xtightvncviewer >/dev/null && command -v Xvfb >/dev/null; then
+	XPIDS=
+	trap 'stop_server; for x in $XPIDS; do kill $x 2>/dev/null; done' EXIT
+	start_server xtight -v -s none -p $p -x 640x480@0,photo || exit 1
+	if xvfb "$T/xvfb.log" -screen 0 640x480x24; then
+		DISPLAY=:$XD xtightvncviewer -fullscreen -encodings "tight copyrect" \
+		    -quality 5 127.0.0.1::$p >"$T/xtight.out" 2>&1 &
+		XPIDS="$XPIDS $!"
+		if ! wait_for -t 20 ' rect\| encoding tight level [0-9]* quality 5' "$SRV_LOG" ||
+		    ! out=$(timeout 30 $LVC -a none -F0 -w "$T/ref.ppm" 127.0.0.1 $p 2>&1); then
+			fail xtightvncviewer-shows-the-picture "no session or reference: $out $(tailof "$T/xtight.out")"
+		else
+			same=
+			for _ in $(seq 1 20); do
+				DISPLAY=:$XD "$TOP/tests/x11-tool" xwd "$T/root.xwd" 2>/dev/null &&
+				    out=$("$TOP/tests/x11-tool" cmp "$T/root.xwd" "$T/ref.ppm" 2>&1) &&
+				    { same=1; break; }
+				sleep 0.5
+			done
+			if [ -n "$same" ]; then ok xtightvncviewer-shows-the-picture
+			else fail xtightvncviewer-shows-the-picture "$out; $(tailof "$T/xtight.out")"; fi
+		fi
+	else
+		fail xtightvncviewer-xvfb "$(tailof "$T/xvfb.log")"
+	fi
+	for x in $XPIDS; do kill $x 2>/dev/null; done
+	XPIDS=
+	wait_closed
+	stop_server
+	kinds_sent xtightvncviewer-got jpeg
+else
+	skip xtightvncviewer-shows-the-picture "no xtightvncviewer or Xvfb"
+fi
