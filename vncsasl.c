@@ -443,7 +443,6 @@ struct encscratch {
 	int nplans;
 	unsigned long epoch;		/* updates made */
 	unsigned long nchoices;		/* choose() with a choice */
-	unsigned long stat_cls[NCLASSES];
 	/* what each damage tile is made of, made when first asked */
 	unsigned long *tagen;		/* tgen + 1 when analysed */
 	uint8_t *tncol;			/* colours, BLOCK_FEW + 1: many */
@@ -4681,7 +4680,6 @@ enc_tight(const struct client *c, struct sub *sb,
 	size_t n = (size_t)r->w * r->h, len;
 	int y, stream;
 
-	sub_smooth(f, sb);
 	if (eb_rect_header(b, r, ENC_TIGHT) < 0)
 		return -1;
 	if (v->mode == M_JPEG) {
@@ -4721,6 +4719,7 @@ enc_tight(const struct client *c, struct sub *sb,
 			return -1;
 		return tight_data(e, b, data, len, v->level);
 	}
+	sub_smooth(f, sb);
 	if (sb->smooth == 1 && v->level > 0) {
 		en->kind = K_GRADIENT;
 		ctl[0] = (uint8_t)(1 << TS_GRADIENT | TS_GRADIENT << 4 |
@@ -5234,8 +5233,8 @@ static const float prior_bytes[NMODES][2][NCLASSES + 1] = {
 static const float prior_ns[NMODES][2][NCLASSES + 1] = {
 	[M_RAW] = { { 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1 } },
 	[M_HEXTILE] = { { 4, 8, 15, 10, 10 }, { 4, 8, 15, 10, 10 } },
-	[M_ZRLE] = { { 2, 4, 6, 4, 5 }, { 2, 6, 10, 25, 14 } },
-	[M_TIGHT] = { { .5f, 2, 4, 4, 4 }, { .5f, 3, 8, 30, 14 } },
+	[M_ZRLE] = { { 2, 4, 6, 4, 5 }, { 2, 6, 12, 40, 25 } },
+	[M_TIGHT] = { { .5f, 2, 4, 4, 4 }, { .5f, 3, 8, 40, 25 } },
 	[M_JPEG] = { { 12, 12, 12, 12, 12 }, { 12, 12, 12, 12, 12 } },
 };
 /* JPEG's bytes per pixel by quality level, times prior_bytes' 1 */
@@ -5300,7 +5299,7 @@ link_rate(const struct client *c)
 	return k > 0 && r > k * 125.0 ? k * 125.0 : r;
 }
 
-/* Seconds: what making it costs (nothing if made) plus sending it. */
+/* Seconds: the longer of making it (nothing if made) and sending it. */
 static double
 cost(const struct client *c, const struct sub *sb, const struct variant *v,
     const struct encoded *made)
@@ -5319,7 +5318,11 @@ cost(const struct client *c, const struct sub *sb, const struct variant *v,
 		ns *= e->fns[m][hi][k];
 	if (m == M_RAW && c->native)
 		ns /= 4;	/* a copy, not a translation */
-	return ns * n * 1e-9 + bytes / link_rate(c);
+	/* the encoder's next rectangle and the link's last one overlap:
+	 * the slower of the two is what it costs */
+	ns *= n * 1e-9;
+	bytes /= link_rate(c);
+	return ns > bytes ? ns : bytes;
 }
 
 static int
@@ -5671,8 +5674,9 @@ enc_free(struct client *c)
 			    (unsigned long long)c->kind_bytes[i] / 1024);
 	if (off == 0)
 		return;
-	logx(c->srv, LOG_DEBUG, "peer=%s rects:%s shared=%lu rate=%.0fk",
-	    c->peer, line, c->shared, c->rate / 1000);
+	logx(c->srv, LOG_DEBUG, "peer=%s rects:%s shared=%lu rate=%.0fk "
+	    "(kept: %d plans, %zuK)", c->peer, line, c->shared, c->rate / 1000,
+	    c->srv->enc.nplans, c->srv->enc.cache_bytes / 1024);
 	if (c->kind_rects[K_ZRLE] == 0)
 		return;
 	for (i = off = 0; i < ZT_KINDS; i++)
@@ -7749,7 +7753,8 @@ srv_due(const struct server *s)
 			t = s->grab_due;
 		/* lossy tiles due for their lossless copy */
 		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
-		    c->refresh_due && c->refresh_due < t)
+		    (!c->cu_on || c->pace_at == 0) && c->refresh_due &&
+		    c->refresh_due < t)
 			t = c->refresh_due;
 	}
 	return t;
