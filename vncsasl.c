@@ -181,6 +181,14 @@
 				   a palette holds goes in stored blocks */
 #define ZLEVEL_SMALL	6	/* slow links: zlib's own default */
 #define TIGHT_MIN_ZLIB	12	/* RFB 7.7.5: shorter data goes as it is */
+#define OWN_PIXELS	4096	/* smaller rectangles go through a zlib
+				   stream of the viewer's own that remembers
+				   the last ones: a fresh stream's fixed cost
+				   and empty dictionary are most of a small
+				   rectangle (a clock, a cursor, a cell) */
+#define OWN_WBITS	12	/* ... whose window is 4 KiB: the small
+				   rectangles of the last frames */
+#define OWN_MEMLEVEL	4	/* ... about 25 KiB each */
 #define TIGHT_LEN_MAX	0x3fffff /* a compact length has 22 bits */
 #define SOLID_MIN	2048	/* pixels: a smaller one-colour area inside
 				   a rectangle is not worth a header */
@@ -380,6 +388,7 @@ struct variant {
 	uint8_t level;		/* zlib level */
 	uint8_t store;		/* many-coloured data in stored blocks */
 	uint8_t quality;	/* JPEG: 0-9 */
+	uint8_t own;		/* the viewer's own zlib stream (not kept) */
 	struct pixfmt pf;	/* not for JPEG: viewers convert */
 };
 
@@ -401,6 +410,8 @@ struct sub {
 	uint32_t colour;	/* C_SOLID: that one (source XRGB) */
 	uint32_t *pal;		/* C_MONO, C_INDEXED: first seen first */
 	struct encoded *enc;	/* made of it so far */
+	uint32_t pick_key;	/* choose()'s last answer, for viewers whose */
+	struct variant pick;	/* ... choice_key() is this (0: none) */
 };
 
 /*
@@ -459,6 +470,7 @@ struct encscratch {
 	struct jpeg_err *jerr;
 	struct jpeg_dst jdst;
 	struct buf zbuf, jbuf, tdata;	/* their output; Tight's input */
+	struct buf obuf;		/* a small rectangle for one viewer */
 	/* encodings no longer wanted, their memory reused: freeing and
 	 * growing it every frame made the heap shrink and fault again */
 	struct encoded *spare;
@@ -609,6 +621,10 @@ struct client {
 	int zasked;		/* the viewer's CompressLevel + 1, 0: ours */
 	int quality;		/* its JPEG quality level 0-9, -1: none */
 	unsigned zrle_started : 1;	/* its ZRLE stream had its header */
+	unsigned own_stale : 1;	/* shared ZRLE went out since own[0]'s last */
+	z_stream *own[4];	/* small rectangles' streams: ZRLE (raw
+				   deflate) and Tight's streams 1-3 */
+	uint8_t own_level[4];
 	size_t lk_left;		/* our queue after the last write: the kernel
 				   took no more */
 	long long refresh_due;	/* lossy tiles to check then, 0: none */
@@ -4208,7 +4224,45 @@ deflate_level(z_stream *z, struct buf *b, int level)
 }
 
 /*
- * A ZRLE rectangle: its 64x64 tiles through a fresh raw deflate.  Tiles
+ * The viewer's own stream k (0: ZRLE's raw deflate, 1-3: Tight's streams
+ * of those numbers) at this level, made on first use; a level change
+ * may flush what the old one held, into b.  ZRLE's is reset after shared
+ * rectangles went out: its history must be what the viewer's inflater
+ * saw last, and theirs came in between.
+ */
+static z_stream *
+own_stream(struct client *c, int k, int level, struct buf *b)
+{
+	z_stream *z = c->own[k];
+
+	if (z == NULL) {
+		if ((z = calloc(1, sizeof *z)) == NULL)
+			return NULL;
+		if (deflateInit2(z, level, Z_DEFLATED, k == 0 ? -OWN_WBITS :
+		    OWN_WBITS, OWN_MEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
+			free(z);
+			return NULL;
+		}
+		c->own[k] = z;
+		c->own_level[k] = (uint8_t)level;
+		return z;
+	}
+	if (k == 0 && c->own_stale) {
+		if (deflateReset(z) != Z_OK)
+			return NULL;
+		c->own_stale = 0;
+	}
+	if (c->own_level[k] != level) {
+		if (deflate_level(z, b, level) < 0)
+			return NULL;
+		c->own_level[k] = (uint8_t)level;
+	}
+	return z;
+}
+
+/*
+ * A ZRLE rectangle: its 64x64 tiles through a fresh raw deflate (or the
+ * viewer's own, for a small one).  Tiles
  * with more colours than a ZRLE palette holds (photos, gradients: sent
  * raw, or as runs of one or two pixels) are what deflate gains least on
  * and spends most on, so at the speed levels (the variant's "store")
@@ -4216,7 +4270,7 @@ deflate_level(z_stream *z, struct buf *b, int level)
  * stretch of tiles starts or ends.
  */
 static int
-enc_zrle(const struct client *c, struct sub *sb, const struct variant *v,
+enc_zrle(struct client *c, struct sub *sb, const struct variant *v,
     struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
@@ -4230,7 +4284,8 @@ enc_zrle(const struct client *c, struct sub *sb, const struct variant *v,
 	if (eb_rect_header(b, r, ENC_ZRLE) < 0 || eb_bytes(b, "\0\0\0\0", 4) < 0)
 		return -1;
 	lenpos = b->len;
-	if ((z = zstream(e, 1, level)) == NULL)
+	if ((z = v->own ? own_stream(c, 0, level, b) : zstream(e, 1,
+	    level)) == NULL)
 		return -1;
 	cb = cpixel_bytes(&c->pf, &cshift);
 	for (ty = r->y; ty < r->y + r->h; ty += ZRLE_TILE)
@@ -4254,6 +4309,8 @@ enc_zrle(const struct client *c, struct sub *sb, const struct variant *v,
 			    deflate_into(z, b, e->zslot, len, Z_NO_FLUSH) < 0)
 				return -1;
 			level = want;
+			if (v->own)
+				c->own_level[0] = (uint8_t)level;
 		}
 	/* a sync flush per rectangle: the viewer decodes it without waiting
 	 * for more, and its stream goes on with the next one */
@@ -4418,7 +4475,7 @@ hextile_emit(const struct client *c, const uint32_t *v, int w, int h,
 }
 
 static int
-enc_hextile(const struct client *c, struct sub *sb,
+enc_hextile(struct client *c, struct sub *sb,
     const struct variant *v, struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
@@ -4460,9 +4517,9 @@ enum {
 	TIGHT_FILL = 0x80, TIGHT_JPEG = 0x90, TIGHT_EXPLICIT = 0x40,
 	TF_COPY = 0, TF_PALETTE = 1, TF_GRADIENT = 2,
 };
-/* the zlib stream each kind of data uses (any would do: each rectangle
- * resets the one it uses) */
-enum { TS_FULL = 0, TS_MONO = 1, TS_INDEXED = 2, TS_GRADIENT = 3 };
+/* the zlib streams: 0 for shared rectangles (reset by each), 1-3 the
+ * viewer's own, by kind of data */
+enum { TS_SHARED = 0, TS_MONO = 1, TS_INDEXED = 2, TS_FULL = 3 };
 
 /*
  * TPIXEL: 3 bytes (red, green, blue) for 32 bpp, depth 24 and 8-bit
@@ -4527,19 +4584,22 @@ eb_compact(struct buf *b, size_t n)
 
 /*
  * The filtered data: as it is when short (RFB: under 12 bytes), else
- * compressed by a fresh zlib stream (the control byte told the viewer
- * to reset its own) ending in a sync flush.
+ * compressed, ending in a sync flush: by a fresh zlib stream (stream 0,
+ * whose reset bit the control byte sets), or by the viewer's own stream
+ * `own` (1-3, never reset).
  */
 static int
-tight_data(struct encscratch *e, struct buf *b, const uint8_t *data,
-    size_t n, int level)
+tight_data(struct client *c, struct buf *b, const uint8_t *data, size_t n,
+    int level, int own)
 {
+	struct encscratch *e = &c->srv->enc;
 	z_stream *z;
 
 	if (n < TIGHT_MIN_ZLIB)
 		return eb_bytes(b, data, n);
 	e->zbuf.len = 0;
-	if ((z = zstream(e, 0, level)) == NULL ||
+	if ((z = own ? own_stream(c, own, level, &e->zbuf) :
+	    zstream(e, 0, level)) == NULL ||
 	    deflate_into(z, &e->zbuf, data, n, Z_SYNC_FLUSH) < 0 ||
 	    e->zbuf.len > TIGHT_LEN_MAX)
 		return -1;
@@ -4669,7 +4729,7 @@ static void sub_smooth(const struct fb_frame *, struct sub *);
 
 /* One sub as Tight; the kind it became goes to en->kind. */
 static int
-enc_tight(const struct client *c, struct sub *sb,
+enc_tight(struct client *c, struct sub *sb,
     const struct variant *v, struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
@@ -4708,8 +4768,10 @@ enc_tight(const struct client *c, struct sub *sb,
 		uint8_t pal[4 * PAL_MAX];
 
 		en->kind = sb->ncol == 2 ? K_MONO : K_INDEXED;
-		stream = sb->ncol == 2 ? TS_MONO : TS_INDEXED;
-		ctl[0] = (uint8_t)(1 << stream | stream << 4 | TIGHT_EXPLICIT);
+		stream = !v->own ? TS_SHARED : sb->ncol == 2 ? TS_MONO :
+		    TS_INDEXED;
+		ctl[0] = (uint8_t)((v->own ? 0 : 1) | stream << 4 |
+		    TIGHT_EXPLICIT);
 		ctl[1] = TF_PALETTE;
 		len = tight_indexes(e, f, sb, data);
 		y = sb->ncol - 1;
@@ -4717,27 +4779,29 @@ enc_tight(const struct client *c, struct sub *sb,
 		    1) < 0 || eb_bytes(b, pal, (size_t)(put_tpixels(c, pal,
 		    sb->pal, sb->ncol) - pal)) < 0)
 			return -1;
-		return tight_data(e, b, data, len, v->level);
+		return tight_data(c, b, data, len, v->level, v->own ? stream : 0);
 	}
 	sub_smooth(f, sb);
+	stream = v->own ? TS_FULL : TS_SHARED;
 	if (sb->smooth == 1 && v->level > 0) {
 		en->kind = K_GRADIENT;
-		ctl[0] = (uint8_t)(1 << TS_GRADIENT | TS_GRADIENT << 4 |
+		ctl[0] = (uint8_t)((v->own ? 0 : 1) | stream << 4 |
 		    TIGHT_EXPLICIT);
 		ctl[1] = TF_GRADIENT;
 		len = tight_gradient(c, e, f, r, data);
 		return eb_bytes(b, ctl, 2) < 0 ? -1 :
-		    tight_data(e, b, data, len, v->level);
+		    tight_data(c, b, data, len, v->level, v->own ? stream : 0);
 	}
 	en->kind = K_FULL;
-	ctl[0] = (uint8_t)(1 << TS_FULL | TS_FULL << 4);
+	ctl[0] = (uint8_t)((v->own ? 0 : 1) | stream << 4);
 	for (y = 0, len = 0; y < r->h; y++)
 		len = (size_t)(put_tpixels(c, data + len, SRC_ROW(f, r, y), r->w) -
 		    data);
 	/* many colours and not smooth: at the speed levels deflate gains
 	 * little for much (as ZRLE's photo tiles), so stored blocks */
 	return eb_bytes(b, ctl, 1) < 0 ? -1 :
-	    tight_data(e, b, data, len, v->store ? 0 : v->level);
+	    tight_data(c, b, data, len, v->store ? 0 : v->level,
+	    v->own ? stream : 0);
 }
 
 /* -- JPEG (libjpeg, for Tight): into a struct buf, errors by longjmp -- */
@@ -5391,6 +5455,38 @@ mode_fits(const struct client *c, struct sub *sb, int m, int lossy)
 }
 
 /*
+ * What a viewer's choice depends on besides the sub: its encodings and
+ * their order, levels, quality, pixel format, the link's rate (within a
+ * factor of 2) and whether lossy is allowed.  Viewers with the same key
+ * get the same choice, so viewers in step get the same bytes (and the
+ * estimates learnt in between change nothing for them).
+ */
+static uint32_t
+choice_key(const struct client *c, int lossy)
+{
+	uint32_t h = 2166136261u;
+	double r = link_rate(c);
+	int i, b = 0;
+
+#define MIX(x) (h = (h ^ (uint32_t)(x)) * 16777619u)
+	for (i = 0; i < NMODES; i++)
+		MIX(c->rank[i]);
+	MIX(c->quality);
+	MIX(c->zasked);
+	MIX(lossy);
+	MIX(c->pf.bpp << 24 | c->pf.depth << 16 | c->pf.bigendian << 8);
+	MIX((uint32_t)c->pf.max[0] << 16 | c->pf.max[1]);
+	MIX((uint32_t)c->pf.max[2] << 16 | c->pf.shift[0] << 8 |
+	    c->pf.shift[1]);
+	MIX(c->pf.shift[2]);
+	for (; r > 1 && b < 64; b++)
+		r /= 2;
+	MIX(b);
+#undef MIX
+	return h ? h : 1;
+}
+
+/*
  * The cheapest way for this client; among those within CHOICE_SLACK of
  * it, the one the viewer listed first.  Raw when nothing else fits: RFB
  * makes every viewer take it.
@@ -5402,6 +5498,12 @@ choose(const struct client *c, struct sub *sb, int lossy,
 	struct variant v[2 * NMODES];
 	double cs[2 * NMODES], min = -1;
 	int m, hi, n = 0, i, pick = -1;
+	uint32_t key = choice_key(c, lossy);
+
+	if (sb->pick_key == key) {
+		*best = sb->pick;
+		return;
+	}
 
 	for (m = 0; m < NMODES; m++)
 		for (hi = 0; hi < 2; hi++) {
@@ -5449,6 +5551,8 @@ choose(const struct client *c, struct sub *sb, int lossy,
 			pick = ru;
 	}
 	*best = v[pick];
+	sb->pick = v[pick];
+	sb->pick_key = key;
 }
 
 /* -- the link: bytes the viewer took off its queues per second -- */
@@ -5531,8 +5635,8 @@ tiles_lossy(struct client *c, const struct rect *r, int lossy, long long now)
 static const struct {
 	const char *name;
 	int32_t num;
-	int (*fn)(const struct client *, struct sub *,
-	    const struct variant *, struct buf *, struct encoded *);
+	int (*fn)(struct client *, struct sub *, const struct variant *,
+	    struct buf *, struct encoded *);
 } modes[NMODES] = {
 	[M_RAW] = { "raw", ENC_RAW, NULL },	/* straight to the queue */
 	[M_HEXTILE] = { "hextile", ENC_HEXTILE, enc_hextile },
@@ -5598,6 +5702,8 @@ wr_encoded(struct client *c, const struct encoded *en)
 {
 	uint32_t n;
 
+	if (en->v.mode == M_ZRLE && !en->v.own)
+		c->own_stale = 1;
 	if (en->v.mode != M_ZRLE || c->zrle_started) {
 		wr_bytes(c, en->b.data, en->b.len);
 		return;
@@ -5614,18 +5720,34 @@ wr_encoded(struct client *c, const struct encoded *en)
 	c->zrle_started = 1;
 }
 
-/* One sub to one viewer: chosen, made or found, queued, accounted. */
+/* One sub to one viewer: chosen, made or found, queued, accounted.  A
+ * small one through a deflating encoding goes through the viewer's own
+ * stream, made for it alone. */
 static void
 send_sub(struct client *c, struct plan *p, struct sub *sb, int lossy,
     long long now)
 {
+	struct encscratch *e = &c->srv->enc;
 	struct variant v;
-	struct encoded *en = NULL;
+	struct encoded *en = NULL, own;
 	size_t before = buf_used(&c->out);
 	int kind, i;
 
 	choose(c, sb, lossy, &v);
-	if (v.mode == M_RAW) {
+	if ((v.mode == M_ZRLE || (v.mode == M_TIGHT && sb->cls != C_SOLID)) &&
+	    sb->r.w * sb->r.h < OWN_PIXELS) {
+		memset(&own, 0, sizeof own);
+		v.own = 1;
+		own.v = v;
+		own.kind = (uint8_t)(v.mode == M_ZRLE ? K_ZRLE : K_FULL);
+		e->obuf.len = 0;
+		if (modes[v.mode].fn(c, sb, &v, &e->obuf, &own) == 0) {
+			own.b = e->obuf;
+			en = &own;
+			wr_encoded(c, en);
+		}
+		kind = en != NULL ? en->kind : 0;
+	} else if (v.mode == M_RAW) {
 		enc_raw(c, &sb->r);
 		kind = K_RAW;
 	} else if ((en = made_as(sb, &v)) != NULL) {
@@ -5635,7 +5757,8 @@ send_sub(struct client *c, struct plan *p, struct sub *sb, int lossy,
 	} else if ((en = encode(c, p, sb, &v)) != NULL) {
 		wr_encoded(c, en);
 		kind = en->kind;
-	} else {
+	}
+	if (en == NULL && v.mode != M_RAW) {
 		cl_fail(c, "out of memory or a compressor failed encoding "
 		    "%s", modes[v.mode].name);
 		return;
@@ -5659,7 +5782,8 @@ static const struct encoder {
 	{ ENC_TIGHT, M_TIGHT },
 };
 
-/* A viewer went away: what it was sent, for the log. */
+/* A viewer went away: its own streams, and what it was sent, for the
+ * log. */
 static void
 enc_free(struct client *c)
 {
@@ -5667,6 +5791,12 @@ enc_free(struct client *c)
 	size_t off = 0;
 	int i;
 
+	for (i = 0; i < (int)nitems(c->own); i++)
+		if (c->own[i] != NULL) {
+			deflateEnd(c->own[i]);
+			free(c->own[i]);
+			c->own[i] = NULL;
+		}
 	for (i = 0; i < NKINDS; i++)
 		if (c->kind_rects[i] > 0)
 			off += (size_t)snprintf(line + off, sizeof line - off,
