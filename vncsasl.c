@@ -633,7 +633,7 @@ struct client {
 	uint64_t lk_done;	/* bytes delivered when it started */
 	double rate;		/* bytes/s, 0: not measured yet */
 	/* what it was sent, for the log */
-	unsigned long kind_rects[NKINDS], shared;
+	unsigned long kind_rects[NKINDS], shared, owned;
 	uint64_t kind_bytes[NKINDS];
 	unsigned long ztiles[ZT_KINDS];
 
@@ -5745,6 +5745,7 @@ send_sub(struct client *c, struct plan *p, struct sub *sb, int lossy,
 			own.b = e->obuf;
 			en = &own;
 			wr_encoded(c, en);
+			c->owned++;
 		}
 		kind = en != NULL ? en->kind : 0;
 	} else if (v.mode == M_RAW) {
@@ -5804,9 +5805,10 @@ enc_free(struct client *c)
 			    (unsigned long long)c->kind_bytes[i] / 1024);
 	if (off == 0)
 		return;
-	logx(c->srv, LOG_DEBUG, "peer=%s rects:%s shared=%lu rate=%.0fk "
-	    "(kept: %d plans, %zuK)", c->peer, line, c->shared, c->rate / 1000,
-	    c->srv->enc.nplans, c->srv->enc.cache_bytes / 1024);
+	logx(c->srv, LOG_DEBUG, "peer=%s rects:%s shared=%lu own=%lu "
+	    "rate=%.0fk (kept: %d plans, %zuK)", c->peer, line, c->shared,
+	    c->owned, c->rate / 1000, c->srv->enc.nplans,
+	    c->srv->enc.cache_bytes / 1024);
 	if (c->kind_rects[K_ZRLE] == 0)
 		return;
 	for (i = off = 0; i < ZT_KINDS; i++)

@@ -57,6 +57,23 @@ for kind in solid packed palette-rle rle raw; do
 	else fail "zrle-chose-$kind-tiles" "no $kind tile in: $(grep 'zrle tiles' "$SRV_LOG" | head -n 2)"; fi
 done
 
+# a small screen: rectangles under 4096 pixels go through the viewer's own
+# zlib stream, the others are made once for all; in ZRLE's one stream the
+# two alternate (the own one starts afresh after shared ones came between)
+start_server small -v -s none -p $p -x 160x120@30,noise || exit 1
+for enc in zrle tight; do
+	for v in lvc gvnc; do
+		bin=$LVC; [ $v = gvnc ] && bin=$GVNC
+		check "$v-$enc-own-and-shared" timeout 40 $bin -a none -e $enc -f 30 127.0.0.1 $p
+	done
+done
+stop_server
+# the ZRLE viewers' close lines: rectangles, and those through their own
+own=$(grep ' rects: zrle=' "$SRV_LOG" | grep -o ' own=[0-9]*' | awk -F= '{ s += $2 } END { print s + 0 }')
+all=$(grep ' rects: zrle=' "$SRV_LOG" | grep -o ' zrle=[0-9]*' | awk -F= '{ s += $2 } END { print s + 0 }')
+if [ "$own" -gt 0 ] && [ "$all" -gt "$own" ]; then ok "zrle-own-and-shared-in-one-stream"
+else fail zrle-own-and-shared-in-one-stream "own=$own of $all: $(grep ' rects:' "$SRV_LOG" | head -n 2 | tr '\n' ' ')"; fi
+
 # the cheapest wins where the viewer's order would not: on a slow link
 # (-o link-kbit: assume 10 Mbit/s) a photograph is not sent as Hextile
 # because Hextile came first (it costs what Raw does, and more)
