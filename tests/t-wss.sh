@@ -1,0 +1,68 @@
+#!/bin/bash
+# wss:// (-W): the WebSocket layer, the HTTP requests before it, the files
+# of -F and the security types offered there, with tests/ws.py (a
+# WebSocket client of our own under tests/rfb.py's RFB helpers): logins,
+# fragmented RFB messages, pings, closes, every malformed frame and
+# upgrade, oversize heads, path traversal, a view user; then the options.
+. "$(dirname "$0")/lib.sh"
+set -u
+mkcerts "$T/pki"
+mkpasswd "$T/pw" alice secret
+mkpasswd "$T/pw" viewer watch
+printf 'view viewer\nallow alice\n' >"$T/acl"; chmod 644 "$T/acl"
+# the page directory, and what must never be served from it
+W="$T/www"
+rm -rf "$W" "$T/outside"; mkdir -p "$W/sub" "$T/outside"
+printf '<!doctype html><title>vncsasl test</title>\n' >"$W/index.html"
+printf '// a.js\n' >"$W/sub/a.js"
+printf 'topsecret\n' >"$T/secret.html"
+printf 'topsecret\n' >"$T/outside/x.html"
+printf 'notes\n' >"$W/notes.txt"
+printf 'hidden\n' >"$W/.hidden.html"
+ln -s "$T/secret.html" "$W/link.html"
+ln -s "$T/outside" "$W/linkdir"
+mkfifo "$W/fifo.html"
+WS=$((PORT + 1))
+start_server wss -p "$PORT" -W "$WS" -F "$W" -C "$T/pki/server-cert.pem" \
+    -K "$T/pki/server-key.pem" -P "$T/pw" -A "$T/acl" -x 1024x768@30 \
+    -o fail-delay=1 -v || exit 1
+timeout 300 $PY "$TOP/tests/ws.py" "$SRV_PID" "$WS" "$W" alice secret viewer watch |
+    grep -v ' passed, '
+if kill -0 "$SRV_PID" 2>/dev/null; then ok wss-server-survived
+else fail wss-server-survived "$(tail -n 5 "$SRV_LOG")"; fi
+# the audit line says the login came over wss
+if grep -q 'auth peer=127.0.0.1:[0-9]* sec=wss-plain mech=PLAIN user=alice ssf=[1-9][0-9]* result=ok' "$SRV_LOG" &&
+    grep -q 'auth peer=.* sec=wss-sasl mech=SCRAM-SHA-256 user=alice .*result=ok' "$SRV_LOG" &&
+    grep -q 'sec=wss-plain .*user=viewer .*acl=view' "$SRV_LOG"; then
+	ok wss-audit-lines
+else
+	fail wss-audit-lines "$(grep 'auth peer' "$SRV_LOG" | tail -n 2 | tr '\n' ' ')"
+fi
+stop_server
+
+# --- options: -W needs a certificate; -F and -O need -W; -i excludes -W
+out=$("$VNCSASL" -W "$WS" -p 0 2>&1); rc=$?
+if [ $rc -eq 2 ] && printf '%s' "$out" | grep -q -- '-W needs a certificate'; then
+	ok wss-needs-certificate
+else
+	fail wss-needs-certificate "exit $rc: $out"
+fi
+check_fails wss-F-without-W "$VNCSASL" -F "$W" -p "$PORT"
+check_fails wss-O-without-W "$VNCSASL" -O '*' -p "$PORT"
+check_fails wss-F-not-a-directory "$VNCSASL" -W "$WS" -F "$W/index.html" \
+    -C "$T/pki/server-cert.pem" -K "$T/pki/server-key.pem"
+check_fails wss-inetd "$VNCSASL" -i -W "$WS"
+# -s names wss types: only those on -W, TCP keeps its default
+if start_server wss2 -p 0 -W "$WS" -C "$T/pki/server-cert.pem" \
+    -K "$T/pki/server-key.pem" -P "$T/pw" -s wss-sasl -O 'https://a.example,*' \
+    -x 1024x768@0; then
+	if grep -q 'security tcp=x509sasl,tlssasl unix=tlssasl,sasl wss=wss-sasl ' "$SRV_LOG" &&
+	    grep -q "listening on wss://127.0.0.1:$WS" "$SRV_LOG"; then
+		ok wss-seclist
+	else
+		fail wss-seclist "$(grep -E 'security|listening' "$SRV_LOG" | tr '\n' ' ')"
+	fi
+	stop_server
+else
+	fail wss-seclist "did not start: $(tail -n 2 "$SRV_LOG")"
+fi
