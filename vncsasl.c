@@ -3444,22 +3444,27 @@ srv_resized(void *p)
 	}
 }
 
+static void clip_set(struct server *, const char *, size_t);
+static size_t utf8_of_latin1(const char *, size_t, char *);
+
+/* The source's clipboard, as Latin-1 or as UTF-8 (clip_set()). */
 static void
 srv_cut_text(void *p, const char *text, size_t len)
 {
-	struct server *s = p;
-	struct client *c;
+	char *u;
 
 	if (len > CUT_TEXT_MAX)
 		len = CUT_TEXT_MAX;
-	for (c = s->clients; c != NULL; c = c->next) {
-		if (c->state != ST_NORMAL || c->view_only)
-			continue;
-		wr_u8(c, SMSG_CUT_TEXT);
-		wr_bytes(c, "\0\0\0", 3);
-		wr_u32(c, (uint32_t)len);
-		wr_bytes(c, text, len);
-	}
+	if ((u = malloc(2 * len + 1)) == NULL)
+		return;
+	clip_set(p, u, utf8_of_latin1(text, len, u));
+	free(u);
+}
+
+static void
+srv_cut_text_utf8(void *p, const char *text, size_t len)
+{
+	clip_set(p, text, len);
 }
 
 /* A source's log line, through the server's log (stderr or syslog). */
@@ -3700,6 +3705,8 @@ close_others(struct client *c)
 
 static size_t h_message(struct client *, uint8_t *, size_t);
 static int cl_input_dropped(struct client *, const char *);
+static void ext_announce(struct client *);
+static void clip_message(struct client *, struct rd *, uint32_t);
 
 static size_t
 h_client_init(struct client *c, uint8_t *p, size_t n)
@@ -3788,6 +3795,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 	rd_u8(r);
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
+	c->enc_qemu_key = c->enc_ext_clip = 0;
 	c->zasked = 0;
 	for (i = 0; i < n; i++) {
 		int32_t e = (int32_t)rd_u32(r);
@@ -3804,6 +3812,10 @@ msg_set_encodings(struct client *c, struct rd *r)
 			c->enc_ext_desktop_size = 1;
 		else if (e == ENC_CURSOR)
 			c->enc_cursor = 1;
+		else if (e == ENC_QEMU_KEY)
+			c->enc_qemu_key = 1;
+		else if (e == ENC_EXT_CLIPBOARD)
+			c->enc_ext_clip = 1;
 	}
 	c->enc = chosen < 0 ? 0 : chosen;
 	logx(c->srv, LOG_DEBUG, "peer=%s encoding %s level %d", c->peer,
@@ -3817,6 +3829,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 		c->size_reason = 0;
 		c->size_status = 0;
 	}
+	ext_announce(c);
 }
 
 static void
@@ -3898,6 +3911,15 @@ len_cut_text(struct client *c, struct rd *r)
 
 	rd_bytes(r, 3);
 	n = rd_u32(r);
+	if (c->enc_ext_clip && n >= 0x80000000u) {	/* Extended Clipboard */
+		n = 0u - n;
+		if (n < 4 || n > EXT_CLIP_MAX) {
+			cl_fail(c, "Extended Clipboard message of %lu bytes (4 to "
+			    "%d)", (unsigned long)n, EXT_CLIP_MAX);
+			return 0;
+		}
+		return n;
+	}
 	if (n > CUT_TEXT_MAX) {
 		cl_fail(c, "ClientCutText of %lu bytes (limit %d)",
 		    (unsigned long)n, CUT_TEXT_MAX);
@@ -3914,9 +3936,454 @@ msg_cut_text(struct client *c, struct rd *r)
 
 	rd_bytes(r, 3);
 	n = rd_u32(r);
+	if (c->enc_ext_clip && n >= 0x80000000u) {
+		clip_message(c, r, 0u - n);
+		return;
+	}
 	if ((text = rd_bytes(r, n)) != NULL &&
 	    !cl_input_dropped(c, "clipboard"))
 		fb_source.cut_text(c->srv->fb, (const char *)text, n);
+}
+
+/*
+ * -- the clipboard: Latin-1 ServerCutText, or the Extended Clipboard --
+ *
+ * The source's clipboard is kept here as UTF-8 (s->clip).  A viewer
+ * that announced the Extended Clipboard (rfbproto, 0xC0A1E5CE) gets our
+ * caps on every SetEncodings, a notify when the clipboard changes, and
+ * the text (CRLF, NUL-terminated, deflated once for all) when it asks;
+ * its own notify is answered with a request, its provide inflated to
+ * CLIP_MAX at most and given to the source as UTF-8.  Other viewers get
+ * Latin-1, '?' for what it lacks, CUT_TEXT_MAX at most.  View users
+ * neither send nor receive.
+ */
+
+/* The length of the UTF-8 character at s (n bytes there), 0 if it is
+ * not one (overlong, surrogate, past U+10FFFF, cut short). */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	len = s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 :
+	    s[0] < 0xf5 ? 4 : 0;
+	if (len == 0 || len > n)
+		return 0;
+	cp = s[0] & (0x7fu >> len);
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* In place, up to a NUL: CR LF as LF, what is not UTF-8 as '?'. */
+static size_t
+utf8_clean(char *s, size_t n)
+{
+	size_t i = 0, o = 0, k;
+
+	while (i < n && s[i] != '\0') {
+		if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') {
+			i++;
+			continue;
+		}
+		if ((k = utf8_len((unsigned char *)s + i, n - i)) == 0) {
+			s[o++] = '?';
+			i++;
+			continue;
+		}
+		memmove(s + o, s + i, k);
+		o += k;
+		i += k;
+	}
+	return o;
+}
+
+/* Latin-1 as UTF-8: out has room for 2n bytes. */
+static size_t
+utf8_of_latin1(const char *in, size_t n, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch < 0x80) {
+			out[o++] = (char)ch;
+		} else {
+			out[o++] = (char)(0xc0 | ch >> 6);
+			out[o++] = (char)(0x80 | (ch & 0x3f));
+		}
+	}
+	return o;
+}
+
+/* Clean UTF-8 as Latin-1, '?' for the rest: out has room for n. */
+static size_t
+latin1_of_utf8(const char *in, size_t n, char *out)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t i = 0, o = 0, k;
+
+	while (i < n) {
+		k = utf8_len(s + i, n - i);
+		if (k == 2 && s[i] < 0xc4)	/* U+0080 to U+00FF */
+			out[o++] = (char)((s[i] & 0x1f) << 6 | (s[i + 1] & 0x3f));
+		else
+			out[o++] = k == 1 ? (char)s[i] : '?';
+		i += k ? k : 1;
+	}
+	return o;
+}
+
+static void
+wr_ext_clip(struct client *c, uint32_t flags, const void *data, size_t n)
+{
+	wr_u8(c, SMSG_CUT_TEXT);
+	wr_bytes(c, "\0\0\0", 3);
+	wr_u32(c, 0u - (uint32_t)(4 + n));	/* negative: extended */
+	wr_u32(c, flags);
+	wr_bytes(c, data, n);
+}
+
+/* The clipboard as a provide payload: [size][text, CRLF, NUL], deflated. */
+static int
+clip_deflate(struct server *s)
+{
+	size_t n = 4 + 1, i, o = 4;
+	uLongf zlen;
+	uint8_t *raw;
+
+	for (i = 0; i < s->clip_len; i++)
+		n += s->clip[i] == '\n' ? 2 : 1;
+	zlen = compressBound((uLong)n);
+	if ((raw = malloc(n)) == NULL || (s->clip_z = malloc(zlen)) == NULL) {
+		free(raw);
+		return -1;
+	}
+	raw[0] = (uint8_t)((n - 4) >> 24);
+	raw[1] = (uint8_t)((n - 4) >> 16);
+	raw[2] = (uint8_t)((n - 4) >> 8);
+	raw[3] = (uint8_t)(n - 4);
+	for (i = 0; i < s->clip_len; i++) {
+		if (s->clip[i] == '\n')
+			raw[o++] = '\r';
+		raw[o++] = (uint8_t)s->clip[i];
+	}
+	raw[o] = '\0';
+	if (compress2(s->clip_z, &zlen, raw, (uLong)n, Z_DEFAULT_COMPRESSION) !=
+	    Z_OK) {
+		free(s->clip_z);
+		s->clip_z = NULL;
+		zlen = 0;
+	}
+	memset(raw, 0, n);
+	free(raw);
+	s->clip_zlen = zlen;
+	return s->clip_z != NULL ? 0 : -1;
+}
+
+static void
+clip_provide(struct client *c)
+{
+	struct server *s = c->srv;
+
+	if (s->clip_z == NULL && clip_deflate(s) < 0) {
+		logx(s, LOG_ERR, "out of memory for the clipboard");
+		return;
+	}
+	wr_ext_clip(c, CLIP_PROVIDE | CLIP_TEXT, s->clip_z, s->clip_zlen);
+}
+
+/* Tell an Extended Clipboard viewer of new text, as its caps allow. */
+static void
+clip_offer(struct client *c)
+{
+	if (c->clip_flags & CLIP_NOTIFY)
+		wr_ext_clip(c, CLIP_NOTIFY | CLIP_TEXT, NULL, 0);
+	else if ((c->clip_flags & CLIP_PROVIDE) &&
+	    c->srv->clip_len < c->clip_text_max)
+		clip_provide(c);
+}
+
+/* The source's clipboard changed: keep it, and tell every viewer. */
+static void
+clip_set(struct server *s, const char *utf8, size_t len)
+{
+	struct client *c;
+	char *t, *l = NULL;
+	size_t ln = 0;
+
+	if (len > CLIP_MAX)	/* cut at a character */
+		for (len = CLIP_MAX; len > 0 &&
+		    ((unsigned char)utf8[len] & 0xc0) == 0x80; len--)
+			;
+	if ((t = malloc(len + 1)) == NULL)
+		return;
+	memcpy(t, utf8, len);
+	len = utf8_clean(t, len);
+	t[len] = '\0';
+	free(s->clip);
+	free(s->clip_z);
+	s->clip = t;
+	s->clip_len = len;
+	s->clip_z = NULL;
+	s->clip_zlen = 0;
+	for (c = s->clients; c != NULL; c = c->next) {
+		if (c->state != ST_NORMAL || c->view_only || c->dead)
+			continue;
+		if (c->enc_ext_clip) {
+			clip_offer(c);
+			continue;
+		}
+		if (l == NULL) {	/* Latin-1, made once */
+			if ((l = malloc(len + 1)) == NULL)
+				return;
+			ln = latin1_of_utf8(t, len, l);
+			if (ln > CUT_TEXT_MAX)
+				ln = CUT_TEXT_MAX;
+		}
+		wr_u8(c, SMSG_CUT_TEXT);
+		wr_bytes(c, "\0\0\0", 3);
+		wr_u32(c, (uint32_t)ln);
+		wr_bytes(c, l, ln);
+	}
+	free(l);
+}
+
+/* A viewer's text for the source: UTF-8 if it takes it, else Latin-1. */
+static void
+clip_to_source(struct client *c, const char *text, size_t n)
+{
+	char *l;
+
+	if (fb_source.cut_text_utf8 != NULL) {
+		fb_source.cut_text_utf8(c->srv->fb, text, n);
+		return;
+	}
+	if ((l = malloc(n + 1)) == NULL)
+		return;
+	n = latin1_of_utf8(text, n, l);
+	fb_source.cut_text(c->srv->fb, l, n < CUT_TEXT_MAX ? n : CUT_TEXT_MAX);
+	free(l);
+}
+
+/* Exactly n bytes of inflated output, or -1 (bad, or ended early). */
+static int
+clip_inflate(z_stream *zs, void *out, size_t n)
+{
+	int r;
+
+	zs->next_out = out;
+	zs->avail_out = (uInt)n;
+	while (zs->avail_out > 0)
+		if ((r = inflate(zs, Z_NO_FLUSH)) != Z_OK)
+			break;
+	return zs->avail_out == 0 ? 0 : -1;
+}
+
+/* A provide: its text (the first format, when there) for the source.
+ * Inflation stops at the size the stream declares, CLIP_MAX at most:
+ * a small message cannot make a big clipboard (zip bombs). */
+static void
+clip_provided(struct client *c, uint32_t flags, const uint8_t *z, size_t n)
+{
+	z_stream zs;
+	uint8_t hdr[4];
+	uint32_t size;
+	char *text = NULL;
+
+	if (!(flags & CLIP_TEXT))
+		return;		/* only formats we never asked for */
+	memset(&zs, 0, sizeof zs);
+	if (inflateInit(&zs) != Z_OK) {
+		cl_fail(c, "out of memory for zlib");
+		return;
+	}
+	zs.next_in = (Bytef *)(uintptr_t)z;	/* zlib does not write it */
+	zs.avail_in = (uInt)n;
+	if (clip_inflate(&zs, hdr, 4) < 0) {
+		cl_fail(c, "Extended Clipboard provide: bad zlib data");
+	} else if ((size = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+	    (uint32_t)hdr[2] << 8 | hdr[3]) > CLIP_MAX + 1) {
+		logx(c->srv, LOG_NOTICE, "peer=%s clipboard of %lu bytes dropped "
+		    "(limit %d)", c->peer, (unsigned long)size, CLIP_MAX);
+	} else if ((text = malloc((size_t)size + 1)) == NULL) {
+		cl_fail(c, "out of memory for the clipboard");
+	} else if (clip_inflate(&zs, text, size) < 0) {
+		cl_fail(c, "Extended Clipboard provide: text shorter than its "
+		    "size, or bad zlib data");
+	} else {
+		clip_to_source(c, text, utf8_clean(text, size));
+	}
+	inflateEnd(&zs);
+	free(text);
+}
+
+/* A ClientCutText with a negative length: len bytes of flags and data. */
+static void
+clip_message(struct client *c, struct rd *r, uint32_t len)
+{
+	uint32_t flags = rd_u32(r), act = flags & CLIP_ACTIONS;
+	const uint8_t *data = rd_bytes(r, len - 4);
+
+	if (data == NULL)
+		return;		/* len_cut_text saw to it */
+	if (act & CLIP_CAPS) {	/* what it takes; text's size comes first */
+		c->clip_flags = flags;
+		c->clip_text_max = (flags & CLIP_TEXT) && len >= 8 ?
+		    (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 |
+		    (uint32_t)data[2] << 8 | data[3] : 0;
+		return;
+	}
+	if (act == 0 || (act & (act - 1)) != 0) {
+		cl_fail(c, "Extended Clipboard message with actions 0x%08lx "
+		    "(one, or caps)", (unsigned long)act);
+		return;
+	}
+	if (cl_input_dropped(c, "clipboard"))
+		return;
+	switch (act) {
+	case CLIP_REQUEST:
+		if (flags & CLIP_TEXT)
+			clip_provide(c);
+		break;
+	case CLIP_PEEK:
+		wr_ext_clip(c, CLIP_NOTIFY | (c->srv->clip ? CLIP_TEXT : 0),
+		    NULL, 0);
+		break;
+	case CLIP_NOTIFY:	/* it has text: ask for it */
+		if ((flags & CLIP_TEXT) && (c->clip_flags & CLIP_REQUEST))
+			wr_ext_clip(c, CLIP_REQUEST | CLIP_TEXT, NULL, 0);
+		break;
+	case CLIP_PROVIDE:
+		clip_provided(c, flags, data, len - 4);
+		break;
+	}			/* actions 29-31: reserved, nothing to do */
+}
+
+/*
+ * What SetEncodings asks the server to say at once: Extended Clipboard
+ * caps (text; no size unasked, so viewers notify first, as rfbproto
+ * recommends), and for QEMU extended key events the empty pseudo-
+ * rectangle that invites them (as QEMU, unasked), only if the source
+ * takes keycodes.
+ */
+static void
+ext_announce(struct client *c)
+{
+	static const uint8_t no_size[4];
+
+	if (c->enc_ext_clip) {
+		if (c->clip_flags == 0) {	/* rfbproto's defaults */
+			c->clip_flags = CLIP_TEXT | 6 | CLIP_REQUEST |
+			    CLIP_NOTIFY | CLIP_PROVIDE;
+			c->clip_text_max = 20 << 20;
+		}
+		wr_ext_clip(c, CLIP_CAPS | CLIP_REQUEST | CLIP_PEEK | CLIP_NOTIFY |
+		    CLIP_PROVIDE | CLIP_TEXT, no_size, sizeof no_size);
+	}
+	if (c->enc_qemu_key && fb_source.keycode != NULL) {
+		wr_u8(c, SMSG_UPDATE);
+		wr_u8(c, 0);
+		wr_u16(c, 1);
+		wr_rect_header(c, 0, 0, 0, 0, ENC_QEMU_KEY);
+	}
+}
+
+/*
+ * -- QEMU extended key events (message 255, subtype 0) --
+ *
+ * The keycode is QEMU's "qnum": an XT set 1 scancode, 0xe0-prefixed ones
+ * with the top bit set (rfbproto).  It reaches a source that takes
+ * keycodes as a Linux evdev code: below 0x54 the two are the same by
+ * design; the rest as keycodemapdb lists them (its AT set 1 column),
+ * Print/SysRq as 0x54 or 0xb7.  No keycode, or no such key: the keysym.
+ */
+static const uint8_t qnum_evdev[256] = {
+	[0x54] = 99, [0x55] = 186, [0x56] = 86, [0x57] = 87, [0x58] = 88,
+	[0x59] = 117, [0x5a] = 190, [0x5b] = 101, [0x5c] = 95,
+	[0x5d] = 183, [0x5e] = 184, [0x5f] = 185, [0x63] = 169,
+	[0x64] = 134, [0x65] = 135, [0x66] = 141, [0x67] = 144,
+	[0x68] = 145, [0x69] = 146, [0x6a] = 151, [0x6b] = 153,
+	[0x6c] = 161, [0x6d] = 193, [0x6f] = 194, [0x70] = 93, [0x73] = 89,
+	[0x74] = 191, [0x75] = 177, [0x76] = 85, [0x77] = 91, [0x78] = 90,
+	[0x79] = 92, [0x7b] = 94, [0x7d] = 124, [0x7e] = 121, [0x81] = 171,
+	[0x82] = 150, [0x83] = 187, [0x84] = 189, [0x85] = 129,
+	[0x86] = 130, [0x87] = 131, [0x88] = 176, [0x89] = 181,
+	[0x8a] = 182, [0x8b] = 120, [0x8c] = 132, [0x8e] = 233,
+	[0x8f] = 178, [0x90] = 165, [0x92] = 152, [0x93] = 147,
+	[0x94] = 222, [0x97] = 149, [0x98] = 168, [0x99] = 163,
+	[0x9c] = 96, [0x9d] = 97, [0x9e] = 139, [0x9f] = 148, [0xa0] = 113,
+	[0xa1] = 140, [0xa2] = 164, [0xa3] = 160, [0xa4] = 166,
+	[0xa5] = 205, [0xa6] = 154, [0xa8] = 200, [0xa9] = 201,
+	[0xab] = 202, [0xac] = 203, [0xad] = 204, [0xae] = 114,
+	[0xaf] = 206, [0xb0] = 115, [0xb1] = 167, [0xb2] = 172,
+	[0xb3] = 207, [0xb4] = 208, [0xb5] = 98, [0xb6] = 209, [0xb7] = 99,
+	[0xb8] = 100, [0xb9] = 210, [0xba] = 211, [0xbb] = 212,
+	[0xbc] = 137, [0xbd] = 213, [0xbe] = 214, [0xbf] = 215,
+	[0xc0] = 216, [0xc1] = 136, [0xc2] = 218, [0xc3] = 219,
+	[0xc4] = 220, [0xc5] = 221, [0xc6] = 119, [0xc7] = 102,
+	[0xc8] = 103, [0xc9] = 104, [0xca] = 223, [0xcb] = 105,
+	[0xcc] = 224, [0xcd] = 106, [0xce] = 118, [0xcf] = 107,
+	[0xd0] = 108, [0xd1] = 109, [0xd2] = 110, [0xd3] = 111,
+	[0xd4] = 225, [0xd5] = 234, [0xd6] = 227, [0xd7] = 228,
+	[0xd8] = 229, [0xd9] = 230, [0xda] = 231, [0xdb] = 125,
+	[0xdc] = 126, [0xdd] = 127, [0xde] = 116, [0xdf] = 142,
+	[0xe3] = 143, [0xe4] = 232, [0xe5] = 217, [0xe6] = 156,
+	[0xe7] = 173, [0xe8] = 128, [0xe9] = 159, [0xea] = 158,
+	[0xeb] = 157, [0xec] = 155, [0xed] = 226, [0xef] = 112,
+	[0xf0] = 235, [0xf1] = 236, [0xf2] = 237, [0xf3] = 238,
+	[0xf4] = 239, [0xf5] = 138, [0xf6] = 179, [0xf7] = 188,
+	[0xf8] = 133, [0xf9] = 192, [0xfb] = 180, [0xfd] = 162,
+};
+
+static unsigned
+qnum_to_evdev(uint32_t q)
+{
+	if (q >= 1 && q <= 0x53)
+		return q;
+	return q < 256 ? qnum_evdev[q] : 0;
+}
+
+static size_t
+len_qemu(struct client *c, struct rd *r)
+{
+	unsigned sub = rd_u8(r);
+
+	if (sub != 0 || !c->enc_qemu_key) {
+		cl_fail(c, "QEMU message %u without its pseudo-encoding", sub);
+		return 0;
+	}
+	return 10;
+}
+
+static void
+msg_qemu(struct client *c, struct rd *r)
+{
+	int down;
+	uint32_t keysym, code;
+	unsigned evdev;
+
+	rd_u8(r);
+	down = rd_u16(r) != 0;
+	keysym = rd_u32(r);
+	code = rd_u32(r);
+	if (r->err || cl_input_dropped(c, "key events"))
+		return;
+	c->sent_input = 1;
+	if ((evdev = qnum_to_evdev(code)) != 0 && fb_source.keycode != NULL)
+		fb_source.keycode(c->srv->fb, evdev, keysym, down);
+	else if (keysym != 0)
+		fb_source.key(c->srv->fb, keysym, down);
 }
 
 static size_t
@@ -3989,6 +4456,7 @@ static const struct msgtype msgtab[256] = {
 	[MSG_CUT_TEXT] = { "ClientCutText", 8, len_cut_text, msg_cut_text },
 	[MSG_SET_DESKTOP_SIZE] = { "SetDesktopSize", 8, len_set_desktop_size,
 	    msg_set_desktop_size },
+	[MSG_QEMU] = { "QEMU", 2, len_qemu, msg_qemu },
 };
 
 static size_t
@@ -6789,6 +7257,7 @@ setup_source(struct server *s, const char *arg)
 	s->host.damage = srv_damage;
 	s->host.resized = srv_resized;
 	s->host.cut_text = srv_cut_text;
+	s->host.cut_text_utf8 = srv_cut_text_utf8;
 	s->host.cursor = srv_cursor;
 	s->host.log = srv_log;
 	errno = 0;
@@ -6915,6 +7384,8 @@ cleanup(struct server *s)
 		logx(s, LOG_WARNING, "cannot remove %s: %s", s->unix_path,
 		    strerror(errno));
 	fb_source.close(s->fb);
+	free(s->clip);
+	free(s->clip_z);
 	gsasl_done(s->gsasl);
 	gnutls_global_deinit();
 	logx(s, LOG_INFO, "exit");

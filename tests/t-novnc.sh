@@ -54,5 +54,12 @@ if grep -q "auth peer=127.0.0.1:[0-9]* sec=wss-plain mech=PLAIN user=alice ssf=[
 else
 	fail novnc-audit-lines "$(grep 'auth peer' "$SRV_LOG" | tail -n 2 | tr '\n' ' ')"
 fi
+# noVNC sent the key by its position (QEMU extended key event): Q is
+# scancode 0x10, evdev KEY_Q (16), and the keysym came along
+if grep -q 'dummy: keycode 16 keysym 0x71 down' "$SRV_LOG"; then
+	ok novnc-qemu-key-event
+else
+	fail novnc-qemu-key-event "no keycode in the log: $(grep 'dummy:' "$SRV_LOG" | head -n 2 | tr '\n' ' ')"
+fi
 if kill -0 "$SRV_PID" 2>/dev/null; then ok novnc-server-survived
 else fail novnc-server-survived "$(tail -n 3 "$SRV_LOG" | tr '\n' ' ')"; fi
