@@ -4359,8 +4359,10 @@ len_qemu(struct client *c, struct rd *r)
 {
 	unsigned sub = rd_u8(r);
 
-	if (sub != 0 || !c->enc_qemu_key) {
-		cl_fail(c, "QEMU message %u without its pseudo-encoding", sub);
+	if (!c->enc_qemu_key || sub != 0) {
+		cl_fail(c, !c->enc_qemu_key ? "QEMU message without its "
+		    "pseudo-encoding" : "QEMU submessage %u (only 0, extended "
+		    "key events, is announced)", sub);
 		return 0;
 	}
 	return 10;
