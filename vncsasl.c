@@ -68,6 +68,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -109,11 +110,24 @@
 #define MAX_CLIENTS	64	/* default cap; -M changes it */
 #define PREAUTH_MAX	32	/* unauthenticated connections at once */
 #define PREAUTH_PER_ADDR 8	/* ... from one address: parallel guessing */
-#define FAIL_DELAY_MS	250	/* first failed login's answer waits this */
-#define FAIL_DELAY_CAP	8	/* seconds; each failure doubles the wait */
+#define FAIL_DELAY_MS	250	/* after a failure, the address's next
+				   attempt waits this, doubling per failure */
+#define FAIL_DELAY_CAP	8	/* seconds: -o fail-delay's default */
 #define FAIL_FORGET_MS	(10 * 60 * 1000) /* a quiet address starts over */
-#define FAIL_ADDRS	1024	/* addresses remembered; oldest forgotten */
+#define ADDR_RECS	1024	/* addresses remembered (IPv6: /64s);
+				   the quietest is forgotten first */
+#define HASH_RATE	(4 * SCRAM_ITER_MAX) /* -o hash-rate: password
+				   hashing for unauthenticated peers, all
+				   together, in PBKDF2 iterations a second:
+				   ~17% of a core (65536 iterations take
+				   42 ms, measured); one address gets a
+				   quarter */
+#define HASH_TAU_US	500000	/* burst: two such derivations at once */
+#define HASH_TAU_ADDR_US 0	/* one address: no burst */
 #define MAX_LISTENERS	16	/* -l addresses times address families */
+#define ACCEPT_PAUSE_MS	500	/* out of descriptors: accept() again after
+				   this, instead of spinning on a listener
+				   that stays readable */
 #define IN_CHUNK	16384	/* bytes read per client per turn: fairness */
 #define CUT_TEXT_MAX	(1 << 20) /* ClientCutText: a big Latin-1 clipboard */
 #define ENCODINGS_MAX	256	/* SetEncodings entries; viewers send < 40 */
@@ -161,6 +175,8 @@
 			"-VERS-SSL3.0:+ANON-ECDH:+ANON-DH"
 #define USER_MAX	255	/* identities we store, match and log */
 #define DN_MAX		1024	/* client certificate subject, RFC 4514 */
+#define DN_RDNS_MAX	32	/* RDNs in a subject or pattern; real ones
+				   have fewer than ten */
 #define PASSWD_LINE_MAX	1024	/* password file: a line with SHA-256 keys
 				   is about 150 bytes plus the user name */
 #define PASSWD_USERS_MAX 65536	/* records in a password file */
@@ -318,6 +334,12 @@ struct client;
 struct sectype;
 struct ws;
 
+/* A certificate subject, or a dn: pattern: RDN by RDN. */
+struct dnparts {
+	char buf[DN_MAX + 1];	/* "TYPE=value" strings, NUL after each */
+	int n;
+};
+
 /* Returns bytes consumed; 0 after raising c->need above what is there. */
 typedef size_t (*handler_fn)(struct client *, uint8_t *, size_t);
 
@@ -334,16 +356,22 @@ struct client {
 	int dead;
 	char why[256];		/* close reason for the log */
 	long long t_start, deadline, last_out;
-	long long hold_until;	/* failed login: answer no sooner */
+	long long gate_until;	/* not read before then: its turn to log in
+				   (throttling) or to hash a password */
+	unsigned gate_start : 1;	/* ... then auth_begin() */
+	unsigned hash_paid : 1;	/* this login's hashing is booked */
 
 	int minor;		/* RFB 3.minor in use: 3, 7 or 8 */
 	const struct sectype *sec;
 	char peer[INET6_ADDRSTRLEN + 8];	/* "1.2.3.4:5" or "unix" */
 	char addr[INET6_ADDRSTRLEN];		/* for ACL "from" rules */
+	char akey[INET6_ADDRSTRLEN + 4];	/* throttling: IPv6 as /64 */
 	int is_unix;
 	char user[USER_MAX + 1];	/* authenticated identity, "" if none */
 	char mech[SASL_MECHNAME_MAX + 1];	/* SASL mechanism, "" if none */
-	char dn[DN_MAX + 1];	/* verified client certificate subject */
+	char dn[DN_MAX + 1];	/* verified client certificate subject, for
+				   the log (RFC 4514, as GnuTLS writes it) */
+	struct dnparts dnp;	/* ... RDN by RDN, for dn: rules */
 	uint8_t challenge[16];
 
 	/* TLS */
@@ -361,6 +389,7 @@ struct client {
 	unsigned plus_only : 1;	/* named SCRAM-X, only SCRAM-X-PLUS offered */
 	unsigned view_only : 1;	/* ACL "view": input is dropped */
 	unsigned view_logged : 1;
+	unsigned by_passwd : 1;	/* the password file vouched for user */
 	unsigned sent_input : 1;	/* keys or buttons reached the source */
 
 	/* initialised clients */
@@ -414,6 +443,7 @@ struct acl_rule {
 	enum acl_action action;
 	int dn;			/* pattern matches the certificate subject */
 	char *pattern;		/* fnmatch(3) glob */
+	struct dnparts *dnpat;	/* dn: the pattern's RDNs */
 	char *from;		/* glob on the peer address, or NULL */
 	int line;
 };
@@ -452,6 +482,7 @@ static void cl_flush(struct client *);
 static void start_init(struct client *);
 static const struct sectype *const *cl_sectypes(const struct client *, int *);
 static void vencrypt_start(struct client *);
+static void auth_begin(struct client *);
 static int mech_offered(const char *, const char *, size_t);
 
 /*
@@ -500,6 +531,7 @@ struct server {
 	char name[NAME_MAX_LEN + 1];
 	int max_clients, verbose, once, use_syslog;
 	int preauth_max, preauth_per_addr, handshake_s, fail_delay_cap;
+	int hash_rate;		/* -o hash-rate, 0: unbounded */
 
 	/* TLS */
 	gnutls_certificate_credentials_t x509;
@@ -516,17 +548,20 @@ struct server {
 	struct cred *creds;
 	size_t ncreds;
 	uint8_t fake_key[SHA256_DIGEST_SIZE];	/* unknown users' salts */
-	unsigned fake_iter;
 	struct acl *acl;	/* NULL: every authenticated user may */
 	const char *acl_path;
 
-	/* failed logins per address: the answer to the next one waits */
-	struct fail_rec {
-		char addr[INET6_ADDRSTRLEN];
-		unsigned count;
-		long long last;
-	} fails[FAIL_ADDRS];
-	int nfails;
+	/* per address (IPv6: /64): failed logins and password hashing */
+	struct addr_rec {
+		char key[INET6_ADDRSTRLEN + 4];
+		unsigned fails;		/* forgotten after FAIL_FORGET_MS */
+		long long last_fail, last_seen;
+		long long next_ok;	/* its next attempt may start then */
+		long long hash_tat;	/* hashing booked until (us) */
+	} addrs[ADDR_RECS];
+	int naddrs;
+	long long hash_tat;	/* all peers' hashing booked until (us) */
+	unsigned max_iter;	/* dearest PBKDF2 a password check costs */
 
 	/* state */
 	struct fb *fb;
@@ -541,6 +576,7 @@ struct server {
 	struct client *clients;
 	int nclients, served;
 	int polled_lst;		/* this turn's pollfd set has the listeners */
+	long long accept_paused;	/* out of descriptors: until then */
 	int polled_fb;		/* ... the source's descriptor at this index */
 	long long grab_due;
 	uint32_t *cursor;	/* ARGB, cursor_w * cursor_h */
@@ -854,9 +890,10 @@ list_next(const char **p, const char **item, size_t *len)
 
 /*
  * Open a configuration file (ACL, password file, VNC password) for
- * reading, refusing what is not a regular file and what group or others
- * may use in the ways `forbidden` names (who may write the rules may
- * grant themselves the screen; who may read the keys may guess offline).
+ * reading, refusing what is not a regular file, what someone other than
+ * root or the user running the server owns, and what group or others may
+ * use in the ways `forbidden` names (who may write the rules may grant
+ * themselves the screen; who may read the keys may guess offline).
  * OpenBSD doas and ssh do the same.  NULL with the reason in err.
  */
 static FILE *
@@ -872,6 +909,10 @@ conf_open(const char *path, mode_t forbidden, const char *fix, char *err,
 	}
 	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode))
 		snprintf(err, errlen, "%s: not a regular file", path);
+	else if (st.st_uid != 0 && st.st_uid != geteuid())
+		snprintf(err, errlen, "%s: owned by uid %lu, neither root nor "
+		    "the user running vncsasl (uid %lu)", path,
+		    (unsigned long)st.st_uid, (unsigned long)geteuid());
 	else if (st.st_mode & forbidden)
 		snprintf(err, errlen, "%s: group or others may %s it; %s", path,
 		    forbidden & (S_IRGRP | S_IROTH) ? "access" : "write", fix);
@@ -983,6 +1024,175 @@ cl_reject(struct client *c, const char *why)
 
 static const char *const acl_action_name[] = { "allow", "deny", "view" };
 
+/*
+ * Distinguished names are matched RDN by RDN, never as re-parsed text
+ * (the 2026 audit: a CN ending in '\' made the old text reversal read
+ * "\\," as an escaped comma and reorder the RDNs).  A subject is its RDNs
+ * as "TYPE=value" strings (values unescaped, multi-valued RDNs joined by
+ * '+'), built from GnuTLS's parsed certificate; a dn: pattern is split at
+ * its unescaped commas.  Each pattern RDN is a glob on one subject RDN,
+ * so '*' never spans an RDN separator; the RDN counts must agree, in
+ * X.500 order (C=GB,O=ACME,CN=alice) or RFC 4514 order (CN=alice,...).
+ * "dn:*" alone matches every verified certificate.
+ */
+
+/* The i-th RDN of d (0 <= i < d->n). */
+static const char *
+dn_rdn(const struct dnparts *d, int i)
+{
+	const char *p = d->buf;
+
+	while (i-- > 0)
+		p += strlen(p) + 1;
+	return p;
+}
+
+/* Append one RDN; -1 if it does not fit. */
+static int
+dn_add(struct dnparts *d, const char *rdn, size_t n)
+{
+	size_t used = 0;
+	int i;
+
+	for (i = 0; i < d->n; i++)
+		used += strlen(dn_rdn(d, i)) + 1;
+	if (d->n == DN_RDNS_MAX || memchr(rdn, '\0', n) != NULL ||
+	    used + n + 1 > sizeof d->buf)
+		return -1;
+	memcpy(d->buf + used, rdn, n);
+	d->buf[used + n] = '\0';
+	d->n++;
+	return 0;
+}
+
+/*
+ * Split text at its unescaped commas into d.  Patterns keep their
+ * escapes (fnmatch reads "\," as ","); a DN given as text (-t) is
+ * unescaped as RFC 4514 says (\, \+ \\ ... and \XX in hex).  -1 if bad.
+ */
+static int
+dn_split(const char *text, struct dnparts *d, int unescape)
+{
+	char rdn[DN_MAX + 1];
+	size_t o = 0;
+
+	memset(d, 0, sizeof *d);
+	for (;; text++) {
+		if (*text == '\0' || *text == ',') {
+			if (o == 0 || dn_add(d, rdn, o) < 0)
+				return -1;
+			if (*text == '\0')
+				return 0;
+			o = 0;
+			continue;
+		}
+		if (o + 3 > sizeof rdn)
+			return -1;
+		if (*text != '\\') {
+			rdn[o++] = *text;
+		} else if (!unescape) {
+			rdn[o++] = *text++;
+			if (*text == '\0')
+				return -1;
+			rdn[o++] = *text;
+		} else if (isxdigit((unsigned char)text[1]) &&
+		    isxdigit((unsigned char)text[2])) {
+			char hex[3] = { text[1], text[2], '\0' };
+
+			rdn[o++] = (char)strtol(hex, NULL, 16);
+			text += 2;
+		} else if (*++text == '\0') {
+			return -1;
+		} else {
+			rdn[o++] = *text;
+		}
+	}
+}
+
+/* An RDN's value as text: string types as they are, others as #hex. */
+static int
+dn_value(const gnutls_x509_ava_st *ava, char *out, size_t len)
+{
+	size_t i, o = 0;
+
+	switch (ava->value_tag) {
+	case 12: case 18: case 19: case 20: case 22: case 26:	/* strings */
+		if (ava->value.size >= len)
+			return -1;
+		memcpy(out, ava->value.data, ava->value.size);
+		out[ava->value.size] = '\0';
+		return 0;
+	}
+	if (2 * (size_t)ava->value.size + 2 > len)
+		return -1;
+	out[o++] = '#';
+	for (i = 0; i < ava->value.size; i++)
+		o += (size_t)snprintf(out + o, len - o, "%02x",
+		    ava->value.data[i]);
+	return 0;
+}
+
+/* The subject of a certificate, RDN by RDN in X.500 (DER) order. */
+static int
+dn_of_crt(gnutls_x509_crt_t crt, struct dnparts *d)
+{
+	gnutls_x509_dn_t dn;
+	gnutls_x509_ava_st ava;
+	char rdn[DN_MAX + 1], val[DN_MAX + 1];
+	int i, j;
+
+	memset(d, 0, sizeof *d);
+	if (gnutls_x509_crt_get_subject(crt, &dn) < 0)
+		return -1;
+	for (i = 0; gnutls_x509_dn_get_rdn_ava(dn, i, 0, &ava) == 0; i++) {
+		size_t o = 0;
+
+		for (j = 0; gnutls_x509_dn_get_rdn_ava(dn, i, j, &ava) == 0;
+		    j++) {
+			char oid[128];
+			const char *name;
+
+			if (ava.oid.size >= sizeof oid ||
+			    dn_value(&ava, val, sizeof val) < 0)
+				return -1;
+			memcpy(oid, ava.oid.data, ava.oid.size);
+			oid[ava.oid.size] = '\0';
+			name = gnutls_x509_dn_oid_name(oid,
+			    GNUTLS_X509_DN_OID_RETURN_OID);
+			o += (size_t)snprintf(rdn + o, sizeof rdn - o, "%s%s=%s",
+			    j ? "+" : "", name, val);
+			if (o >= sizeof rdn)
+				return -1;
+		}
+		if (dn_add(d, rdn, o) < 0)
+			return -1;
+	}
+	return d->n > 0 ? 0 : -1;
+}
+
+static int
+dn_matches(const struct dnparts *pat, const struct dnparts *dn)
+{
+	const char *p[DN_RDNS_MAX], *v[DN_RDNS_MAX];
+	int i, fwd = 1, rev = 1;
+
+	if (dn->n == 0)
+		return 0;
+	if (pat->n == 1 && strcmp(pat->buf, "*") == 0)
+		return 1;
+	if (pat->n != dn->n)
+		return 0;
+	for (i = 0; i < dn->n; i++) {
+		p[i] = dn_rdn(pat, i);
+		v[i] = dn_rdn(dn, i);
+	}
+	for (i = 0; i < dn->n; i++) {
+		fwd &= fnmatch(p[i], v[i], 0) == 0;
+		rev &= fnmatch(p[i], v[dn->n - 1 - i], 0) == 0;
+	}
+	return fwd || rev;
+}
+
 static void
 acl_free(struct acl *a)
 {
@@ -993,6 +1203,7 @@ acl_free(struct acl *a)
 	for (i = 0; i < a->n; i++) {
 		free(a->rule[i].pattern);
 		free(a->rule[i].from);
+		free(a->rule[i].dnpat);
 	}
 	free(a->rule);
 	free(a);
@@ -1075,9 +1286,14 @@ acl_line(struct acl *a, char *line, int lineno, int *policy_line)
 	nr->dn = strncmp(tok[1], "dn:", 3) == 0;
 	nr->pattern = strdup(tok[1] + (nr->dn ? 3 : 0));
 	nr->from = n == 4 ? strdup(tok[3]) : NULL;
+	if (nr->dn && (nr->dnpat = malloc(sizeof *nr->dnpat)) == NULL)
+		return "out of memory";
+	a->n++;		/* from here acl_free() frees what it holds */
 	if (nr->pattern == NULL || (n == 4 && nr->from == NULL))
 		return "out of memory";
-	a->n++;
+	if (nr->dn && dn_split(nr->pattern, nr->dnpat, 0) < 0)
+		return "dn: pattern with an empty RDN, too many RDNs (limit "
+		    XSTR(DN_RDNS_MAX) ") or too long";
 	return NULL;
 }
 
@@ -1117,51 +1333,26 @@ fail:
 	return NULL;
 }
 
-/* "CN=alice,O=ACME,C=GB" (RFC 4514) as "C=GB,O=ACME,CN=alice" (X.500
- * order, as QEMU's examples write it). */
-static void
-dn_reverse(const char *dn, char *out, size_t outlen)
-{
-	const char *end = dn + strlen(dn), *p = end, *q;
-	size_t o = 0;
-
-	out[0] = '\0';
-	while (p > dn) {
-		for (q = p; q > dn; q--)	/* back to an unescaped comma */
-			if (q[-1] == ',' && (q - 1 == dn || q[-2] != '\\'))
-				break;
-		if (o + (size_t)(p - q) + 2 > outlen)
-			return;
-		if (o > 0)
-			out[o++] = ',';
-		memcpy(out + o, q, (size_t)(p - q));
-		o += (size_t)(p - q);
-		out[o] = '\0';
-		p = q > dn ? q - 1 : q;
-	}
-}
-
+/*
+ * A rule matches: user rules the authenticated user name ("" for the
+ * nameless None and VNC logins), dn: rules the verified certificate's
+ * subject - never the one for the other (a certificate whose CN reads
+ * eve@EXAMPLE.COM is no Kerberos principal).
+ */
 static int
-acl_rule_matches(const struct acl_rule *r, const char *user, const char *dn,
-    const char *addr)
+acl_rule_matches(const struct acl_rule *r, const char *user,
+    const struct dnparts *dn, const char *addr)
 {
-	char rev[DN_MAX + 2];
-
 	if (r->from != NULL && fnmatch(r->from, addr, 0) != 0)
 		return 0;
-	if (!r->dn)
-		return fnmatch(r->pattern, user, 0) == 0;
-	if (dn[0] == '\0')
-		return 0;
-	if (fnmatch(r->pattern, dn, 0) == 0)
-		return 1;
-	dn_reverse(dn, rev, sizeof rev);
-	return fnmatch(r->pattern, rev, 0) == 0;
+	if (r->dn)
+		return dn != NULL && dn_matches(r->dnpat, dn);
+	return fnmatch(r->pattern, user, 0) == 0;
 }
 
 /* The decision for an identity, and the rule that made it. */
 static enum acl_action
-acl_check(const struct acl *a, const char *user, const char *dn,
+acl_check(const struct acl *a, const char *user, const struct dnparts *dn,
     const char *addr, char *rule, size_t rulelen)
 {
 	int i;
@@ -1379,7 +1570,9 @@ passwd_install(struct server *s, struct cred *v, size_t n,
 	s->creds = v;
 	s->ncreds = n;
 	memcpy(s->fake_key, key, SHA256_DIGEST_SIZE);
-	s->fake_iter = n > 0 ? v[0].iter : SCRAM_ITER_DEFAULT;
+	for (s->max_iter = SCRAM_ITER_DEFAULT; n > 0; n--)
+		if (v[n - 1].iter > s->max_iter)
+			s->max_iter = v[n - 1].iter;
 }
 
 static void
@@ -1397,22 +1590,51 @@ fake_bytes(const struct server *s, const char *what, Gsasl_hash h,
 	memcpy(out, d, n);
 }
 
+/*
+ * The real record an unknown user's fake one takes its shape from: one of
+ * hash h's (of any hash if h has none, or if any is set), chosen by the
+ * name.  So the iteration counts and salt lengths unknown names get are
+ * drawn from the file's own mix, and each name always gets the same.
+ */
+static const struct cred *
+fake_model(const struct server *s, const char *user, Gsasl_hash h, int any)
+{
+	uint8_t d[4];
+	size_t i, k = 0, pick;
+
+	for (i = 0; i < s->ncreds; i++)
+		k += any || s->creds[i].hash == h;
+	if (k == 0 && !any)
+		return fake_model(s, user, h, 1);
+	if (k == 0)
+		return NULL;
+	fake_bytes(s, "model", h, user, d, sizeof d);
+	pick = ((size_t)d[0] << 24 | (size_t)d[1] << 16 | (size_t)d[2] << 8 |
+	    d[3]) % k;
+	for (i = 0; i < s->ncreds; i++)
+		if ((any || s->creds[i].hash == h) && pick-- == 0)
+			break;
+	return &s->creds[i];
+}
+
 /* The user's record for this hash, or a consistent fake one. */
 static const struct cred *
 cred_lookup(struct client *c, const char *user, Gsasl_hash h,
     struct cred *fake)
 {
 	const struct server *s = c->srv;
+	const struct cred *model;
 	size_t i, n = gsasl_hash_length(h);
 
 	for (i = 0; i < s->ncreds; i++)
 		if (s->creds[i].hash == h && strcmp(s->creds[i].user, user) == 0)
 			return &s->creds[i];
 	c->unknown_user = 1;
+	model = fake_model(s, user, h, 0);
 	memset(fake, 0, sizeof *fake);
 	fake->hash = h;
-	fake->iter = s->fake_iter;
-	fake->saltlen = s->ncreds > 0 ? s->creds[0].saltlen : 16;
+	fake->iter = model ? model->iter : SCRAM_ITER_DEFAULT;
+	fake->saltlen = model ? model->saltlen : 16;
 	fake_bytes(s, "salt", h, user, fake->salt, fake->saltlen);
 	fake_bytes(s, "stored", h, user, fake->stored, n);
 	fake_bytes(s, "server", h, user, fake->server, n);
@@ -1436,8 +1658,13 @@ cred_check_password(struct client *c, const char *user, const char *pass)
 	for (cr = NULL, i = 0; i < c->srv->ncreds && cr == NULL; i++)
 		if (strcmp(c->srv->creds[i].user, user) == 0)
 			cr = &c->srv->creds[i];
-	if (cr == NULL)		/* same work as for a real user */
-		cr = cred_lookup(c, user, GSASL_HASH_SHA256, &fake);
+	if (cr == NULL) {	/* the same work as for a real user */
+		const struct cred *model = fake_model(c->srv, user,
+		    GSASL_HASH_SHA256, 1);
+
+		cr = cred_lookup(c, user, model ? model->hash :
+		    GSASL_HASH_SHA256, &fake);
+	}
 	n = gsasl_hash_length(cr->hash);
 	if (gsasl_scram_secrets_from_password(cr->hash, pass, cr->iter,
 	    (const char *)cr->salt, cr->saltlen, salted, ck, sk, stk) ==
@@ -1595,6 +1822,8 @@ tls_verify_client(struct client *c)
 	r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
 	if (r >= 0)
 		r = gnutls_x509_crt_get_dn3(crt, &dn, 0);
+	if (r >= 0 && dn_of_crt(crt, &c->dnp) < 0)
+		r = GNUTLS_E_ASN1_DER_ERROR;
 	gnutls_x509_crt_deinit(crt);
 	if (r < 0 || dn.size > DN_MAX) {
 		gnutls_free(dn.data);
@@ -1614,7 +1843,7 @@ static void
 tls_handshake(struct client *c)
 {
 	int r = gnutls_handshake(c->tls);
-	char *desc;
+	char *desc, dn[4 * DN_MAX + 8];
 
 	if (r < 0) {
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED ||
@@ -1640,14 +1869,13 @@ tls_handshake(struct client *c)
 	    tls_verify_client(c) < 0)
 		return;
 	desc = gnutls_session_get_desc(c->tls);
-	logx(c->srv, LOG_INFO, "tls peer=%s sec=%s %s ssf=%d%s%s", c->peer,
-	    c->sec->name, desc ? desc : "?", c->ssf, c->dn[0] ? " dn=" : "",
-	    c->dn);
+	logx(c->srv, LOG_INFO, "tls peer=%s sec=%s %s ssf=%d dn=%s", c->peer,
+	    c->sec->name, desc ? desc : "?", c->ssf, safe(c->dn, dn,
+	    sizeof dn));
 	gnutls_free(desc);
-	c->state = ST_AUTH;
-	c->sec->start(c);
+	auth_begin(c);
 	/* application data may already sit in GnuTLS's buffer */
-	if (!c->dead && c->state != ST_CLOSING)
+	if (!c->dead && !c->gate_until && c->state != ST_CLOSING)
 		cl_read(c);
 }
 
@@ -1837,9 +2065,8 @@ static void
 sec_start(struct client *c, const struct sectype *st)
 {
 	c->sec = st;
-	c->state = ST_AUTH;
 	logx(c->srv, LOG_DEBUG, "peer=%s security %s", c->peer, st->name);
-	st->start(c);
+	auth_begin(c);
 }
 
 /* -- VeNCrypt 0.2 (PROTOCOL 6.1): version, subtype, then TLS -- */
@@ -1914,62 +2141,175 @@ h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
 /* -- the decision: throttling, the ACL, the audit line, SecurityResult -- */
 
 /*
- * Login throttling without lockout: each failure from an address makes
- * the answer to its next failure wait twice as long, up to a cap, and a
- * quiet address is forgotten.  Only decided logins count (not cancelled
- * or half-open handshakes); a success clears the address; one address
- * never slows another.  The wait is a deadline in the poll loop.
+ * Login throttling without lockout (OpenSSH PerSourcePenalties is the
+ * model).  What counts is the attempt, not the answer: each failure from
+ * an address (IPv6: its /64) makes that address's *next attempt* wait -
+ * 250 ms, doubling per failure up to -o fail-delay - before the server
+ * even starts its exchange (auth_begin()), and attempts from one address
+ * take turns, so neither hanging up early nor opening connections in
+ * parallel buys a guess.  A failure counts the moment it is decided; a
+ * success clears nothing (a None login or another account from the same
+ * address must not wipe a guesser's record); a quiet address is forgotten.
+ * The answers themselves go at once, success and failure alike.  One
+ * address never slows another.
+ *
+ * The same records bound the password hashing unauthenticated peers can
+ * cause (PLAIN, LOGIN and the VeNCrypt Plain subtypes derive SCRAM keys
+ * from the password: 42 ms of CPU at 65536 iterations): a budget per
+ * address and one for all together, generic cell rate style, so that
+ * viewers already in keep their latency.  SCRAM costs the server nothing
+ * of the kind (it stores the derived keys).
  */
-static struct fail_rec *
-fail_find(struct server *s, const char *addr, long long now)
-{
-	int i;
 
-	for (i = 0; i < s->nfails; i++)
-		if (strcmp(s->fails[i].addr, addr) == 0) {
-			if (now - s->fails[i].last > FAIL_FORGET_MS)
-				s->fails[i].count = 0;
-			return &s->fails[i];
-		}
-	return NULL;
+/* The key an address is remembered under: IPv6 by its /64. */
+static void
+addr_key(const char *addr, char *key, size_t len)
+{
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET6, addr, &a6) == 1) {
+		memset(a6.s6_addr + 8, 0, 8);
+		inet_ntop(AF_INET6, &a6, key, (socklen_t)len);
+		snprintf(key + strlen(key), len - strlen(key), "/64");
+	} else {
+		snprintf(key, len, "%s", addr);
+	}
 }
 
-/* A failure from addr: how long its answer must wait (ms). */
-static long long
-fail_note(struct server *s, const char *addr, long long now)
+/* addr's record (made if asked: the quietest is forgotten for it). */
+static struct addr_rec *
+addr_rec(struct server *s, const char *addr, long long now, int make)
 {
-	struct fail_rec *f = fail_find(s, addr, now);
-	long long delay;
+	char key[sizeof s->addrs[0].key];
+	struct addr_rec *r;
 	int i, old = 0;
 
-	if (f == NULL) {
-		if (s->nfails < FAIL_ADDRS) {
-			f = &s->fails[s->nfails++];
-		} else {	/* forget the address quiet the longest */
-			for (i = 1; i < s->nfails; i++)
-				if (s->fails[i].last < s->fails[old].last)
-					old = i;
-			f = &s->fails[old];
+	addr_key(addr, key, sizeof key);
+	for (i = 0; i < s->naddrs; i++)
+		if (strcmp(s->addrs[i].key, key) == 0) {
+			r = &s->addrs[i];
+			if (r->fails && now - r->last_fail > FAIL_FORGET_MS)
+				r->fails = 0;
+			return r;
 		}
-		snprintf(f->addr, sizeof f->addr, "%s", addr);
-		f->count = 0;
+	if (!make)
+		return NULL;
+	if (s->naddrs < ADDR_RECS) {
+		r = &s->addrs[s->naddrs++];
+	} else {
+		for (i = 1; i < s->naddrs; i++)
+			if (s->addrs[i].last_seen < s->addrs[old].last_seen)
+				old = i;
+		r = &s->addrs[old];
 	}
-	f->last = now;
-	if (f->count < 30)
-		f->count++;
-	delay = (long long)FAIL_DELAY_MS << (f->count - 1);
-	if (delay > (long long)s->fail_delay_cap * 1000)
-		delay = (long long)s->fail_delay_cap * 1000;
-	return delay;
+	memset(r, 0, sizeof *r);
+	snprintf(r->key, sizeof r->key, "%s", key);
+	r->last_seen = now;
+	return r;
 }
 
-static void
-fail_clear(struct server *s, const char *addr)
+static long long
+fail_delay(const struct server *s, unsigned fails)
 {
-	struct fail_rec *f = fail_find(s, addr, 0);
+	long long cap = (long long)s->fail_delay_cap * 1000;
 
-	if (f != NULL)
-		*f = s->fails[--s->nfails];
+	if (fails == 0)
+		return 0;
+	return fails > 16 || (FAIL_DELAY_MS << (fails - 1)) > cap ? cap :
+	    FAIL_DELAY_MS << (fails - 1);
+}
+
+/* May c's attempt start now?  Else the moment it may (its turn). */
+static long long
+throttle_turn(struct server *s, const struct client *c, long long now)
+{
+	struct addr_rec *r = addr_rec(s, c->addr, now, 0);
+
+	if (r == NULL || r->fails == 0)
+		return now;
+	if (r->next_ok > now)
+		return r->next_ok;
+	/* booked: a parallel attempt from here waits its turn */
+	r->next_ok = now + fail_delay(s, r->fails);
+	r->last_seen = now;
+	return now;
+}
+
+/* A failure was decided: the address's next attempt waits longer. */
+static void
+throttle_fail(struct server *s, const struct client *c, long long now)
+{
+	struct addr_rec *r = addr_rec(s, c->addr, now, 1);
+	long long t;
+
+	if (r->fails < 30)
+		r->fails++;
+	r->last_fail = r->last_seen = now;
+	t = now + fail_delay(s, r->fails);
+	if (t > r->next_ok)
+		r->next_ok = t;
+}
+
+/* GCRA: book `cost_us` of a budget whose burst is tau_us; 0 if booked,
+ * else the time (us) at which it would be. */
+static long long
+gcra_book(long long *tat, long long now_us, long long cost_us, long long tau_us)
+{
+	if (*tat - tau_us > now_us)
+		return *tat - tau_us;
+	*tat = (*tat > now_us ? *tat : now_us) + cost_us;
+	return 0;
+}
+
+/*
+ * Before a password is hashed for an unauthenticated peer: 0 to go on,
+ * else the client waits (gated) and its handler runs again later.  One
+ * charge per login, whatever the mechanism's steps.
+ */
+static int
+hash_gate(struct client *c)
+{
+	struct server *s = c->srv;
+	long long now = mono_ms(), us = now * 1000, t = 0, cost;
+	struct addr_rec *r;
+
+	if (c->hash_paid || s->hash_rate == 0)
+		return 0;
+	cost = (long long)s->max_iter * 1000000 / s->hash_rate;
+	r = addr_rec(s, c->addr, now, 1);
+	/* the address first, then all: a flooder does not eat the total */
+	if (r->hash_tat - HASH_TAU_ADDR_US > us)
+		t = r->hash_tat - HASH_TAU_ADDR_US;
+	else if ((t = gcra_book(&s->hash_tat, us, cost, HASH_TAU_US)) == 0)
+		gcra_book(&r->hash_tat, us, 4 * cost, HASH_TAU_ADDR_US);
+	if (t == 0) {
+		c->hash_paid = 1;
+		return 0;
+	}
+	c->gate_until = t / 1000 + 1;
+	logx(s, LOG_DEBUG, "peer=%s password hashing waits %lld ms", c->peer,
+	    c->gate_until - now);
+	return 1;
+}
+
+/*
+ * The chosen type's exchange starts (after TLS for VeNCrypt): now, or
+ * when the address's turn comes (the client is not read meanwhile).
+ */
+static void
+auth_begin(struct client *c)
+{
+	long long now = mono_ms(), t = throttle_turn(c->srv, c, now);
+
+	c->state = ST_AUTH;
+	if (t > now) {
+		c->gate_until = t;
+		c->gate_start = 1;
+		logx(c->srv, LOG_DEBUG, "peer=%s login waits %lld ms (earlier "
+		    "failures from its address)", c->peer, t - now);
+		return;
+	}
+	c->sec->start(c);
 }
 
 /*
@@ -1980,12 +2320,13 @@ static void
 auth_decide(struct client *c, const char *user, int ok, const char *why)
 {
 	char u[4 * USER_MAX + 8], m[4 * SASL_MECHNAME_MAX + 8];
+	char d[4 * DN_MAX + 8];
 	char rule[PATH_MAX + 16] = "-", reason[PATH_MAX + 64];
 	enum acl_action act = ACL_DENY;
 	int acl_ran = 0;
 
 	if (ok) {
-		act = acl_check(c->srv->acl, user ? user : "", c->dn, c->addr,
+		act = acl_check(c->srv->acl, user ? user : "", &c->dnp, c->addr,
 		    rule, sizeof rule);
 		acl_ran = 1;
 		if (act == ACL_DENY) {
@@ -1999,24 +2340,22 @@ auth_decide(struct client *c, const char *user, int ok, const char *why)
 	c->view_only = act == ACL_VIEW;
 	if (acl_ran)	/* the ACL's verdict, else the authenticator's */
 		logx(c->srv, LOG_AUTH | (ok ? LOG_NOTICE : LOG_WARNING),
-		    "auth peer=%s sec=%s mech=%s user=%s ssf=%d result=%s "
+		    "auth peer=%s sec=%s mech=%s user=%s%s%s ssf=%d result=%s "
 		    "acl=%s rule=%s", c->peer, c->sec->name,
-		    safe(c->mech, m, sizeof m), safe(user, u, sizeof u), c->ssf,
-		    ok ? "ok" : "fail", acl_action_name[act], rule);
+		    safe(c->mech, m, sizeof m), safe(user, u, sizeof u),
+		    c->dn[0] ? " dn=" : "", c->dn[0] ? safe(c->dn, d,
+		    sizeof d) : "", c->ssf, ok ? "ok" : "fail",
+		    acl_action_name[act], rule);
 	else
 		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
 		    "mech=%s user=%s ssf=%d result=fail reason=%s", c->peer,
 		    c->sec->name, safe(c->mech, m, sizeof m),
 		    safe(user, u, sizeof u), c->ssf, why);
 	if (!ok) {
-		long long now = mono_ms();
-
+		throttle_fail(c->srv, c, mono_ms());
 		cl_reject(c, why);
-		c->hold_until = now + fail_note(c->srv, c->addr, now);
-		c->deadline = c->hold_until + LINGER_MS;
 		return;
 	}
-	fail_clear(c->srv, c->addr);
 	c->authed = 1;
 	/* RFB 3.3 and 3.7 send no SecurityResult for plain None */
 	if (c->sec->type == SEC_NONE && c->minor < 8) {
@@ -2032,7 +2371,7 @@ auth_decide(struct client *c, const char *user, int ok, const char *why)
 static void
 auth_none(struct client *c)
 {
-	auth_decide(c, c->dn[0] ? c->dn : NULL, 1, NULL);
+	auth_decide(c, NULL, 1, NULL);	/* a certificate's DN is no name */
 }
 
 /* -- security type VNC authentication (DES challenge) -- */
@@ -2048,7 +2387,7 @@ h_vnc_response(struct client *c, uint8_t *p, size_t n)
 	des_encrypt(&c->srv->vnc_des, sizeof want, want, c->challenge);
 	ok = resp != NULL && memeql_sec(want, resp, sizeof want);
 	memset(want, 0, sizeof want);
-	auth_decide(c, c->dn[0] ? c->dn : NULL, ok, "wrong VNC password");
+	auth_decide(c, NULL, ok, "wrong VNC password");
 	return rd_used(&r, n);
 }
 
@@ -2151,9 +2490,9 @@ static size_t
 h_sasl_mechname(struct client *c, uint8_t *p, size_t n)
 {
 	struct rd r = rd_of(p, n);
-	size_t len = rd_u32(&r), i;
+	size_t len = rd_u32(&r);
 	uint8_t *name = rd_bytes(&r, len);
-	char plus[SASL_MECHNAME_MAX + 8];
+	char plus[SASL_MECHNAME_MAX + 8], esc[4 * SASL_MECHNAME_MAX + 8];
 
 	if (r.err || len > SASL_MECHNAME_MAX) {	/* h_sasl_mechlen saw to it */
 		cl_fail(c, "internal: SASL mechanism name");
@@ -2166,11 +2505,10 @@ h_sasl_mechname(struct client *c, uint8_t *p, size_t n)
 	    mech_offered(c->mechlist, plus, strlen(plus));
 	if (!c->plus_only && !mech_offered(c->mechlist, (const char *)name,
 	    len)) {
-		for (i = 0; i < len; i++)	/* for the log only */
-			if (name[i] < 0x21 || name[i] > 0x7e)
-				name[i] = '?';
-		cl_fail(c, "SASL mechanism '%.*s' was not offered", (int)len,
-		    (const char *)name);
+		memcpy(plus, name, len);
+		plus[len] = '\0';
+		cl_fail(c, "SASL mechanism '%s' was not offered", safe(plus,
+		    esc, sizeof esc));
 		return n;
 	}
 	memcpy(c->mech, name, len);
@@ -2241,8 +2579,10 @@ sasl_done(struct client *c)
 		auth_decide(c, NULL, 0, "no usable identity");
 	else if (authz != NULL && *authz != '\0' && strcmp(authz, id) != 0)
 		auth_decide(c, id, 0, "asked to act as another identity");
-	else
+	else {
+		c->by_passwd = !krb;	/* SIGHUP re-checks these */
 		auth_decide(c, id, 1, NULL);
+	}
 }
 
 static size_t
@@ -2259,6 +2599,10 @@ h_sasl_data(struct client *c, uint8_t *p, size_t n)
 		cl_fail(c, "internal: SASL data");
 		return n;
 	}
+	/* PLAIN and LOGIN: the password will be hashed (its turn first) */
+	if (len > 1 && (strcmp(c->mech, "PLAIN") == 0 ||
+	    strcmp(c->mech, "LOGIN") == 0) && hash_gate(c))
+		return 0;
 	if (len > 0) {
 		/*
 		 * The last byte is the pad: dropped, never trusted, and not
@@ -2350,6 +2694,8 @@ h_plain_creds(struct client *c, uint8_t *p, size_t n)
 		cl_fail(c, "internal: VeNCrypt Plain fields");
 		return n;
 	}
+	if (hash_gate(c))	/* the password will be hashed: its turn */
+		return 0;
 	if (memchr(user, 0, ulen) || memchr(pass, 0, plen) || ulen == 0 ||
 	    ulen > USER_MAX) {
 		memset(p, 0, rd_used(&r, n));
@@ -4505,7 +4851,7 @@ static void
 cl_process(struct client *c)
 {
 	while (!c->dead && c->state != ST_CLOSING && c->state != ST_TLS &&
-	    c->state != ST_HTTP) {
+	    c->state != ST_HTTP && !c->gate_until) {
 		size_t avail = buf_used(&c->in), used, need = c->need;
 		handler_fn fn = c->handler;
 
@@ -4515,7 +4861,7 @@ cl_process(struct client *c)
 		/* 0: "call me again once c->need bytes are here", which may
 		 * be now; asking for the same again would never end */
 		if (used == 0 && fn == c->handler && need == c->need &&
-		    !c->dead) {
+		    !c->dead && !c->gate_until) {
 			cl_fail(c, "internal: %s handler stalled",
 			    state_name[c->state]);
 			break;
@@ -4583,6 +4929,8 @@ cl_read(struct client *c)
 			tls_handshake(c);
 		return;
 	}
+	if (c->gate_until)	/* not its turn yet */
+		return;
 	do {
 		if (c->ws != NULL) {	/* decodes into c->in itself */
 			r = ws_read(c);
@@ -4639,13 +4987,27 @@ static ssize_t ws_write(struct client *);
 static int ws_due(const struct client *);
 static void ws_free(struct client *);
 
+/* A gated client's time has come: what it waited for, then its input. */
+static void
+cl_resume(struct client *c)
+{
+	c->gate_until = 0;
+	if (c->gate_start) {
+		c->gate_start = 0;
+		auth_begin(c);
+	}
+	if (c->gate_until || c->dead || c->state == ST_CLOSING)
+		return;
+	cl_process(c);		/* what it sent while it waited */
+	if (!c->gate_until && !c->dead && c->state != ST_CLOSING)
+		cl_read(c);
+}
+
 static void
 cl_flush(struct client *c)
 {
 	ssize_t w;
 
-	if (c->hold_until && mono_ms() < c->hold_until)
-		return;		/* a failed login's answer waits */
 	while (!c->dead && (buf_used(&c->out) > 0 || ws_due(c))) {
 		/* wss: frames of c->out, and control frames, in between */
 		w = c->ws != NULL ? ws_write(c) : io_write(c, c->out.data +
@@ -4720,8 +5082,13 @@ addr_text(const struct sockaddr_storage *ss, char *host, size_t len)
 			inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len);
 		return ntohs(in6->sin6_port);
 	}
-	snprintf(host, len, "unix");
-	return -1;
+	if (ss->ss_family == AF_UNIX) {
+		snprintf(host, len, "unix");
+		return -1;
+	}
+	/* a peer we could not name is remote: never "unix" (fail closed) */
+	snprintf(host, len, "unknown");
+	return -2;
 }
 
 static void
@@ -4730,15 +5097,14 @@ peer_name(struct client *c, const struct sockaddr_storage *ss)
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = addr_text(ss, host, sizeof host);
 
-	if (port < 0) {
-		c->is_unix = 1;
-		snprintf(c->addr, sizeof c->addr, "unix");
-		snprintf(c->peer, sizeof c->peer, "unix");
-		return;
-	}
+	c->is_unix = port == -1;
 	snprintf(c->addr, sizeof c->addr, "%s", host);
-	snprintf(c->peer, sizeof c->peer, ss->ss_family == AF_INET6 &&
-	    strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	if (port < 0)
+		snprintf(c->peer, sizeof c->peer, "%s", host);
+	else
+		snprintf(c->peer, sizeof c->peer, ss->ss_family == AF_INET6 &&
+		    strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	addr_key(c->addr, c->akey, sizeof c->akey);
 }
 
 static int
@@ -5721,48 +6087,67 @@ ws_write(struct client *c)
  * ------------------------------------------------------------------- */
 
 /*
- * Unauthenticated connections are capped per address (parallel guessing,
- * half-open floods) and in total.  At the total cap the oldest pending
- * connection of the address holding the most is closed to make room,
- * unless the newcomer's address is that one: a flood from many addresses
- * crowds out itself, not a viewer arriving from elsewhere.  Logged, not
- * counted as a failed login.
+ * How far a login has come: what evicting it would throw away.  A
+ * connection that finished TLS and started SASL is worth more than a bare
+ * TCP connection, which anyone can open by the thousand.
+ */
+static int
+cl_progress(const struct client *c)
+{
+	switch (c->state) {
+	case ST_CLOSING:
+		return -1;	/* failed already, only lingering */
+	case ST_VERSION:
+	case ST_SECURITY:
+	case ST_VENCRYPT:
+		return 0;	/* nothing invested */
+	case ST_TLS:
+		return 1;
+	case ST_AUTH:
+		return 2;
+	default:
+		return 3;	/* SASL, or past authentication */
+	}
+}
+
+/*
+ * Unauthenticated connections are capped per address (IPv6: per /64;
+ * parallel guessing, half-open floods) and in total.  At the total cap a
+ * newcomer takes the place of the least advanced pending connection, the
+ * most recent among equals - but only of one that has invested nothing
+ * yet: a flood of bare connections from many addresses crowds out
+ * itself, never a login halfway through.  Logged, not counted as a
+ * failed login.
  */
 static int
 preauth_refused(struct server *s, const struct sockaddr_storage *ss)
 {
-	char addr[INET6_ADDRSTRLEN];
-	struct client *c, *d, *victim = NULL;
-	int total = 0, mine = 0, most = 0, k;
+	char addr[INET6_ADDRSTRLEN], key[INET6_ADDRSTRLEN + 4];
+	struct client *c, *victim = NULL;
+	int total = 0, mine = 0;
 
 	addr_text(ss, addr, sizeof addr);
+	addr_key(addr, key, sizeof key);
 	for (c = s->clients; c != NULL; c = c->next)
 		if (!c->dead && !c->authed) {
 			total++;
-			mine += strcmp(c->addr, addr) == 0;
+			mine += strcmp(c->akey, key) == 0;
+			/* the list is newest first: < keeps the newest */
+			if (victim == NULL ||
+			    cl_progress(c) < cl_progress(victim))
+				victim = c;
 		}
 	if (mine >= s->preauth_per_addr) {
 		logx(s, LOG_WARNING, "refused peer=%s: %d unauthenticated "
-		    "connections from it (limit %d)", addr, mine,
+		    "connections from %s (limit %d)", addr, mine, key,
 		    s->preauth_per_addr);
 		return 1;
 	}
 	if (total < s->preauth_max)
 		return 0;
-	for (c = s->clients; c != NULL; c = c->next) {	/* who holds most */
-		if (c->dead || c->authed)
-			continue;
-		for (k = 0, d = s->clients; d != NULL; d = d->next)
-			k += !d->dead && !d->authed && strcmp(d->addr, c->addr) == 0;
-		/* the list is newest first: >= keeps the oldest of the biggest */
-		if (k >= most) {
-			most = k;
-			victim = c;
-		}
-	}
-	if (victim == NULL || most <= mine) {
+	if (victim == NULL || cl_progress(victim) > 0) {
 		logx(s, LOG_WARNING, "refused peer=%s: %d unauthenticated "
-		    "connections in all (limit %d)", addr, total,
+		    "connections in all (limit %d), none to spare", addr, total,
 		    s->preauth_max);
 		return 1;
 	}
@@ -5781,6 +6166,15 @@ accept_all(struct server *s, const struct listener *l)
 
 		memset(&ss, 0, sizeof ss);
 		fd = accept(l->fd, (struct sockaddr *)&ss, &sl);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE ||
+		    errno == ENOBUFS || errno == ENOMEM)) {
+			/* the connection stays queued and the listener
+			 * readable: stop asking for a while, do not spin */
+			logx(s, LOG_ERR, "accept on %s: %s; not accepting for "
+			    "%d ms", l->name, strerror(errno), ACCEPT_PAUSE_MS);
+			s->accept_paused = mono_ms() + ACCEPT_PAUSE_MS;
+			return;
+		}
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
@@ -5831,7 +6225,7 @@ enum due {
 	DUE_LINGER,		/* a failure reason had its time: close */
 	DUE_HANDSHAKE,		/* -o handshake: too slow to log in */
 	DUE_STALL,		/* -D: queued output not read */
-	DUE_HOLD,		/* a held answer may go now */
+	DUE_GATE,		/* a held login may go on */
 };
 
 static long long
@@ -5850,9 +6244,9 @@ cl_due(const struct server *s, const struct client *c, enum due *what)
 		t = c->last_out + s->stall_ms;
 		*what = DUE_STALL;
 	}
-	if (c->hold_until && c->hold_until < t) {
-		t = c->hold_until;
-		*what = DUE_HOLD;
+	if (c->gate_until && c->gate_until < t) {
+		t = c->gate_until;
+		*what = DUE_GATE;
 	}
 	return t;
 }
@@ -5877,8 +6271,8 @@ check_deadlines(struct server *s, long long now)
 				cl_fail(c, "viewer read nothing for %d s (-D)",
 				    s->stall_ms / 1000);
 				break;
-			case DUE_HOLD:
-				c->hold_until = 0;
+			case DUE_GATE:
+				cl_resume(c);
 				break;
 			case DUE_NONE:
 				return;		/* LLONG_MAX: cannot be */
@@ -5894,6 +6288,8 @@ srv_due(const struct server *s)
 	long long t = LLONG_MAX, d;
 	enum due what;
 
+	if (s->accept_paused)
+		t = s->accept_paused;
 	for (c = s->clients; c != NULL; c = c->next) {
 		if ((d = cl_due(s, c, &what)) < t)
 			t = d;
@@ -5939,32 +6335,55 @@ send_updates(struct server *s, long long now)
 		}
 }
 
-/*
- * SIGHUP: read the password file and the ACL again.  Each is swapped in
- * only if it parses; then every authenticated session is checked against
- * the new rules, and only those whose answer changed are touched.
- */
-static void
-reload(struct server *s)
+/* Does the password file (still) know this user? */
+static int
+passwd_has(const struct server *s, const char *user)
 {
-	char err[PATH_MAX + 128], rule[PATH_MAX + 16], u[4 * USER_MAX + 8];
+	size_t i;
+
+	for (i = 0; i < s->ncreds; i++)
+		if (strcmp(s->creds[i].user, user) == 0)
+			return 1;
+	return 0;
+}
+
+/* SIGHUP, the password file: swapped in only if it parses; sessions of
+ * users it no longer has are closed. */
+static void
+reload_passwd(struct server *s)
+{
+	char err[PATH_MAX + 128], u[4 * USER_MAX + 8];
 	uint8_t key[SHA256_DIGEST_SIZE];
-	struct cred *v;
 	struct client *c;
-	struct acl *a;
+	struct cred *v;
 	size_t n;
 
-	if (s->passwd_path != NULL) {
-		if (passwd_read(s->passwd_path, &v, &n, key, err, sizeof err) < 0)
-			logx(s, LOG_ERR, "reload: %s; keeping the old users", err);
-		else {
-			passwd_install(s, v, n, key);
-			logx(s, LOG_INFO, "reload: %s: %zu records",
-			    s->passwd_path, n);
-		}
-	}
-	if (s->acl_path == NULL)
+	if (passwd_read(s->passwd_path, &v, &n, key, err, sizeof err) < 0) {
+		logx(s, LOG_ERR, "reload: %s; keeping the old users", err);
 		return;
+	}
+	passwd_install(s, v, n, key);
+	logx(s, LOG_INFO, "reload: %s: %zu records", s->passwd_path, n);
+	for (c = s->clients; c != NULL; c = c->next)
+		if (!c->dead && c->authed && c->by_passwd &&
+		    !passwd_has(s, c->user)) {
+			logx(s, LOG_AUTH | LOG_NOTICE, "recheck peer=%s user=%s "
+			    "removed from %s", c->peer, safe(c->user, u,
+			    sizeof u), s->passwd_path);
+			cl_fail(c, "user removed from the password file");
+		}
+}
+
+/* SIGHUP, the ACL: swapped in only if it parses; then every session is
+ * checked against the new rules, and only those whose answer changed are
+ * touched. */
+static void
+reload_acl(struct server *s)
+{
+	char err[PATH_MAX + 128], rule[PATH_MAX + 16], u[4 * USER_MAX + 8];
+	struct client *c;
+	struct acl *a;
+
 	if ((a = acl_load(s->acl_path, err, sizeof err)) == NULL) {
 		logx(s, LOG_ERR, "reload: %s; keeping the old rules", err);
 		return;
@@ -5978,7 +6397,7 @@ reload(struct server *s)
 
 		if (c->dead || (c->state != ST_INIT && c->state != ST_NORMAL))
 			continue;
-		act = acl_check(a, c->user, c->dn, c->addr, rule, sizeof rule);
+		act = acl_check(a, c->user, &c->dnp, c->addr, rule, sizeof rule);
 		if (act == ACL_DENY) {
 			logx(s, LOG_AUTH | LOG_NOTICE, "recheck peer=%s user=%s "
 			    "acl=deny rule=%s", c->peer, safe(c->user, u,
@@ -5994,6 +6413,15 @@ reload(struct server *s)
 	}
 }
 
+static void
+reload(struct server *s)
+{
+	if (s->passwd_path != NULL)
+		reload_passwd(s);
+	if (s->acl_path != NULL)
+		reload_acl(s);
+}
+
 /* This turn's pollfd set, from state: listeners only below the client
  * cap, the source's descriptor, each client's reads, and its writes only
  * with something to write.  Returns the count. */
@@ -6003,7 +6431,7 @@ poll_set(struct server *s, struct pollfd *pfd)
 	struct client *c;
 	int i, n = 0, fbfd = fb_source.fd(s->fb);
 
-	s->polled_lst = s->nclients < s->max_clients;
+	s->polled_lst = s->nclients < s->max_clients && !s->accept_paused;
 	for (i = 0; s->polled_lst && i < s->nlst; i++) {
 		pfd[n].fd = s->lst[i].fd;
 		pfd[n++].events = POLLIN;
@@ -6015,12 +6443,13 @@ poll_set(struct server *s, struct pollfd *pfd)
 		pfd[n++].events = POLLIN;
 	}
 	for (c = s->clients; c != NULL; c = c->next) {
-		int wantw = !c->hold_until && (buf_used(&c->out) > 0 ||
-		    c->tls_wpending || (c->state == ST_TLS && c->tls_wdir));
+		int wantw = buf_used(&c->out) > 0 || c->tls_wpending ||
+		    (c->state == ST_TLS && c->tls_wdir);
 
 		c->pfd = c->pfdw = n;
 		pfd[n].fd = c->fd;
-		pfd[n++].events = POLLIN;
+		/* a gated client is not read: what it sends waits with it */
+		pfd[n++].events = c->gate_until ? 0 : POLLIN;
 		if (wantw && c->wfd != c->fd) {
 			c->pfdw = n;
 			pfd[n].fd = c->wfd;
@@ -6057,6 +6486,8 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 			rev |= pfd[c->pfdw].revents & POLLOUT;
 		if (rev & POLLOUT)
 			cl_flush(c);
+		if (c->gate_until && (rev & (POLLHUP | POLLERR)))
+			cl_fail(c, "viewer went away while its login waited");
 		if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
 		    (c->state == ST_TLS && (rev & POLLOUT))))
 			cl_read(c);
@@ -6097,6 +6528,8 @@ serve(struct server *s)
 			break;
 		}
 		poll_dispatch(s, pfd, mono_ms());
+		if (s->accept_paused && mono_ms() >= s->accept_paused)
+			s->accept_paused = 0;
 		if (s->once && s->served > 0 && s->nclients == 0)
 			break;
 	}
@@ -6242,47 +6675,86 @@ listen_ws(struct server *s, char **addrs, int naddrs, const char *port)
 	}
 }
 
-/* An address from the environment (UCSPI, socat) for -i peers. */
+/*
+ * An address from the environment (UCSPI's TCPREMOTEIP, socat's
+ * SOCAT_PEERADDR) for -i peers, in every form they use: 192.0.2.1,
+ * 2001:db8::1, [0000:...:0001] (socat, IPv6), ::ffff:192.0.2.1, a %zone.
+ * 0 and the address; -1 if the variable is not set; -2 if it is set but
+ * is no address (the caller then treats the peer as remote).
+ */
 static int
 env_peer(struct sockaddr_storage *ss, const char *ip, const char *port)
 {
 	const char *a = getenv(ip), *p = getenv(port);
-	int n = p ? atoi(p) : 0;
+	struct sockaddr_in *in = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)ss;
+	char buf[INET6_ADDRSTRLEN + 8];
+	size_t n;
+	long v = 0;
+	char *end;
 
 	memset(ss, 0, sizeof *ss);
 	if (a == NULL)
 		return -1;
-	if (inet_pton(AF_INET, a, &((struct sockaddr_in *)(void *)ss)->sin_addr) == 1) {
+	if (p != NULL) {
+		errno = 0;
+		v = strtol(p, &end, 10);
+		if (end == p || *end || errno || v < 0 || v > 65535)
+			v = 0;
+	}
+	n = strlen(a);
+	if (n >= 2 && a[0] == '[' && a[n - 1] == ']') {
+		a++;
+		n -= 2;
+	}
+	if (n >= sizeof buf)
+		return -2;
+	memcpy(buf, a, n);
+	buf[n] = '\0';
+	buf[strcspn(buf, "%")] = '\0';		/* fe80::1%eth0 */
+	if (inet_pton(AF_INET, buf, &in->sin_addr) == 1) {
 		ss->ss_family = AF_INET;
-		((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)n);
+		in->sin_port = htons((uint16_t)v);
 		return 0;
 	}
-	if (inet_pton(AF_INET6, a, &((struct sockaddr_in6 *)(void *)ss)->sin6_addr) == 1) {
+	if (inet_pton(AF_INET6, buf, &in6->sin6_addr) == 1) {
 		ss->ss_family = AF_INET6;
-		((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)n);
+		in6->sin6_port = htons((uint16_t)v);
 		return 0;
 	}
-	return -1;
+	return -2;
 }
 
 /*
  * -i: the one connection is on stdin/stdout (inetd, xinetd, systemd
- * Accept=yes, s6-tcpserver, socat EXEC).  The peer comes from the socket,
- * else from TCPREMOTEIP (UCSPI) or SOCAT_PEERADDR.
+ * Accept=yes, s6-tcpserver, socat EXEC).  The peer comes from the socket
+ * when it is a TCP one, else from TCPREMOTEIP (UCSPI) or SOCAT_PEERADDR.
+ * Only a UNIX socket with no such variable is a local peer; anything we
+ * cannot name (a pipe, an address we cannot parse) is remote.
  */
 static void
 serve_stdin(struct server *s)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
+	int local, r;
 
 	memset(&ss, 0, sizeof ss);
-	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &sl) < 0 ||
-	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
-		if (env_peer(&ss, "TCPREMOTEIP", "TCPREMOTEPORT") < 0 &&
-		    env_peer(&ss, "SOCAT_PEERADDR", "SOCAT_PEERPORT") < 0)
-			ss.ss_family = AF_UNIX;
+	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &sl) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
+		s->once = 1;
+		if (cl_new(s, STDIN_FILENO, STDOUT_FILENO, &ss) == NULL)
+			die(1, "-i: cannot use standard input and output");
+		return;
 	}
+	local = ss.ss_family == AF_UNIX;
+	if ((r = env_peer(&ss, "TCPREMOTEIP", "TCPREMOTEPORT")) == -1)
+		r = env_peer(&ss, "SOCAT_PEERADDR", "SOCAT_PEERPORT");
+	if (r == -2)
+		logx(s, LOG_WARNING, "-i: the peer address in the environment "
+		    "is not an IP address; treating the peer as remote");
+	if (r != 0)
+		ss.ss_family = r == -1 && local ? AF_UNIX : AF_UNSPEC;
 	s->once = 1;
 	if (cl_new(s, STDIN_FILENO, STDOUT_FILENO, &ss) == NULL)
 		die(1, "-i: cannot use standard input and output");
@@ -6557,6 +7029,12 @@ setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 		n += v[i - 1]->tls != TLS_WSS;
 	if (n == 0)
 		list = NULL;
+	if (list == NULL && s->verify_clients) {
+		/* -T: only what verifies a client certificate */
+		s->sec_tcp[s->nsec_tcp++] = sectype_by_name("x509sasl", 8);
+		s->sec_unix[s->nsec_unix++] = sectype_by_name("x509sasl", 8);
+		return;
+	}
 	if (list == NULL) {
 		if (s->x509 != NULL)
 			s->sec_tcp[s->nsec_tcp++] = sectype_by_name("x509sasl", 8);
@@ -6573,6 +7051,10 @@ setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 			die(2, "-s %s needs a certificate (-C and -K)", v[i]->name);
 		if (v[i]->start == auth_vnc && !s->have_vnc_key)
 			die(2, "-s %s needs a password file (-w)", v[i]->name);
+		if (s->verify_clients && v[i]->tls != TLS_X509)
+			logx(s, LOG_NOTICE, "-T: %s verifies no client "
+			    "certificate; offered because -s lists it",
+			    v[i]->name);
 		s->sec_unix[s->nsec_unix++] = v[i];
 		if (v[i]->type == SEC_SASL && !insecure) {
 			dropped = tcp;
@@ -6768,7 +7250,7 @@ setup_passwd(struct server *s)
 		if (gnutls_rnd(GNUTLS_RND_RANDOM, s->fake_key,
 		    sizeof s->fake_key) < 0)
 			die(1, "no random bytes");
-		s->fake_iter = SCRAM_ITER_DEFAULT;
+		s->max_iter = SCRAM_ITER_DEFAULT;
 		return;
 	}
 	if (passwd_read(s->passwd_path, &v, &n, key, err, sizeof err) < 0)
@@ -6794,7 +7276,10 @@ static const struct limit_opt {
 	{ "handshake", offsetof(struct server, handshake_s), 1, 3600,
 	    "seconds from connect to ServerInit" },
 	{ "fail-delay", offsetof(struct server, fail_delay_cap), 0, 600,
-	    "most seconds a failed login's answer waits" },
+	    "most seconds an address waits after failed logins" },
+	{ "hash-rate", offsetof(struct server, hash_rate), 0, 1 << 30,
+	    "PBKDF2 iterations a second for unauthenticated peers' passwords, "
+	    "0 for no bound" },
 };
 #define NLIMIT_OPTS (int)nitems(limit_opts)
 
@@ -6867,6 +7352,14 @@ drop_privileges(struct server *s, const char *user)
 	    getuid() == 0))
 		die(1, "-u %s: still root after dropping privileges", user);
 	logx(s, LOG_INFO, "running as %s (uid %ld)", user, (long)pw->pw_uid);
+	/* SIGHUP re-reads the files as this user */
+	if (s->passwd_path != NULL && access(s->passwd_path, R_OK) != 0)
+		logx(s, LOG_WARNING, "-u %s: %s is not readable now: SIGHUP "
+		    "cannot re-read it (give it to %s, mode 600)", user,
+		    s->passwd_path, user);
+	if (s->acl_path != NULL && access(s->acl_path, R_OK) != 0)
+		logx(s, LOG_WARNING, "-u %s: %s is not readable now: SIGHUP "
+		    "cannot re-read it", user, s->acl_path);
 }
 
 /* -t USER [ADDR [DN]]: what would the ACL say? (like doas -C) */
@@ -6876,6 +7369,7 @@ acl_test(struct server *s, char **argv, int argc)
 	struct sockaddr_storage ss;
 	char addr[INET6_ADDRSTRLEN] = "unix", rule[PATH_MAX + 16];
 	char err[PATH_MAX + 128];
+	struct dnparts dn;
 	enum acl_action act;
 
 	if (s->acl_path != NULL &&
@@ -6895,10 +7389,12 @@ acl_test(struct server *s, char **argv, int argc)
 			die(2, "-t: '%s' is not an IP address or unix", argv[1]);
 		addr_text(&ss, addr, sizeof addr);
 	}
-	if (argc == 3 && strlen(argv[2]) > DN_MAX)
-		die(2, "-t: DN longer than %d bytes", DN_MAX);
-	act = acl_check(s->acl, argv[0], argc == 3 ? argv[2] : "", addr, rule,
-	    sizeof rule);
+	memset(&dn, 0, sizeof dn);
+	if (argc == 3 && dn_split(argv[2], &dn, 1) < 0)
+		die(2, "-t: '%s' is not a DN (RDNs TYPE=value, separated by "
+		    "commas; at most %d RDNs and %d bytes)", argv[2],
+		    DN_RDNS_MAX, DN_MAX);
+	act = acl_check(s->acl, argv[0], &dn, addr, rule, sizeof rule);
 	printf("%s rule=%s from=%s\n", acl_action_name[act], rule, addr);
 	return 0;
 }
@@ -6952,7 +7448,9 @@ usage(FILE *f)
 "  -M N      most clients at once (default %d)\n"
 "  -o LIMITS  NAME=VALUE,...: preauth (unauthenticated connections, %d),\n"
 "            preauth-per-addr (%d), handshake (seconds, %d), fail-delay\n"
-"            (most seconds a failed login's answer waits, %d)\n"
+"            (most seconds an address waits after failed logins, %d),\n"
+"            hash-rate (PBKDF2 iterations/s for not yet logged-in\n"
+"            peers' passwords, %d; 0: no bound)\n"
 "  -u USER   drop privileges to USER once everything is open\n"
 "  -i        inetd mode: serve the connection on stdin/stdout\n"
 "  -c H[:P]  reverse connection to a listening viewer (port 5500)\n"
@@ -6965,7 +7463,7 @@ usage(FILE *f)
 "  -V        print version and build options\n",
 	    sectype_names(names, sizeof names, ",", 0),
 	    fb_source.arg_help, MAX_CLIENTS, PREAUTH_MAX, PREAUTH_PER_ADDR,
-	    HANDSHAKE_S, FAIL_DELAY_CAP, ZLEVEL_DEFAULT, STALL_SECS);
+	    HANDSHAKE_S, FAIL_DELAY_CAP, HASH_RATE, ZLEVEL_DEFAULT, STALL_SECS);
 }
 
 static void
@@ -7061,6 +7559,7 @@ server_defaults(struct server *s)
 	s->preauth_per_addr = PREAUTH_PER_ADDR;
 	s->handshake_s = HANDSHAKE_S;
 	s->fail_delay_cap = FAIL_DELAY_CAP;
+	s->hash_rate = HASH_RATE;
 	s->zlevel = ZLEVEL_DEFAULT;
 	s->stall_ms = STALL_SECS * 1000;
 }

@@ -2,7 +2,11 @@
 // driven by playwright-core (run by tests/t-novnc.sh):
 //
 //   node browser.js PLAYWRIGHT_DIR URL OUTDIR DUMMYREF USER PASS VUSER VPASS
+//   NOVNC_UI=1 node browser.js PLAYWRIGHT_DIR URL OUTDIR DUMMYREF USER PASS
 //
+// (NOVNC_UI: URL is noVNC's own vnc.html, e.g. Debian's novnc package; a
+// person presses Connect, types into its credentials dialog, and sees the
+// screen.)
 // A person's steps: open the URL, type a user name and a password, press
 // Connect; then the canvas must show the dummy picture (checked pixel by
 // pixel by tests/dummyref), a key typed in the page must reach the source
@@ -24,9 +28,11 @@ function ok(name) { console.log('ok ' + name); }
 function fail(name, why) { failed++; console.log('FAIL ' + name + ': ' + String(why).split('\n')[0]); }
 
 // the canvas as RGBA, checked by dummyref: its state, or an error
+const CANVAS = process.env.NOVNC_UI ? '#noVNC_container canvas' : '#screen canvas';
+
 async function canvasState(page, name) {
-    const b64 = await page.evaluate(([w, h]) => {
-        const c = document.querySelector('#screen canvas');
+    const b64 = await page.evaluate(([w, h, sel]) => {
+        const c = document.querySelector(sel);
         if (!c || c.width !== w || c.height !== h)
             return 'size ' + (c ? c.width + 'x' + c.height : 'no canvas');
         const d = c.getContext('2d').getImageData(0, 0, w, h).data;
@@ -34,7 +40,7 @@ async function canvasState(page, name) {
         for (let i = 0; i < d.length; i += 32768)
             s += String.fromCharCode.apply(null, d.subarray(i, i + 32768));
         return btoa(s);
-    }, [W, H]);
+    }, [W, H, CANVAS]);
     if (b64.startsWith('size'))
         return { error: b64 };
     const rgba = Buffer.from(b64, 'base64');
@@ -81,6 +87,24 @@ async function login(ctx, u, p) {
     return page;
 }
 
+// noVNC's own page: Connect, the credentials dialog, the screen
+async function ui(ctx) {
+    const page = await ctx.newPage();
+    try {
+        await page.goto(url, { timeout: 20000 });
+        await page.click('#noVNC_connect_button', { timeout: 10000 });
+        await page.fill('#noVNC_username_input', user, { timeout: 10000 });
+        await page.fill('#noVNC_password_input', pass);
+        await page.click('#noVNC_credentials_button');
+        await waitState(page, 'ui', () => true, 15000);
+        await page.screenshot({ path: path.join(outdir, 'novnc-ui.png') });
+        ok('novnc-ui-login-picture');
+    } catch (e) {
+        await page.screenshot({ path: path.join(outdir, 'novnc-ui.png') }).catch(() => {});
+        fail('novnc-ui-login-picture', e.message);
+    }
+}
+
 (async () => {
     const browser = await chromium.launch({
         executablePath: '/usr/bin/chromium',
@@ -93,6 +117,11 @@ async function login(ctx, u, p) {
     });
     const ctx = await browser.newContext({ ignoreHTTPSErrors: true,
         viewport: { width: 1100, height: 880 } });
+    if (process.env.NOVNC_UI) {
+        await ui(ctx);
+        await browser.close();
+        process.exit(failed ? 1 : 0);
+    }
     try {
         // a person logs in and sees the screen
         let page, st0;

@@ -8,8 +8,10 @@
  *
  *   fuzz-preauth:  the first byte picks a configuration (None, VNC auth,
  *                  SASL type 20 on a "UNIX" peer, VeNCrypt TLSSASL /
- *                  TLSPlain, all of them), the rest is what the viewer sends
- *                  from the ProtocolVersion on.
+ *                  TLSPlain, all of them, or a wss:// connection without
+ *                  its TLS: HTTP, then WebSocket frames), the rest is what
+ *                  the viewer sends from the ProtocolVersion (or the HTTP
+ *                  request) on.
  *   fuzz-postauth: a viewer already past ServerInit: the input is client
  *                  messages (SetPixelFormat, SetEncodings, updates, input,
  *                  cut text, SetDesktopSize, ...).
@@ -47,6 +49,7 @@ fz_setup(void)
 	memset(&o, 0, sizeof o);
 	server_defaults(&fz);
 	fz.fail_delay_cap = 0;		/* no waiting in a fuzzer */
+	fz.hash_rate = 0;
 	snprintf(fz.name, sizeof fz.name, "fuzz");
 	fz.sasl_host = "localhost";
 	fz.passwd_path = fz_file(pw,
@@ -71,8 +74,12 @@ fz_sectypes(const char *list)
 	const struct sectype *v[nitems(sectypes)];
 	int i, n = parse_seclist(list, v);
 
-	fz.nsec_tcp = fz.nsec_unix = 0;
+	fz.nsec_tcp = fz.nsec_unix = fz.nsec_ws = 0;
 	for (i = 0; i < n; i++) {
+		if (v[i]->tls == TLS_WSS) {
+			fz.sec_ws[fz.nsec_ws++] = v[i];
+			continue;
+		}
 		fz.sec_unix[fz.nsec_unix++] = v[i];
 		fz.sec_tcp[fz.nsec_tcp++] = v[i];
 	}
@@ -112,7 +119,8 @@ fz_run(int peer, const uint8_t *data, size_t size, int unix_peer)
 		if (!c->dead)
 			cl_read(c);
 		check_deadlines(&fz, mono_ms());
-		c->hold_until = 0;
+		if (!c->dead && c->gate_until)	/* no waiting in a fuzzer */
+			cl_resume(c);
 		send_updates(&fz, mono_ms());
 		if (!c->dead)
 			cl_flush(c);
@@ -141,7 +149,7 @@ fz_one(const char *seclist, int unix_peer, const uint8_t *prefix,
 		return 0;
 	set_nonblock(sv[1]);
 	memset(&ss, 0, sizeof ss);
-	if (unix_peer) {
+	if (unix_peer == 1) {
 		ss.ss_family = AF_UNIX;
 	} else {
 		struct sockaddr_in *in = (struct sockaddr_in *)(void *)&ss;
@@ -149,7 +157,16 @@ fz_one(const char *seclist, int unix_peer, const uint8_t *prefix,
 		in->sin_family = AF_INET;
 		in->sin_addr.s_addr = htonl(0x7f000001);
 	}
-	if (cl_new(&fz, sv[0], sv[0], &ss) == NULL) {
+	if (unix_peer == 2) {	/* wss without its TLS: HTTP, then frames */
+		struct client *c = cl_alloc(&fz, sv[0], sv[0], &ss);
+
+		if (c == NULL) {
+			close(sv[1]);
+			return 0;
+		}
+		if (ws_attach(c) == 0)
+			c->state = ST_HTTP;
+	} else if (cl_new(&fz, sv[0], sv[0], &ss) == NULL) {
 		close(sv[1]);
 		return 0;
 	}
@@ -184,6 +201,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{ "none", 0 }, { "vnc", 0 }, { "sasl", 1 }, { "tlssasl", 0 },
 		{ "tlsplain,tlsvnc,tlsnone", 0 },
 		{ "tlssasl,sasl,tlsplain,tlsnone,tlsvnc,vnc,none", 1 },
+		{ "wss-plain,wss-sasl,wss-vnc,wss-none", 2 },
 	};
 	int k;
 

@@ -9,6 +9,7 @@
 # refused, a view user's keys do not arrive (tests/browser.js).  npm
 # packages are cached outside tests/tmp (VNCSASL_CACHE, default
 # ~/.cache/vncsasl-browser); every step has a timeout.
+# ports: 2
 REAL_HOME=${HOME:-/root}
 . "$(dirname "$0")/lib.sh"
 set -u
@@ -63,3 +64,26 @@ else
 fi
 if kill -0 "$SRV_PID" 2>/dev/null; then ok novnc-server-survived
 else fail novnc-server-survived "$(tail -n 3 "$SRV_LOG" | tr '\n' ' ')"; fi
+
+# --- noVNC's own page (Debian's novnc, 1.3: /usr/share/novnc, or its
+# package unpacked into the cache), served whole by -F: Connect, the
+# credentials dialog, the screen.  Only the page is used, not websockify.
+UI=/usr/share/novnc
+if [ ! -f "$UI/vnc.html" ]; then
+	UI="$CACHE/debian-novnc/usr/share/novnc"
+	if [ ! -f "$UI/vnc.html" ] && command -v apt-get >/dev/null 2>&1; then
+		rm -rf "$CACHE/debian-novnc" "$T/deb"; mkdir -p "$T/deb"
+		( cd "$T/deb" && timeout -k 5 120 apt-get download novnc ) >"$T/apt.log" 2>&1 &&
+		    timeout 60 dpkg-deb -x "$T"/deb/novnc_*.deb "$CACHE/debian-novnc" 2>>"$T/apt.log"
+	fi
+fi
+if [ -f "$UI/vnc.html" ]; then
+	stop_server
+	start_server novnc-ui -p 0 -W "$WS" -F "$UI" -C "$T/pki/server-cert.pem" \
+	    -K "$T/pki/server-key.pem" -P "$T/pw" -x 1024x768@0 -v || exit 1
+	NOVNC_UI=1 timeout -k 10 120 node "$TOP/tests/browser.js" "$CACHE" \
+	    "https://127.0.0.1:$WS/vnc.html" "$T" "$TOP/tests/dummyref" alice secret \
+	    2>>"$T/browser.err"
+else
+	skip novnc-ui-login-picture "no noVNC page at /usr/share/novnc (Debian's novnc) and apt-get download novnc failed: $(tailof "$T/apt.log" 1)"
+fi

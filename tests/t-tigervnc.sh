@@ -7,6 +7,7 @@
 # layout) by position, so AltGr+Q types '@' there, which the keysyms
 # (Alt_R, q) would not.  Two Xvfb displays: S (shared by vncsasl-x11)
 # and V (the viewer's window).  Every wait is bounded.
+# ports: 1
 . "$(dirname "$0")/lib.sh"
 
 VNCSASL=${VNCSASL_X11:-$TOP/vncsasl-x11}

@@ -1,9 +1,9 @@
 #!/bin/bash
 # Real viewers against the real server: libvncclient (tests/lvc) and
 # gtk-vnc (tests/gvnc), each verifying every pixel of the dummy picture.
+# ports: 1
 . "$(dirname "$0")/lib.sh"
 set -u
-LVC="$TOP/tests/lvc" GVNC="$TOP/tests/gvnc"
 mkcerts "$T/pki"
 CA="$T/pki/ca-cert.pem" CERT="$T/pki/server-cert.pem" KEY="$T/pki/server-key.pem"
 printf 'sekrit\n' >"$T/vncpw"; chmod 600 "$T/vncpw"

@@ -4,6 +4,7 @@
 # WebSocket client of our own under tests/rfb.py's RFB helpers): logins,
 # fragmented RFB messages, pings, closes, every malformed frame and
 # upgrade, oversize heads, path traversal, a view user; then the options.
+# ports: 2
 . "$(dirname "$0")/lib.sh"
 set -u
 mkcerts "$T/pki"
