@@ -50,8 +50,12 @@
  *                                 line in the man page and README.
  *   Pixel formats, Encoders       one translation path; Raw, ZRLE, Hextile
  *   Damage and updates            tile maps, rectangles, the source's hooks
- *   Client messages               ClientInit, then msgtab[]
+ *   Client messages               ClientInit, then msgtab[]; the clipboard
+ *                                 (Latin-1, or UTF-8 for the Extended
+ *                                 Clipboard); QEMU key events
  *   Client I/O                    reads, TLS records, flushes, cl_new()
+ *   WebSocket                     wss:// (-W): HTTP, the files of -F,
+ *                                 frames between TLS and the RFB client
  *   Listeners and the poll loop   accept, deadlines, serve()
  *   Configuration                 option values and files (start-up errors)
  *   main                          its steps, one function each
@@ -7487,8 +7491,10 @@ version(void)
 	printf("\nsecurity types: %s\n", sectype_names(names, sizeof names, " ",
 	    0));
 	printf("encodings: raw hextile zrle (zlib %s, -Z level, default %d); "
-	    "pseudo: DesktopSize ExtendedDesktopSize Cursor CompressLevel\n",
-	    zlibVersion(), ZLEVEL_DEFAULT);
+	    "pseudo: DesktopSize ExtendedDesktopSize Cursor CompressLevel "
+	    "ExtendedClipboard%s\n", zlibVersion(), ZLEVEL_DEFAULT,
+	    fb_source.keycode != NULL ? " QEMUExtendedKeyEvent" : "");
+	printf("wss: -W (RFC 6455 over TLS), -F pages, -O origins\n");
 }
 
 static long
