@@ -1812,7 +1812,8 @@ tls_verify_client(struct client *c)
 			    GNUTLS_CRT_X509, &msg, 0);
 		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
 		    "result=fail reason=client certificate: %s", c->peer,
-		    c->sec->name, r < 0 ? gnutls_strerror(r) :
+		    c->sec != NULL ? c->sec->name : "wss", r < 0 ?
+		    gnutls_strerror(r) :
 		    msg.data ? (char *)msg.data : "not trusted");
 		gnutls_free(msg.data);
 		cl_fail(c, "client certificate rejected");
@@ -5289,6 +5290,10 @@ ws_accept(struct server *s, int fd, const struct sockaddr_storage *ss)
 	gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, s->x509);
 	gnutls_priority_set(c->tls, s->prio_x509);
 	gnutls_alpn_set_protocols(c->tls, &http11, 1, 0);
+	/* -T: a browser too shows a certificate (its subject for dn: rules) */
+	if (s->verify_clients)
+		gnutls_certificate_server_set_request(c->tls,
+		    GNUTLS_CERT_REQUIRE);
 	gnutls_transport_set_int2(c->tls, c->fd, c->wfd);
 	c->state = ST_TLS;
 }
@@ -5296,10 +5301,13 @@ ws_accept(struct server *s, int fd, const struct sockaddr_storage *ss)
 static void
 ws_tls_done(struct client *c)
 {
-	char *desc = gnutls_session_get_desc(c->tls);
+	char *desc, dn[4 * DN_MAX + 8];
 
-	logx(c->srv, LOG_INFO, "tls peer=%s wss %s ssf=%d", c->peer,
-	    desc ? desc : "?", c->ssf);
+	if (c->srv->verify_clients && tls_verify_client(c) < 0)
+		return;
+	desc = gnutls_session_get_desc(c->tls);
+	logx(c->srv, LOG_INFO, "tls peer=%s wss %s ssf=%d dn=%s", c->peer,
+	    desc ? desc : "?", c->ssf, safe(c->dn, dn, sizeof dn));
 	gnutls_free(desc);
 	c->state = ST_HTTP;
 	cl_read(c);	/* the request may already sit in GnuTLS's buffer */

@@ -67,3 +67,32 @@ if start_server wss2 -p 0 -W "$WS" -C "$T/pki/server-cert.pem" \
 else
 	fail wss-seclist "did not start: $(tail -n 2 "$SRV_LOG")"
 fi
+
+# --- -T: a browser must show a client certificate on -W too
+# login_with [CERT KEY]: 0 if a wss-plain login works
+login_with() {
+	TOP=$TOP $PY - "$WS" "$@" <<'PY'
+import os, sys
+sys.path.insert(0, os.environ["TOP"] + "/tests")
+import ws
+if len(sys.argv) > 2:
+    ws.CLIENT_CERT = (sys.argv[2], sys.argv[3])
+try:
+    c, r = ws.plain_login(int(sys.argv[1]), "alice", "secret")
+except Exception as e:
+    print("refused: %s" % e)
+    sys.exit(1)
+sys.exit(0 if r == 0 else 1)
+PY
+}
+if start_server wss3 -p 0 -W "$WS" -C "$T/pki/server-cert.pem" \
+    -K "$T/pki/server-key.pem" -T "$T/pki/ca-cert.pem" -P "$T/pw" -x 1024x768@0; then
+	check wss-client-cert-shown login_with "$T/pki/client-cert.pem" "$T/pki/client-key.pem"
+	check_fails wss-client-cert-missing login_with
+	if grep -q 'tls peer=.* wss .*dn=CN=alice' "$SRV_LOG"; then ok wss-client-cert-dn
+	else fail wss-client-cert-dn "$(grep 'tls peer' "$SRV_LOG" | head -n 2 | tr '\n' ' ')"; fi
+	stop_server
+else
+	fail wss-client-cert "did not start: $(tail -n 2 "$SRV_LOG")"
+fi
+

@@ -28,10 +28,15 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 NATIVE = (32, 0, 255, 255, 255, 16, 8, 0)
 
 
+CLIENT_CERT = None     # (cert, key) PEM files to show the server (-T)
+
+
 def tls(port, timeout=5.0):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    if CLIENT_CERT:
+        ctx.load_cert_chain(*CLIENT_CERT)
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s = ctx.wrap_socket(raw, server_hostname="localhost")
     s.settimeout(timeout)
