@@ -115,7 +115,7 @@ vncsasl-static: .fbstamp-$(FB) vncsasl.c vncsasl.h $(FB_OBJ:.o=.c) contrib/p11-k
 	    *) missing="$$missing lib$$l.a" ;; esac; done; \
 	    [ -z "$$missing" ] || { echo "make static: no static archive:$$missing" \
 	    "(Debian: libunistring-dev libidn-dev libntlm0-dev libgssglue-dev)" >&2; exit 1; }
-	$(CC) $(CWARN) $(CFLAGS) $(CORE_CFLAGS) $(FB_CFLAGS) `$(PKG_CONFIG) --cflags p11-kit-1` \
+	$(CC) $(CWARN) $(CFLAGS) $(CORE_CFLAGS) -UHAVE_PAM $(FB_CFLAGS) `$(PKG_CONFIG) --cflags p11-kit-1` \
 	    -static -o $@ vncsasl.c $(FB_OBJ:.o=.c) contrib/p11-kit-stub.c $(STATIC_LIBS) $(FB_LIBS)
 
 deps:

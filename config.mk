@@ -23,8 +23,15 @@ PKG_CONFIG = pkg-config
 CORE_PKGS = gnutls nettle libgsasl zlib
 X11_PKGS = x11 xext xtst xdamage xfixes xrandr
 
-CORE_CFLAGS = `$(PKG_CONFIG) --cflags $(CORE_PKGS)`
-CORE_LIBS = `$(PKG_CONFIG) --libs $(CORE_PKGS)`
+CORE_CFLAGS = `$(PKG_CONFIG) --cflags $(CORE_PKGS)` $(PAM_CFLAGS)
+CORE_LIBS = `$(PKG_CONFIG) --libs $(CORE_PKGS)` $(PAM_LIBS)
+
+# PAM, for -P pam:SERVICE (Linux-PAM, or OpenPAM on FreeBSD and NetBSD).
+# OpenBSD has no PAM: empty both (make PAM_CFLAGS= PAM_LIBS=), and -P pam:
+# says so.  make static leaves PAM out (its modules are loaded with
+# dlopen, which a static binary cannot do reliably).
+PAM_CFLAGS = -DHAVE_PAM
+PAM_LIBS = -lpam
 X11_CFLAGS = `$(PKG_CONFIG) --cflags $(X11_PKGS)`
 X11_LIBS = `$(PKG_CONFIG) --libs $(X11_PKGS)`
 
@@ -36,6 +43,8 @@ X11_LIBS = `$(PKG_CONFIG) --libs $(X11_PKGS)`
 
 # OpenBSD (pkg_add gnutls libgsasl; X in /usr/X11R6): uncomment
 #MANDIR = $(PREFIX)/man
+#PAM_CFLAGS =
+#PAM_LIBS =
 #CORE_CFLAGS = -I/usr/local/include
 #CORE_LIBS = -L/usr/local/lib -lgnutls -lnettle -lgsasl -lz
 #X11_CFLAGS = -I/usr/X11R6/include

@@ -68,6 +68,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -81,6 +82,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <grp.h>
+#include <ifaddrs.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -165,6 +167,7 @@
 #define HEXTILE_TILE	16	/* RFB 7.7.4: Hextile tiles are 16x16 */
 #define HEXTILE_COLOURS	32	/* more in a 16x16 tile: send it raw */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
+#define VNC_PASSWD_FILE_MAX 256	/* -w: a first line we read at all */
 #define SASL_MECHLIST_MAX 300	/* gtk-vnc and libvncclient refuse longer */
 #define SASL_MECHNAME_MAX 100	/* QEMU's bound; real names are <= 20 */
 #define SASL_DATA_MAX	65536	/* SCRAM < 1 KiB, Kerberos tokens < 16 KiB */
@@ -185,8 +188,15 @@
 				   is about 150 bytes plus the user name */
 #define PASSWD_USERS_MAX 65536	/* records in a password file */
 #define PASSWORD_MAX	1024	/* what -k reads */
+#define PAM_WORKERS	4	/* PAM conversations at once; more fail at
+				   once (a flood must not queue up logins) */
+#define PAM_TIMEOUT_S	15	/* a conversation longer than this is killed
+				   (modules that call out to the network) */
 #define SCRAM_ITER_MAX	65536	/* Cyrus SCRAM clients refuse more */
 #define SCRAM_ITER_DEFAULT 4096	/* RFC 7677's minimum; Cyrus's default */
+#define ADHOC_USER	"vnc"	/* the ad-hoc mode's one-time user */
+#define ADHOC_PASSWORD_LEN 23	/* 20 random characters in groups of 5 */
+#define ADHOC_CERT_DAYS	30	/* its certificate outlives no process */
 #define SALT_MAX	64	/* decoded SCRAM salt */
 #define CURSOR_MAX	256	/* cursor side; X cursors are <= 64 */
 #define ACL_RULES_MAX	1024	/* rules in one ACL file: checked per login */
@@ -338,6 +348,15 @@ struct client;
 struct sectype;
 struct ws;
 
+/* A password check that waits for PAM (HAVE_PAM). */
+struct pamreq {
+	uint32_t id;
+	unsigned deferred : 1;	/* GNU SASL was told yes; PAM decides */
+	unsigned waiting : 1;	/* the broker has it */
+	char user[USER_MAX + 1];
+	char pass[PASSWORD_MAX + 1];	/* until it goes to the broker */
+};
+
 /* A certificate subject, or a dn: pattern: RDN by RDN. */
 struct dnparts {
 	char buf[DN_MAX + 1];	/* "TYPE=value" strings, NUL after each */
@@ -364,6 +383,7 @@ struct client {
 				   (throttling) or to hash a password */
 	unsigned gate_start : 1;	/* ... then auth_begin() */
 	unsigned hash_paid : 1;	/* this login's hashing is booked */
+	struct pamreq *pam;	/* a PAM check under way, or NULL */
 
 	int minor;		/* RFB 3.minor in use: 3, 7 or 8 */
 	const struct sectype *sec;
@@ -383,6 +403,8 @@ struct client {
 	unsigned tls_up : 1;	/* handshake done: I/O goes through TLS */
 	unsigned tls_wdir : 1;	/* handshake waits to write */
 	unsigned tls_wpending : 1;	/* a record send must be resumed */
+	size_t tls_rx;		/* bytes read through TLS (0: it said nothing
+				   after the handshake) */
 	int ssf;		/* TLS cipher key bits */
 	struct ws *ws;		/* wss: the WebSocket layer, else NULL */
 
@@ -487,6 +509,13 @@ static void start_init(struct client *);
 static const struct sectype *const *cl_sectypes(const struct client *, int *);
 static void vencrypt_start(struct client *);
 static void auth_begin(struct client *);
+static void auth_decide(struct client *, const char *, int, const char *);
+static void cl_process(struct client *);
+static int set_nonblock(int);
+#ifdef HAVE_PAM
+struct pam_msg;
+static void pam_answer(struct client *, const struct pam_msg *);
+#endif
 static int mech_offered(const char *, const char *, size_t);
 
 /*
@@ -517,6 +546,32 @@ static const struct sectype sectypes[] = {
 	{ "wss-none", SEC_NONE, 0, TLS_WSS, auth_none },
 };
 
+static const struct sectype *
+sectype_by_name(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(sectypes); i++)
+		if (strlen(sectypes[i].name) == len &&
+		    strncmp(sectypes[i].name, name, len) == 0)
+			return &sectypes[i];
+	return NULL;
+}
+
+/* The -s names of every security type (VeNCrypt subtypes only: vc). */
+static const char *
+sectype_names(char *buf, size_t size, const char *sep, int vc)
+{
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < nitems(sectypes); i++)
+		if (!vc || sectypes[i].type == SEC_VENCRYPT)
+			off += (size_t)snprintf(buf + off, off < size ? size -
+			    off : 0, "%s%s", off ? sep : "", sectypes[i].name);
+	return buf;
+}
+
 struct server {
 	/* configuration */
 	struct listener lst[MAX_LISTENERS];
@@ -542,6 +597,7 @@ struct server {
 	gnutls_anon_server_credentials_t anon;
 	gnutls_priority_t prio_x509, prio_anon;
 	int verify_clients;	/* -T: client certificates required */
+	const char *cert_path;	/* -C, for the ad-hoc mode's hints */
 
 	/* SASL and credentials */
 	Gsasl *gsasl;
@@ -549,6 +605,13 @@ struct server {
 	int nmechs;
 	const char *sasl_host;	/* -H: host name Kerberos clients use */
 	const char *passwd_path;
+	const char *pam_service;	/* -P pam:SERVICE */
+	int pam_fd;		/* the PAM broker, or -1 */
+	pid_t pam_pid;
+	uint32_t pam_seq;
+	int adhoc;		/* the ad-hoc mode's user is the only one */
+	char adhoc_pw[ADHOC_PASSWORD_LEN + 1];	/* printed once, then wiped */
+	gnutls_x509_crt_t adhoc_crt;	/* its certificate, if it made one */
 	struct cred *creds;
 	size_t ncreds;
 	uint8_t fake_key[SHA256_DIGEST_SIZE];	/* unknown users' salts */
@@ -582,6 +645,7 @@ struct server {
 	int polled_lst;		/* this turn's pollfd set has the listeners */
 	long long accept_paused;	/* out of descriptors: until then */
 	int polled_fb;		/* ... the source's descriptor at this index */
+	int polled_pam;		/* ... the PAM broker's */
 	long long grab_due;
 	uint32_t *cursor;	/* ARGB, cursor_w * cursor_h */
 	int cursor_w, cursor_h, cursor_x, cursor_y;
@@ -636,6 +700,13 @@ logx(const struct server *s, int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
+#if defined(__GNUC__)
+static void die(int, const char *, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
+#endif
+
+/* A start-up error: the message, and exit (2: the operator's, 1: the
+ * system's).  Never after serve() has begun. */
 static void
 die(int status, const char *fmt, ...)
 {
@@ -962,6 +1033,13 @@ line_next(FILE *f, char *line, size_t size, const char *path, int *lineno,
  * A failing client is only marked dead (cl_fail) or left to deliver its
  * last words (cl_linger); the loop reaps it after the pass.
  * ------------------------------------------------------------------- */
+
+/* Not to be read now: waiting its turn (throttling, hashing) or PAM. */
+static int
+cl_held(const struct client *c)
+{
+	return c->gate_until != 0 || (c->pam != NULL && c->pam->waiting);
+}
 
 static void
 cl_expect(struct client *c, handler_fn fn, size_t n)
@@ -1682,6 +1760,476 @@ cred_check_password(struct client *c, const char *user, const char *pass)
 	return ok && !c->unknown_user;
 }
 
+/* Does the password file (still) know this user? */
+static int
+passwd_has(const struct server *s, const char *user)
+{
+	size_t i;
+
+	for (i = 0; i < s->ncreds; i++)
+		if (strcmp(s->creds[i].user, user) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * -- PAM: system accounts, checked in a helper process --
+ *
+ * PAM modules block (pam_unix waits ~2 s after a wrong password; others
+ * call out to the network), so the poll loop never calls PAM.  At start,
+ * before privileges are dropped, the server forks a broker that keeps
+ * root (pam_unix must read the shadow file) and does nothing else: it
+ * takes requests over a socketpair, runs each conversation in a worker
+ * process of its own (at most PAM_WORKERS at once, each killed after
+ * PAM_TIMEOUT_S or when its viewer goes away), and answers.  The loop
+ * meanwhile serves everyone else; the waiting client is simply not read.
+ *
+ * PAM serves the password mechanisms (PLAIN, LOGIN, the VeNCrypt Plain
+ * subtypes) for users the password file does not have; SCRAM stays with
+ * the file.  A success needs pam_authenticate and pam_acct_mgmt (expired
+ * or locked accounts are refused); the identity is PAM's user afterwards.
+ */
+#ifdef HAVE_PAM
+#include <security/pam_appl.h>
+#include <sys/wait.h>
+
+/* One message each way (SOCK_SEQPACKET keeps them whole). */
+struct pam_msg {
+	uint32_t id;		/* the request's, echoed in its answer */
+	uint8_t op;		/* PAM_OP_* */
+	char addr[INET6_ADDRSTRLEN];	/* PAM_RHOST */
+	char user[USER_MAX + 1];
+	char pass[PASSWORD_MAX + 1];	/* requests only */
+};
+
+enum { PAM_OP_CHECK = 1, PAM_OP_CANCEL, PAM_OP_OK, PAM_OP_FAIL,
+	PAM_OP_REFUSED, PAM_OP_ERROR };
+
+/* The conversation: the password for hidden prompts, the user otherwise. */
+static int
+pam_conv_answer(int n, const struct pam_message **msg,
+    struct pam_response **resp, void *data)
+{
+	const struct pam_msg *m = data;
+	struct pam_response *r;
+	int i;
+
+	if (n <= 0 || n > PAM_MAX_NUM_MSG ||
+	    (r = calloc((size_t)n, sizeof *r)) == NULL)
+		return PAM_CONV_ERR;
+	for (i = 0; i < n; i++) {
+		if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF)
+			r[i].resp = strdup(m->pass);
+		else if (msg[i]->msg_style == PAM_PROMPT_ECHO_ON)
+			r[i].resp = strdup(m->user);
+		else
+			continue;	/* info and error texts */
+		if (r[i].resp == NULL) {
+			while (i-- > 0)
+				free(r[i].resp);
+			free(r);
+			return PAM_CONV_ERR;
+		}
+	}
+	*resp = r;
+	return PAM_SUCCESS;
+}
+
+/* A worker: one conversation, its answer on fd, then _exit. */
+static void
+pam_worker(int fd, const char *service, struct pam_msg *m)
+{
+	struct pam_conv conv = { pam_conv_answer, m };
+	pam_handle_t *h = NULL;
+	const void *user = NULL;
+	int r;
+
+	r = pam_start(service, m->user, &conv, &h);
+	if (r == PAM_SUCCESS)
+		pam_set_item(h, PAM_RHOST, m->addr);
+	if (r == PAM_SUCCESS)
+		r = pam_authenticate(h, PAM_DISALLOW_NULL_AUTHTOK);
+	memset(m->pass, 0, sizeof m->pass);
+	m->op = r == PAM_SUCCESS ? PAM_OP_OK : r == PAM_AUTH_ERR ||
+	    r == PAM_USER_UNKNOWN || r == PAM_MAXTRIES ? PAM_OP_FAIL :
+	    PAM_OP_ERROR;
+	if (r == PAM_SUCCESS && (r = pam_acct_mgmt(h,
+	    PAM_DISALLOW_NULL_AUTHTOK)) != PAM_SUCCESS)
+		m->op = PAM_OP_REFUSED;	/* expired, locked, not allowed */
+	if (m->op == PAM_OP_OK && pam_get_item(h, PAM_USER, &user) ==
+	    PAM_SUCCESS && user != NULL)
+		snprintf(m->user, sizeof m->user, "%s", (const char *)user);
+	if (h != NULL)
+		pam_end(h, r);
+	if (write(fd, m, sizeof *m) != (ssize_t)sizeof *m)
+		_exit(1);
+	_exit(0);
+}
+
+struct pam_job {
+	pid_t pid;
+	int fd;			/* the worker's answer */
+	uint32_t id;
+	long long deadline;
+};
+
+static int
+pam_spawn(struct pam_job *j, struct pam_msg *m, const char *service, int ctl)
+{
+	int p[2];
+
+	if (pipe(p) < 0)
+		return -1;
+	if ((j->pid = fork()) < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (j->pid == 0) {
+		close(p[0]);
+		close(ctl);
+		pam_worker(p[1], service, m);
+	}
+	close(p[1]);
+	memset(m->pass, 0, sizeof m->pass);
+	j->fd = p[0];
+	j->id = m->id;
+	j->deadline = mono_ms() + PAM_TIMEOUT_S * 1000;
+	return 0;
+}
+
+/* The broker's loop: requests in, workers out, answers back.  Ends when
+ * the server's end of the socket closes. */
+static void
+pam_broker(int ctl, const char *service)
+{
+	struct pam_job job[PAM_WORKERS];
+	struct pollfd pfd[PAM_WORKERS + 1];
+	struct pam_msg m;
+	int i, n;
+
+	memset(job, 0, sizeof job);
+	for (i = 0; i < PAM_WORKERS; i++)
+		job[i].fd = -1;
+	for (;;) {
+		long long now = mono_ms();
+
+		pfd[0].fd = ctl;
+		pfd[0].events = POLLIN;
+		for (i = 0; i < PAM_WORKERS; i++) {
+			pfd[i + 1].fd = job[i].fd;
+			pfd[i + 1].events = POLLIN;
+		}
+		n = poll(pfd, PAM_WORKERS + 1, 1000);
+		if (n < 0 && errno != EINTR)
+			_exit(1);
+		for (i = 0; i < PAM_WORKERS; i++) {	/* answers, deadlines */
+			int done = job[i].fd >= 0 && n > 0 &&
+			    (pfd[i + 1].revents & (POLLIN | POLLHUP));
+
+			if (job[i].fd < 0 || (!done && now < job[i].deadline))
+				continue;
+			if (!done || read(job[i].fd, &m, sizeof m) !=
+			    (ssize_t)sizeof m) {
+				memset(&m, 0, sizeof m);
+				m.op = PAM_OP_ERROR;	/* killed, or died */
+			}
+			m.id = job[i].id;
+			send(ctl, &m, sizeof m, 0);
+			kill(job[i].pid, SIGKILL);
+			waitpid(job[i].pid, NULL, 0);
+			close(job[i].fd);
+			job[i].fd = -1;
+		}
+		if (n <= 0 || !(pfd[0].revents & (POLLIN | POLLHUP)))
+			continue;
+		if (recv(ctl, &m, sizeof m, 0) != (ssize_t)sizeof m)
+			_exit(0);	/* the server is gone */
+		m.user[sizeof m.user - 1] = m.pass[sizeof m.pass - 1] = '\0';
+		m.addr[sizeof m.addr - 1] = '\0';
+		for (i = 0; i < PAM_WORKERS; i++)
+			if (m.op == PAM_OP_CANCEL ? job[i].fd >= 0 &&
+			    job[i].id == m.id : job[i].fd < 0)
+				break;
+		if (m.op == PAM_OP_CANCEL) {
+			if (i < PAM_WORKERS)
+				job[i].deadline = 0;	/* killed next turn */
+			continue;
+		}
+		if (i == PAM_WORKERS || pam_spawn(&job[i], &m, service, ctl) < 0) {
+			m.op = PAM_OP_ERROR;	/* busy: fail, not queue */
+			memset(m.pass, 0, sizeof m.pass);
+			send(ctl, &m, sizeof m, 0);
+		}
+	}
+}
+
+/* A password check for PAM: off to the broker; c waits, not read. */
+static void
+pam_submit(struct client *c)
+{
+	struct server *s = c->srv;
+	struct pam_msg m;
+
+	memset(&m, 0, sizeof m);
+	m.id = c->pam->id = ++s->pam_seq;
+	m.op = PAM_OP_CHECK;
+	snprintf(m.addr, sizeof m.addr, "%s", c->addr);
+	snprintf(m.user, sizeof m.user, "%s", c->pam->user);
+	snprintf(m.pass, sizeof m.pass, "%s", c->pam->pass);
+	memset(c->pam->pass, 0, sizeof c->pam->pass);
+	c->pam->deferred = 0;
+	if (s->pam_fd < 0 || send(s->pam_fd, &m, sizeof m, MSG_DONTWAIT) !=
+	    (ssize_t)sizeof m) {
+		memset(&m, 0, sizeof m);
+		m.op = PAM_OP_ERROR;
+		c->pam->waiting = 1;
+		pam_answer(c, &m);
+		return;
+	}
+	memset(&m, 0, sizeof m);
+	c->pam->waiting = 1;
+}
+
+/* The broker's verdict: SASL's last step answered, then the decision. */
+static void
+pam_answer(struct client *c, const struct pam_msg *m)
+{
+	const char *authz = c->sasl != NULL ? gsasl_property_fast(c->sasl,
+	    GSASL_AUTHZID) : NULL;
+	int ok = m->op == PAM_OP_OK && user_valid(m->user, strlen(m->user));
+
+	c->pam->waiting = 0;
+	if (c->sec->start == auth_sasl) {
+		wr_u32(c, 0);	/* no data; complete (PROTOCOL 2.7) */
+		wr_u8(c, 1);
+	}
+	if (ok && authz != NULL && *authz != '\0' &&
+	    strcmp(authz, c->pam->user) != 0)
+		auth_decide(c, c->pam->user, 0, "asked to act as another "
+		    "identity");
+	else
+		auth_decide(c, ok ? m->user : c->pam->user, ok,
+		    m->op == PAM_OP_REFUSED ? "PAM: account refused" :
+		    m->op == PAM_OP_FAIL ? "wrong password" :
+		    "PAM: no answer (error, timeout or busy)");
+	if (!c->dead && c->state != ST_CLOSING)
+		cl_process(c);
+}
+
+/* The broker has news: each answer goes to the client still waiting. */
+static void
+pam_readable(struct server *s)
+{
+	struct pam_msg m;
+	struct client *c;
+	ssize_t r;
+
+	while ((r = recv(s->pam_fd, &m, sizeof m, MSG_DONTWAIT)) ==
+	    (ssize_t)sizeof m) {
+		m.user[sizeof m.user - 1] = '\0';
+		for (c = s->clients; c != NULL; c = c->next)
+			if (!c->dead && c->pam != NULL && c->pam->waiting &&
+			    c->pam->id == m.id) {
+				pam_answer(c, &m);
+				break;
+			}
+	}
+	if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR)) {
+		logx(s, LOG_ERR, "PAM helper gone (%s); PAM logins fail from "
+		    "now on", r == 0 ? "closed" : strerror(errno));
+		close(s->pam_fd);
+		s->pam_fd = -1;
+		waitpid(s->pam_pid, NULL, WNOHANG);
+		memset(&m, 0, sizeof m);
+		m.op = PAM_OP_ERROR;
+		for (c = s->clients; c != NULL; c = c->next)
+			if (!c->dead && c->pam != NULL && c->pam->waiting)
+				pam_answer(c, &m);
+	}
+}
+
+/* A client goes away: its conversation, if any, is ended. */
+static void
+pam_forget(struct client *c)
+{
+	struct pam_msg m;
+
+	if (c->pam == NULL)
+		return;
+	if (c->pam->waiting && c->srv->pam_fd >= 0) {
+		memset(&m, 0, sizeof m);
+		m.id = c->pam->id;
+		m.op = PAM_OP_CANCEL;
+		send(c->srv->pam_fd, &m, sizeof m, MSG_DONTWAIT);
+	}
+	memset(c->pam, 0, sizeof *c->pam);
+	free(c->pam);
+	c->pam = NULL;
+}
+
+/* Start the broker (step 2 of main, before privileges are dropped). */
+static void
+pam_setup(struct server *s)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (s->pam_service == NULL)
+		return;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0)
+		die(1, "-P pam:%s: socketpair: %s", s->pam_service,
+		    strerror(errno));
+	if ((pid = fork()) < 0)
+		die(1, "-P pam:%s: fork: %s", s->pam_service, strerror(errno));
+	if (pid == 0) {
+		close(sv[0]);
+		signal(SIGPIPE, SIG_IGN);
+		signal(SIGINT, SIG_IGN);	/* the server ends us */
+		signal(SIGHUP, SIG_IGN);
+		pam_broker(sv[1], s->pam_service);
+		_exit(0);
+	}
+	close(sv[1]);
+	if (set_nonblock(sv[0]) < 0)
+		die(1, "-P pam:%s: %s", s->pam_service, strerror(errno));
+	s->pam_fd = sv[0];
+	s->pam_pid = pid;
+}
+#endif
+
+/*
+ * The GNU SASL callback's question "is this password right?" for a user
+ * the password file does not have: with PAM, the answer waits - GSASL_OK
+ * now lets the mechanism finish, and the PAM verdict replaces it before
+ * anything is sent (pam_submit(), pam_answer()).  0 if PAM does not
+ * apply.
+ */
+static int
+pam_defer(struct client *c, const char *user, const char *pass)
+{
+#ifdef HAVE_PAM
+	if (c->srv->pam_service == NULL || passwd_has(c->srv, user) ||
+	    strlen(pass) > PASSWORD_MAX ||
+	    (c->pam == NULL && (c->pam = calloc(1, sizeof *c->pam)) == NULL))
+		return 0;
+	snprintf(c->pam->user, sizeof c->pam->user, "%s", user);
+	snprintf(c->pam->pass, sizeof c->pam->pass, "%s", pass);
+	c->pam->deferred = 1;
+	return 1;
+#else
+	(void)c;
+	(void)user;
+	(void)pass;
+	return 0;
+#endif
+}
+
+/* A record's secrets from a password: SCRAM's salted keys, as -k and the
+ * ad-hoc mode make them.  -1 if GNU SASL cannot derive them. */
+static int
+cred_derive(struct cred *cr, const char *user, Gsasl_hash h, const char *pass,
+    const uint8_t *salt, size_t saltlen, unsigned iter)
+{
+	char salted[GSASL_HASH_MAX_SIZE], ck[GSASL_HASH_MAX_SIZE];
+	char sk[GSASL_HASH_MAX_SIZE], stk[GSASL_HASH_MAX_SIZE];
+	size_t n = gsasl_hash_length(h);
+	int r;
+
+	memset(cr, 0, sizeof *cr);
+	snprintf(cr->user, sizeof cr->user, "%s", user);
+	cr->hash = h;
+	cr->iter = iter;
+	cr->saltlen = saltlen < SALT_MAX ? saltlen : SALT_MAX;
+	memcpy(cr->salt, salt, cr->saltlen);
+	r = gsasl_scram_secrets_from_password(h, pass, iter,
+	    (const char *)salt, saltlen, salted, ck, sk, stk);
+	if (r == GSASL_OK) {
+		memcpy(cr->stored, stk, n);
+		memcpy(cr->server, sk, n);
+		if (b64_encode(cr->salt, cr->saltlen, cr->salt64,
+		    sizeof cr->salt64) < 0 || b64_encode(cr->stored, n,
+		    cr->stored64, sizeof cr->stored64) < 0 ||
+		    b64_encode(cr->server, n, cr->server64,
+		    sizeof cr->server64) < 0)
+			r = GSASL_MALLOC_ERROR;
+	}
+	memset(salted, 0, sizeof salted);
+	memset(ck, 0, sizeof ck);
+	memset(sk, 0, sizeof sk);
+	memset(stk, 0, sizeof stk);
+	return r == GSASL_OK ? 0 : -1;
+}
+
+/* -- the ad-hoc mode: a one-time user that lives in memory only -- */
+
+/*
+ * When nothing else could let anyone in (no -P, no keytab, no -w, no
+ * None type asked for, not -i), the server makes a user with a strong
+ * random password, keeps only its SCRAM keys, and prints the password
+ * once (announce()).  Nothing is written anywhere.
+ */
+static int
+adhoc_wanted(const struct server *s, const char *seclist, int keytab,
+    int vncpass, int inetd)
+{
+	const struct sectype *st;
+	const char *item, *p = seclist;
+	size_t len;
+
+	if (s->passwd_path != NULL || s->pam_service != NULL || keytab ||
+	    vncpass || inetd)
+		return 0;
+	while (p != NULL && list_next(&p, &item, &len))
+		if ((st = sectype_by_name(item, len)) != NULL &&
+		    st->start == auth_none)
+			return 0;
+	return 1;
+}
+
+/* 20 characters from 31 that cannot be misread (no 0/o, 1/l/i): ~99 bits,
+ * in groups of five to read out over the phone. */
+static void
+adhoc_password(char *pw, size_t size)
+{
+	static const char abc[] = "abcdefghjkmnpqrstuvwxyz23456789";
+	uint8_t r[64];
+	size_t i, k = 0, o = 0;
+
+	while (o + 1 < size && o < ADHOC_PASSWORD_LEN) {
+		if (k == 0 && gnutls_rnd(GNUTLS_RND_KEY, r, sizeof r) < 0)
+			die(1, "ad-hoc: no random bytes");
+		i = r[k];
+		k = (k + 1) % sizeof r;
+		if (i >= 8 * (sizeof abc - 1))	/* no modulo bias */
+			continue;
+		if (o > 0 && o % 6 == 5)
+			pw[o++] = '-';
+		pw[o++] = abc[i % (sizeof abc - 1)];
+	}
+	pw[o] = '\0';
+	memset(r, 0, sizeof r);
+}
+
+static void
+adhoc_user(struct server *s)
+{
+	uint8_t salt[16], key[SHA256_DIGEST_SIZE];
+	struct cred *v = calloc(2, sizeof *v);
+
+	adhoc_password(s->adhoc_pw, sizeof s->adhoc_pw);
+	if (v == NULL || gnutls_rnd(GNUTLS_RND_RANDOM, salt, sizeof salt) < 0 ||
+	    gnutls_rnd(GNUTLS_RND_RANDOM, key, sizeof key) < 0 ||
+	    cred_derive(&v[0], ADHOC_USER, GSASL_HASH_SHA256, s->adhoc_pw, salt,
+	    sizeof salt, SCRAM_ITER_DEFAULT) < 0 ||
+	    cred_derive(&v[1], ADHOC_USER, GSASL_HASH_SHA1, s->adhoc_pw, salt,
+	    sizeof salt, SCRAM_ITER_DEFAULT) < 0)
+		die(1, "ad-hoc: cannot make the user");
+	passwd_install(s, v, 2, key);
+	s->adhoc = 1;
+}
+
 static int tls_binding(struct client *, Gsasl_session *, Gsasl_property);
 
 /* The one GNU SASL callback: every question the library asks. */
@@ -1721,6 +2269,8 @@ sasl_callback(Gsasl *ctx, Gsasl_session *sctx, Gsasl_property prop)
 		pass = gsasl_property_fast(sctx, GSASL_PASSWORD);
 		if (user == NULL || pass == NULL || strlen(user) > USER_MAX)
 			return GSASL_AUTHENTICATION_ERROR;
+		if (pam_defer(c, user, pass))
+			return GSASL_OK;	/* for now: see pam_defer() */
 		return cred_check_password(c, user, pass) ? GSASL_OK :
 		    GSASL_AUTHENTICATION_ERROR;
 	case GSASL_VALIDATE_GSSAPI:
@@ -1755,6 +2305,7 @@ tls_setup(struct server *s, const char *cert, const char *key,
 		return;
 	if (gnutls_certificate_allocate_credentials(&s->x509) < 0)
 		die(1, "out of memory");
+	s->cert_path = cert;
 	if ((r = gnutls_certificate_set_x509_key_file(s->x509, cert, key,
 	    GNUTLS_X509_FMT_PEM)) < 0)
 		die(1, "-C %s -K %s: %s", cert, key, gnutls_strerror(r));
@@ -1765,9 +2316,124 @@ tls_setup(struct server *s, const char *cert, const char *key,
 			    "no certificate in it");
 		s->verify_clients = 1;
 	}
+}
+
+/* The certificate's TLS settings, whichever made it (-C/-K, ad-hoc). */
+static void
+tls_x509_setup(struct server *s)
+{
+	if (s->x509 == NULL)
+		return;
 	gnutls_certificate_set_known_dh_params(s->x509, GNUTLS_SEC_PARAM_MEDIUM);
 	if (gnutls_priority_init(&s->prio_x509, TLS_PRIO_X509, NULL) < 0)
 		die(1, "cannot set up TLS priorities");
+}
+
+/*
+ * The ad-hoc mode's certificate when -C/-K give none: a fresh ECDSA key
+ * and a self-signed certificate, in memory only, for this host's names
+ * and addresses.  Viewers that can (TigerVNC, Remmina) show its SHA-256
+ * fingerprint and ask the person to accept it: trust on first use, and
+ * the fingerprint we print is what they compare.
+ */
+static void
+adhoc_cert_names(gnutls_x509_crt_t crt, const char *host)
+{
+	struct ifaddrs *ifa, *i;
+	uint8_t lo6[16] = { [15] = 1 }, lo4[4] = { 127, 0, 0, 1 };
+
+	gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, host,
+	    (unsigned)strlen(host), GNUTLS_FSAN_APPEND);
+	gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME,
+	    "localhost", 9, GNUTLS_FSAN_APPEND);
+	gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, lo4,
+	    4, GNUTLS_FSAN_APPEND);
+	gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, lo6,
+	    16, GNUTLS_FSAN_APPEND);
+	if (getifaddrs(&ifa) < 0)
+		return;
+	for (i = ifa; i != NULL; i = i->ifa_next) {
+		const struct sockaddr *sa = i->ifa_addr;
+
+		if (sa == NULL || (i->ifa_flags & IFF_LOOPBACK))
+			continue;
+		if (sa->sa_family == AF_INET)
+			gnutls_x509_crt_set_subject_alt_name(crt,
+			    GNUTLS_SAN_IPADDRESS, &((const struct sockaddr_in *)
+			    (const void *)sa)->sin_addr, 4, GNUTLS_FSAN_APPEND);
+		else if (sa->sa_family == AF_INET6)
+			gnutls_x509_crt_set_subject_alt_name(crt,
+			    GNUTLS_SAN_IPADDRESS, &((const struct sockaddr_in6 *)
+			    (const void *)sa)->sin6_addr, 16, GNUTLS_FSAN_APPEND);
+	}
+	freeifaddrs(ifa);
+}
+
+static void
+adhoc_cert(struct server *s, const char *host)
+{
+	gnutls_x509_privkey_t key;
+	gnutls_x509_crt_t crt;
+	uint8_t serial[16], id[64];
+	size_t idlen = sizeof id;
+	time_t now = time(NULL);
+	int r;
+
+	if (gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof serial) < 0)
+		die(1, "ad-hoc: no random bytes");
+	serial[0] &= 0x7f;	/* a positive INTEGER */
+	if ((r = gnutls_x509_privkey_init(&key)) < 0 ||
+	    (r = gnutls_x509_privkey_generate(key, GNUTLS_PK_ECDSA,
+	    GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0)) < 0 ||
+	    (r = gnutls_x509_crt_init(&crt)) < 0 ||
+	    (r = gnutls_x509_crt_set_version(crt, 3)) < 0 ||
+	    (r = gnutls_x509_crt_set_serial(crt, serial, sizeof serial)) < 0 ||
+	    (r = gnutls_x509_crt_set_activation_time(crt, now - 3600)) < 0 ||
+	    (r = gnutls_x509_crt_set_expiration_time(crt, now +
+	    ADHOC_CERT_DAYS * 86400L)) < 0 ||
+	    (r = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME,
+	    0, host, (unsigned)strlen(host))) < 0 ||
+	    (r = gnutls_x509_crt_set_key(crt, key)) < 0 ||
+	    (r = gnutls_x509_crt_set_basic_constraints(crt, 0, -1)) < 0 ||
+	    (r = gnutls_x509_crt_set_key_usage(crt,
+	    GNUTLS_KEY_DIGITAL_SIGNATURE)) < 0 ||
+	    (r = gnutls_x509_crt_set_key_purpose_oid(crt,
+	    GNUTLS_KP_TLS_WWW_SERVER, 0)) < 0 ||
+	    (r = gnutls_x509_crt_get_key_id(crt, 0, id, &idlen)) < 0 ||
+	    (r = gnutls_x509_crt_set_subject_key_id(crt, id, idlen)) < 0)
+		die(1, "ad-hoc: cannot make a certificate: %s",
+		    gnutls_strerror(r));
+	adhoc_cert_names(crt, host);
+	if ((r = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0)) < 0 ||
+	    (r = gnutls_certificate_allocate_credentials(&s->x509)) < 0 ||
+	    (r = gnutls_certificate_set_x509_key(s->x509, &crt, 1, key)) < 0)
+		die(1, "ad-hoc: cannot use the certificate: %s",
+		    gnutls_strerror(r));
+	s->adhoc_crt = crt;
+	gnutls_x509_privkey_deinit(key);
+}
+
+/* "AB:CD:..." - the SHA-256 fingerprint of the server's certificate. */
+static void
+cert_fingerprint(const struct server *s, char *out, size_t len)
+{
+	gnutls_x509_crt_t *list = NULL;
+	unsigned n = 0, i;
+	uint8_t d[32];
+	size_t dl = sizeof d, o = 0;
+
+	out[0] = '\0';
+	if (s->x509 == NULL || gnutls_certificate_get_x509_crt(s->x509, 0,
+	    &list, &n) < 0)
+		return;
+	if (n > 0 && gnutls_x509_crt_get_fingerprint(list[0], GNUTLS_DIG_SHA256,
+	    d, &dl) == 0)
+		for (i = 0; i < dl && o + 4 <= len; i++)
+			o += (size_t)snprintf(out + o, len - o, "%s%02X",
+			    i ? ":" : "", d[i]);
+	for (i = 0; i < n; i++)
+		gnutls_x509_crt_deinit(list[i]);
+	gnutls_free(list);
 }
 
 static void
@@ -1856,7 +2522,13 @@ tls_handshake(struct client *c)
 			c->tls_wdir = gnutls_record_get_direction(c->tls) == 1;
 			return;
 		}
-		cl_fail(c, "TLS handshake: %s", gnutls_strerror(r));
+		if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
+			cl_fail(c, "TLS handshake: the viewer sent alert '%s'%s",
+			    gnutls_alert_get_name(gnutls_alert_get(c->tls)),
+			    c->sec->tls == TLS_X509 ? " (does it trust the "
+			    "certificate?)" : "");
+		else
+			cl_fail(c, "TLS handshake: %s", gnutls_strerror(r));
 		return;
 	}
 	c->tls_up = 1;
@@ -2460,7 +3132,6 @@ static size_t h_sasl_mechname(struct client *, uint8_t *, size_t);
 static size_t h_sasl_datalen(struct client *, uint8_t *, size_t);
 static size_t h_sasl_data(struct client *, uint8_t *, size_t);
 static void sasl_reply(struct client *, int, const char *, size_t);
-static void auth_decide(struct client *, const char *, int, const char *);
 
 static void
 auth_sasl(struct client *c)
@@ -2653,6 +3324,12 @@ sasl_reply(struct client *c, int st, const char *out, size_t outlen)
 		    SASL_DATA_MAX);
 		return;
 	}
+#ifdef HAVE_PAM
+	if (st == GSASL_OK && c->pam != NULL && c->pam->deferred) {
+		pam_submit(c);	/* PLAIN and LOGIN end without data */
+		return;
+	}
+#endif
 	if (out == NULL) {
 		wr_u32(c, 0);
 	} else {		/* the NUL always goes too (PROTOCOL 2.5) */
@@ -2721,12 +3398,18 @@ h_plain_creds(struct client *c, uint8_t *p, size_t n)
 	} else {
 		c->sasl = NULL;
 	}
-	memset(token, 0, tlen);
+	memset(token + 2 + ulen, 0, plen);	/* the password */
+#ifdef HAVE_PAM
+	if (st == GSASL_OK && c->pam != NULL && c->pam->deferred)
+		pam_submit(c);
+	else
+#endif
 	if (st == GSASL_OK)
 		sasl_done(c);
-	else
-		auth_decide(c, NULL, 0, c->unknown_user ? "unknown user" :
-		    "wrong password");
+	else		/* the user as sent, for the log (escaped there) */
+		auth_decide(c, token + 1, 0, c->unknown_user ?
+		    "unknown user" : "wrong password");
+	memset(token, 0, sizeof token);
 	return rd_used(&r, n);
 }
 
@@ -4856,7 +5539,7 @@ static void
 cl_process(struct client *c)
 {
 	while (!c->dead && c->state != ST_CLOSING && c->state != ST_TLS &&
-	    c->state != ST_HTTP && !c->gate_until) {
+	    c->state != ST_HTTP && !cl_held(c)) {
 		size_t avail = buf_used(&c->in), used, need = c->need;
 		handler_fn fn = c->handler;
 
@@ -4866,7 +5549,7 @@ cl_process(struct client *c)
 		/* 0: "call me again once c->need bytes are here", which may
 		 * be now; asking for the same again would never end */
 		if (used == 0 && fn == c->handler && need == c->need &&
-		    !c->dead && !c->gate_until) {
+		    !c->dead && !cl_held(c)) {
 			cl_fail(c, "internal: %s handler stalled",
 			    state_name[c->state]);
 			break;
@@ -4934,7 +5617,7 @@ cl_read(struct client *c)
 			tls_handshake(c);
 		return;
 	}
-	if (c->gate_until)	/* not its turn yet */
+	if (cl_held(c))		/* not its turn yet */
 		return;
 	do {
 		if (c->ws != NULL) {	/* decodes into c->in itself */
@@ -4948,11 +5631,20 @@ cl_read(struct client *c)
 			if ((r = io_read(c, c->in.data + c->in.len, room)) > 0)
 				c->in.len += (size_t)r;
 		}
-		if (r == 0)
+		if (r == 0 && c->tls_up && c->tls_rx == 0 && c->ws != NULL)
+			cl_fail(c, "closed after TLS without a request (a "
+			    "browser's spare connection, or it does not trust "
+			    "the certificate)");	/* wss: no type yet */
+		else if (r == 0 && c->tls_up && c->tls_rx == 0 &&
+		    c->sec->tls == TLS_X509)
+			cl_fail(c, "viewer closed after TLS (does it trust the "
+			    "certificate?)");
+		else if (r == 0)
 			cl_fail(c, "viewer closed the connection in state %s",
 			    state_name[c->state]);
 		if (r <= 0)
 			return;
+		c->tls_rx += c->tls_up ? (size_t)r : 0;
 		cl_process(c);
 		/* records GnuTLS already holds wake no poll(): drain them */
 	} while (c->tls_up && !c->dead && c->state != ST_CLOSING &&
@@ -5047,6 +5739,9 @@ cl_free(struct client *c)
 	 * leaving must not let go of another viewer's keys) */
 	if (c->state == ST_NORMAL && c->sent_input)
 		fb_source.release(s->fb);
+#ifdef HAVE_PAM
+	pam_forget(c);
+#endif
 	if (c->sasl != NULL)
 		gsasl_finish(c->sasl);
 	if (c->tls != NULL) {
@@ -6347,18 +7042,6 @@ send_updates(struct server *s, long long now)
 		}
 }
 
-/* Does the password file (still) know this user? */
-static int
-passwd_has(const struct server *s, const char *user)
-{
-	size_t i;
-
-	for (i = 0; i < s->ncreds; i++)
-		if (strcmp(s->creds[i].user, user) == 0)
-			return 1;
-	return 0;
-}
-
 /* SIGHUP, the password file: swapped in only if it parses; sessions of
  * users it no longer has are closed. */
 static void
@@ -6448,6 +7131,12 @@ poll_set(struct server *s, struct pollfd *pfd)
 		pfd[n].fd = s->lst[i].fd;
 		pfd[n++].events = POLLIN;
 	}
+	s->polled_pam = -1;
+	if (s->pam_fd >= 0) {
+		s->polled_pam = n;
+		pfd[n].fd = s->pam_fd;
+		pfd[n++].events = POLLIN;
+	}
 	s->polled_fb = -1;
 	if (fbfd >= 0) {
 		s->polled_fb = n;
@@ -6460,8 +7149,8 @@ poll_set(struct server *s, struct pollfd *pfd)
 
 		c->pfd = c->pfdw = n;
 		pfd[n].fd = c->fd;
-		/* a gated client is not read: what it sends waits with it */
-		pfd[n++].events = c->gate_until ? 0 : POLLIN;
+		/* a held client is not read: what it sends waits with it */
+		pfd[n++].events = cl_held(c) ? 0 : POLLIN;
 		if (wantw && c->wfd != c->fd) {
 			c->pfdw = n;
 			pfd[n].fd = c->wfd;
@@ -6484,6 +7173,11 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 	for (i = 0; s->polled_lst && i < s->nlst; i++)
 		if (pfd[i].revents & POLLIN)
 			accept_all(s, &s->lst[i]);
+#ifdef HAVE_PAM
+	if (s->polled_pam >= 0 &&
+	    (pfd[s->polled_pam].revents & (POLLIN | POLLHUP | POLLERR)))
+		pam_readable(s);
+#endif
 	if (s->polled_fb >= 0 && (pfd[s->polled_fb].revents & POLLIN)) {
 		fb_source.readable(s->fb);
 		s->grab_due = now;
@@ -6498,7 +7192,7 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 			rev |= pfd[c->pfdw].revents & POLLOUT;
 		if (rev & POLLOUT)
 			cl_flush(c);
-		if (c->gate_until && (rev & (POLLHUP | POLLERR)))
+		if (cl_held(c) && (rev & (POLLHUP | POLLERR)))
 			cl_fail(c, "viewer went away while its login waited");
 		if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
 		    (c->state == ST_TLS && (rev & POLLOUT))))
@@ -6518,7 +7212,7 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 static int
 serve(struct server *s)
 {
-	size_t npfd = (size_t)s->nlst + 2 * (size_t)s->max_clients + 1;
+	size_t npfd = (size_t)s->nlst + 2 * (size_t)s->max_clients + 2;
 	struct pollfd *pfd;
 	int n, rc = 0;
 
@@ -6912,69 +7606,89 @@ reverse_connect(struct server *s, const char *spec)
  * status 2 for what the operator wrote, 1 for what the system did.
  * ------------------------------------------------------------------- */
 
+/* The length of the first line of buf[0..n) (without LF or CRLF) if it
+ * is printable text (UTF-8 allowed), else -1. */
+static int
+text_line(const char *buf, size_t n)
+{
+	size_t i, len;
+
+	for (i = 0; i < n && buf[i] != '\n'; i++)
+		;
+	len = i > 0 && buf[i - 1] == '\r' ? i - 1 : i;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			return -1;
+	return (int)len;
+}
+
+/* A byte with its bits in the other order: VNC's DES keys (rfbproto). */
+static uint8_t
+bits_reversed(uint8_t b)
+{
+	uint8_t r = 0;
+	int k;
+
+	for (k = 0; k < 8; k++)
+		if (b & (1 << k))
+			r |= (uint8_t)(0x80 >> k);
+	return r;
+}
+
+/*
+ * -w FILE: the VNC password, as plain text on the first line, or as
+ * TigerVNC, RealVNC and TightVNC's vncpasswd write it: 8 bytes (16 with a
+ * view-only password, which we ignore), the password DES-encrypted with
+ * a key every VNC implementation knows - obfuscation, not protection.
+ * Told apart by shape: 8 or 16 bytes with no line end are vncpasswd's;
+ * else the first line, printable, is the password.  Anything else is
+ * refused.
+ */
 static void
 load_vnc_password(struct server *s, const char *path)
 {
-	char line[256], err[512];
-	uint8_t key[8] = { 0 };
+	static const uint8_t fixed[8] = { 23, 82, 107, 6, 35, 78, 88, 7 };
+	char err[512];
+	uint8_t buf[VNC_PASSWD_FILE_MAX + 1], pw[VNC_PASSWD_MAX + 1] = { 0 };
+	uint8_t key[VNC_PASSWD_MAX];
+	struct des_ctx obf;
 	size_t n, i;
 	FILE *f;
 
 	if ((f = conf_open(path, S_IRWXG | S_IRWXO, "chmod 600 it", err,
 	    sizeof err)) == NULL)
 		die(2, "-w %s", err);
-	if (fgets(line, sizeof line, f) == NULL)
-		die(2, "-w %s: empty file", path);
+	n = fread(buf, 1, sizeof buf, f);
 	fclose(f);
-	n = strcspn(line, "\r\n");
-	line[n] = '\0';
-	if (n == 0)
-		die(2, "-w %s: the password is empty", path);
-	if (n > VNC_PASSWD_MAX)
-		logx(s, LOG_WARNING, "-w %s: VNC authentication uses only the "
-		    "first %d characters", path, VNC_PASSWD_MAX);
-	/* RFB's DES key: each byte's bits reversed (rfbproto, VNC Auth) */
-	for (i = 0; i < VNC_PASSWD_MAX && i < n; i++) {
-		uint8_t b = (uint8_t)line[i], r = 0;
-		int k;
-
-		for (k = 0; k < 8; k++)
-			if (b & (1 << k))
-				r |= (uint8_t)(0x80 >> k);
-		key[i] = r;
+	if ((n == 8 || n == 16) && memchr(buf, '\n', n) == NULL) {
+		for (i = 0; i < 8; i++)	/* vncpasswd's d3des bit order */
+			key[i] = bits_reversed(fixed[i]);
+		des_set_key(&obf, key);
+		des_decrypt(&obf, VNC_PASSWD_MAX, pw, buf);
+		logx(s, LOG_INFO, "-w %s: a vncpasswd file", path);
+	} else if (n > 0 && n <= VNC_PASSWD_FILE_MAX &&
+	    text_line((char *)buf, n) > 0) {
+		n = (size_t)text_line((char *)buf, n);
+		if (n > VNC_PASSWD_MAX)
+			logx(s, LOG_WARNING, "-w %s: VNC authentication uses "
+			    "only the first %d characters", path,
+			    VNC_PASSWD_MAX);
+		memcpy(pw, buf, n < VNC_PASSWD_MAX ? n : VNC_PASSWD_MAX);
+	} else {
+		die(2, "-w %s: neither a line of text nor a vncpasswd file (8 "
+		    "or 16 bytes, no newline)", path);
 	}
-	memset(line, 0, sizeof line);
+	memset(buf, 0, sizeof buf);
+	if (pw[0] == '\0')
+		die(2, "-w %s: the password is empty", path);
+	for (i = 0; i < VNC_PASSWD_MAX; i++)	/* NUL-padded, as viewers do */
+		key[i] = bits_reversed(pw[i]);
+	memset(pw, 0, sizeof pw);
 	if (!des_set_key(&s->vnc_des, key))
 		die(2, "-w %s: this password makes a weak DES key; choose "
 		    "another", path);
 	memset(key, 0, sizeof key);
 	s->have_vnc_key = 1;
-}
-
-static const struct sectype *
-sectype_by_name(const char *name, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < nitems(sectypes); i++)
-		if (strlen(sectypes[i].name) == len &&
-		    strncmp(sectypes[i].name, name, len) == 0)
-			return &sectypes[i];
-	return NULL;
-}
-
-/* The -s names of every security type (VeNCrypt subtypes only: vc). */
-static const char *
-sectype_names(char *buf, size_t size, const char *sep, int vc)
-{
-	size_t i, off = 0;
-
-	buf[0] = '\0';
-	for (i = 0; i < nitems(sectypes); i++)
-		if (!vc || sectypes[i].type == SEC_VENCRYPT)
-			off += (size_t)snprintf(buf + off, off < size ? size -
-			    off : 0, "%s%s", off ? sep : "", sectypes[i].name);
-	return buf;
 }
 
 static int
@@ -7000,6 +7714,33 @@ parse_seclist(const char *list, const struct sectype **out)
 	if (n == 0)
 		die(2, "-s: empty list");
 	return n;
+}
+
+/*
+ * What is offered without -s (DESIGN 2; the README's viewer table).  Who
+ * picks what decides the order: libvncclient (Remmina) takes the first
+ * subtype it supports, so X509Plain - which its SASL cannot spoil (it
+ * never asks for a user name) - comes first; gtk-vnc (remote-viewer)
+ * picks by its own preference, X509SASL before X509Plain before TLSSASL;
+ * TigerVNC has no SASL and picks X509Plain.  With -T only subtypes that
+ * verify a client certificate; without a certificate, TLSSASL; on a UNIX
+ * socket, a local transport, TLSSASL then SASL.
+ */
+static void
+default_sectypes(struct server *s)
+{
+	const struct sectype *v[nitems(sectypes)];
+	const char *tcp = s->verify_clients ? "x509plain,x509sasl" :
+	    s->adhoc_crt != NULL ? "x509plain,tlssasl" :
+	    s->x509 != NULL ? "x509plain,x509sasl,tlssasl" : "tlssasl";
+	const char *uni = s->verify_clients ? "x509plain,x509sasl" :
+	    "tlssasl,sasl";
+	int i, n;
+
+	for (n = parse_seclist(tcp, v), i = 0; i < n; i++)
+		s->sec_tcp[s->nsec_tcp++] = v[i];
+	for (n = parse_seclist(uni, v), i = 0; i < n; i++)
+		s->sec_unix[s->nsec_unix++] = v[i];
 }
 
 /*
@@ -7041,18 +7782,8 @@ setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 		n += v[i - 1]->tls != TLS_WSS;
 	if (n == 0)
 		list = NULL;
-	if (list == NULL && s->verify_clients) {
-		/* -T: only what verifies a client certificate */
-		s->sec_tcp[s->nsec_tcp++] = sectype_by_name("x509sasl", 8);
-		s->sec_unix[s->nsec_unix++] = sectype_by_name("x509sasl", 8);
-		return;
-	}
 	if (list == NULL) {
-		if (s->x509 != NULL)
-			s->sec_tcp[s->nsec_tcp++] = sectype_by_name("x509sasl", 8);
-		s->sec_tcp[s->nsec_tcp++] = sectype_by_name("tlssasl", 7);
-		s->sec_unix[s->nsec_unix++] = sectype_by_name("tlssasl", 7);
-		s->sec_unix[s->nsec_unix++] = sectype_by_name("sasl", 4);
+		default_sectypes(s);
 		return;
 	}
 	n = parse_seclist(list, v);
@@ -7441,10 +8172,13 @@ usage(FILE *f)
 "  -O LIST   on -W, page origins allowed to connect (https://host:port,\n"
 "            ..., or *); default: the page's own, https://HOST\n"
 "  -s LIST   security types offered, in order, from: %s\n"
-"            (default TCP: x509sasl if -C, tlssasl; UNIX: tlssasl,sasl)\n"
+"            (default TCP: x509plain,x509sasl,tlssasl with -C, tlssasl\n"
+"            without; UNIX: tlssasl,sasl; see the man page)\n"
 "  -I        also offer sasl (type 20) on TCP without TLS (insecure)\n"
 "  -m LIST   SASL mechanisms (default SCRAM-SHA-256,SCRAM-SHA-1)\n"
-"  -P FILE   password file (mode 600; see -k)\n"
+"  -P FILE   password file (mode 600; see -k); -P pam:SERVICE: system\n"
+"            accounts through PAM (both may be given).  Without -P, -G\n"
+"            and -w: ad-hoc mode, a one-time user printed at start\n"
 "  -k F U    add or replace user U in password file F, then exit\n"
 "  -A FILE   ACL: allow/deny/view rules (see acl.txt.example; SIGHUP\n"
 "            reloads it and the password file)\n"
@@ -7496,6 +8230,11 @@ version(void)
 				printf(" %s", mech_usable[i]);
 		gsasl_done(g);
 	}
+#ifdef HAVE_PAM
+	printf("\npam: yes (-P pam:SERVICE)");
+#else
+	printf("\npam: no (built without it)");
+#endif
 	printf("\nsecurity types: %s\n", sectype_names(names, sizeof names, " ",
 	    0));
 	printf("encodings: raw hextile zrle (zlib %s, -Z level, default %d); "
@@ -7569,6 +8308,7 @@ static void
 server_defaults(struct server *s)
 {
 	s->max_clients = MAX_CLIENTS;
+	s->pam_fd = -1;
 	s->preauth_max = PREAUTH_MAX;
 	s->preauth_per_addr = PREAUTH_PER_ADDR;
 	s->handshake_s = HANDSHAKE_S;
@@ -7600,7 +8340,17 @@ parse_opt(struct server *s, struct opts *o, int ch)
 		o->explicit_listen = 1;
 		break;
 	case 'P':
-		s->passwd_path = optarg;
+		if (strncmp(optarg, "pam:", 4) == 0) {
+			if (optarg[4] == '\0' || strchr(optarg + 4, '/'))
+				die(2, "-P %s: want pam:SERVICE, a service "
+				    "name in /etc/pam.d", optarg);
+			s->pam_service = optarg + 4;
+		} else if (s->passwd_path != NULL) {
+			die(2, "-P %s: one password file at most (and "
+			    "pam:SERVICE)", optarg);
+		} else {
+			s->passwd_path = optarg;
+		}
 		break;
 	case 'A':
 		s->acl_path = optarg;
@@ -7696,8 +8446,8 @@ parse_args(struct server *s, struct opts *o, int argc, char **argv)
 }
 
 /*
- * -W, -F, -O: the wss:// port's certificate (the server's; where the
- * ad-hoc mode makes one in memory it lands in s->x509 the same way),
+ * -W, -F, -O: the wss:// port's certificate (the server's, or the one
+ * the ad-hoc mode made in memory),
  * its security types, the page directory, the Origins allowed.
  */
 static void setup_ws_sectypes(struct server *, const char *);
@@ -7708,7 +8458,7 @@ setup_ws(struct server *s, const struct opts *o)
 	s->www_fd = -1;
 	if (o->wsport == NULL)
 		return;
-	if (s->x509 == NULL)
+	if (s->x509 == NULL)	/* none given, and not ad hoc */
 		die(2, "-W needs a certificate (-C and -K): a browser speaks "
 		    "wss:// only to a server with one");
 	setup_ws_sectypes(s, o->seclist);
@@ -7729,10 +8479,19 @@ setup_auth(struct server *s, const struct opts *o)
 {
 	static char hostname[256];
 	char err[PATH_MAX + 128];
+	int adhoc;
 
 	if (gnutls_global_init() < 0)
 		die(1, "cannot initialise GnuTLS");
+	if (gethostname(hostname, sizeof hostname - 1) < 0)
+		snprintf(hostname, sizeof hostname, "localhost");
+	hostname[sizeof hostname - 1] = '\0';
+	adhoc = adhoc_wanted(s, o->seclist, o->keytab != NULL,
+	    o->vncpass != NULL, o->inetd);
 	tls_setup(s, o->cert, o->key, o->ca);
+	if (adhoc && s->x509 == NULL)
+		adhoc_cert(s, hostname);
+	tls_x509_setup(s);
 	if (gsasl_init(&s->gsasl) != GSASL_OK)
 		die(1, "cannot initialise GNU SASL");
 	gsasl_callback_set(s->gsasl, sasl_callback);
@@ -7744,14 +8503,21 @@ setup_auth(struct server *s, const struct opts *o)
 	}
 	setup_mechs(s, o->mechs ? o->mechs : "SCRAM-SHA-256,SCRAM-SHA-1",
 	    o->keytab != NULL);
-	if (gethostname(hostname, sizeof hostname - 1) < 0)
-		snprintf(hostname, sizeof hostname, "localhost");
-	hostname[sizeof hostname - 1] = '\0';
 	if (s->sasl_host == NULL)
 		s->sasl_host = hostname;
 	if (s->name[0] == '\0')
 		snprintf(s->name, sizeof s->name, "%s", hostname);
-	setup_passwd(s);
+	if (adhoc)
+		adhoc_user(s);
+	else
+		setup_passwd(s);
+#ifdef HAVE_PAM
+	pam_setup(s);
+#else
+	if (s->pam_service != NULL)
+		die(2, "-P pam:%s: this vncsasl was built without PAM",
+		    s->pam_service);
+#endif
 	if (s->acl_path != NULL &&
 	    (s->acl = acl_load(s->acl_path, err, sizeof err)) == NULL)
 		die(2, "-A %s", err);
@@ -7839,9 +8605,65 @@ sandbox(const struct server *s)
 #endif
 }
 
+/*
+ * The ad-hoc mode's one and only word about its secret, on stderr (never
+ * the log): the line scripts read, then what to paste into each viewer.
+ * The password is wiped once it is out.
+ */
+static void
+adhoc_announce(struct server *s, const struct opts *o)
+{
+	char fp[3 * 32 + 1], host[260] = "127.0.0.1";
+	gnutls_datum_t pem = { NULL, 0 };
+	int i;
+
+	cert_fingerprint(s, fp, sizeof fp);
+	for (i = 0; i < o->naddrs; i++)	/* an address the viewer can use */
+		if (strcmp(o->addrs[i], "0.0.0.0") && strcmp(o->addrs[i], "::")) {
+			snprintf(host, sizeof host, "%s", o->addrs[i]);
+			break;
+		}
+	if (o->naddrs > 0 && i == o->naddrs)
+		snprintf(host, sizeof host, "%s", s->sasl_host);
+	else if (strchr(host, ':') && strlen(host) + 3 <= sizeof host) {
+		memmove(host + 1, host, strlen(host) + 1);	/* [IPv6] */
+		host[0] = '[';
+		strcat(host, "]");
+	}
+	fprintf(stderr, "ad-hoc: user=%s password=%s sha256=%s\n", ADHOC_USER,
+	    s->adhoc_pw, fp[0] ? fp : "-");
+	fprintf(stderr, "vncsasl: ad-hoc: a one-time user and password, in "
+	    "memory only; they end with this process\n"
+	    "vncsasl: ad-hoc: TigerVNC or Remmina (X509Plain; accept the "
+	    "certificate if its SHA-256 fingerprint is the one above):\n"
+	    "    VNC_USERNAME=%s VNC_PASSWORD='%s' vncviewer %s::%s\n",
+	    ADHOC_USER, s->adhoc_pw, host, o->port);
+	if (o->wsport != NULL)	/* -W: the page of -F, or what to aim one at */
+		fprintf(stderr, "vncsasl: ad-hoc: a browser (accept the "
+		    "certificate if its SHA-256 fingerprint is the one "
+		    "above):\n    %s://%s:%s/%s\n", s->www_fd >= 0 ? "https" :
+		    "wss", host, o->wsport, s->www_fd >= 0 && faccessat(s->www_fd,
+		    "vnc.html", R_OK, 0) == 0 ? "vnc.html" : "");
+	if (s->adhoc_crt != NULL && gnutls_x509_crt_export2(s->adhoc_crt,
+	    GNUTLS_X509_FMT_PEM, &pem) == 0) {
+		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (gtk-vnc "
+		    "trusts no certificate it has not been given): save "
+		    "the certificate below as ~/.pki/CA/cacert.pem, then\n"
+		    "    remote-viewer vnc://%s:%s\n%.*s", host, o->port,
+		    (int)pem.size, (const char *)pem.data);
+		gnutls_free(pem.data);
+	} else {
+		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (with the CA "
+		    "of %s in ~/.pki/CA/cacert.pem):\n"
+		    "    remote-viewer vnc://%s:%s\n", s->cert_path ?
+		    s->cert_path : "the certificate", host, o->port);
+	}
+	memset(s->adhoc_pw, 0, sizeof s->adhoc_pw);
+}
+
 /* Step 7: what is offered, and the readiness line scripts wait for. */
 static void
-announce(const struct server *s, int inetd)
+announce(struct server *s, const struct opts *o)
 {
 	char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)] = "";
 	char tcp[160] = "", uni[160] = "", wss[160] = "";
@@ -7863,14 +8685,16 @@ announce(const struct server *s, int inetd)
 		    i ? "," : "", s->mechs[i]);
 	logx(s, LOG_INFO, "security tcp=%s unix=%s%s sasl=%s records=%zu", tcp,
 	    uni, wss, ml, s->ncreds);
-	if (s->passwd_path == NULL)
+	if (s->passwd_path == NULL && s->pam_service == NULL && !s->adhoc)
 		logx(s, LOG_NOTICE, "no password file (-P): password "
 		    "mechanisms refuse everyone");
 	for (i = 0; i < s->nlst; i++)
 		off += (size_t)snprintf(line + off, sizeof line - off, "%s%s",
 		    i ? " " : "", s->lst[i].name);
 	/* on stderr (not with -i, where stderr may be the connection) */
-	if (!inetd)
+	if (s->adhoc)
+		adhoc_announce(s, o);
+	if (!o->inetd)
 		fprintf(stderr, "vncsasl: listening on %s\n",
 		    s->nlst ? line : "(nothing: serving one connection)");
 	if (s->use_syslog && s->nlst)
@@ -7901,6 +8725,12 @@ cleanup(struct server *s)
 	fb_source.close(s->fb);
 	free(s->clip);
 	free(s->clip_z);
+#ifdef HAVE_PAM
+	if (s->pam_fd >= 0) {	/* the broker ends when its socket does */
+		close(s->pam_fd);
+		waitpid(s->pam_pid, NULL, 0);
+	}
+#endif
 	gsasl_done(s->gsasl);
 	gnutls_global_deinit();
 	logx(s, LOG_INFO, "exit");
@@ -7929,7 +8759,7 @@ main(int argc, char **argv)
 	if (o.runas != NULL)
 		drop_privileges(s, o.runas);
 	sandbox(s);
-	announce(s, o.inetd);
+	announce(s, &o);
 	rc = serve(s);
 	cleanup(s);
 	return rc;

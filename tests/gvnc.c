@@ -63,12 +63,19 @@
 
 #include "viewer.h"
 
+/* -W: choose as gtk-vnc's VncDisplay widget (remote-viewer, gvncviewer)
+ * does: by its own order of preference (vncdisplay.c, vnc_display_init),
+ * not the server's. */
+static int widget_choice;
+
 static int
 lib_opt(int c, const char *arg)
 {
-	(void)c;
 	(void)arg;
-	return -1;
+	if (c != 'W')
+		return -1;
+	widget_choice = 1;
+	return 0;
 }
 
 static void
@@ -77,7 +84,10 @@ usage_extra(void)
 	fprintf(stderr,
 "gvnc: Cyrus SASL picks the mechanism (there is no -m).  -C CAFILE is staged\n"
 "as <tmpdir>/.pki/CA/cacert.pem for gtk-vnc; without -C, $HOME/.pki/CA/\n"
-"cacert.pem is used if it exists, else GnuTLS's system trust.\n");
+"cacert.pem is used if it exists, else GnuTLS's system trust.\n"
+"  -W         choose the security type and VeNCrypt subtype as remote-viewer\n"
+"             does (gtk-vnc's widget: X509SASL, X509Plain, X509Vnc, X509None,\n"
+"             TLSSASL, TLSPlain, TLSVnc, TLSNone), not in the server's order\n");
 }
 
 /* seconds a mismatching picture may stay without any update coming in */
@@ -544,15 +554,23 @@ on_choose_subtype(VncConnection *c, unsigned int type, GValueArray *subs,
 	int pick = 0;
 	guint i;
 
+	static const int widget[] = { 263, 262, 261, 260, 264, 259, 258, 257 };
+	guint k;
+
 	(void)d;
 	for (i = 0; i < subs->n_values; i++) {
 		int t = value_at(subs, i);
 
 		snprintf(offered + strlen(offered),
 		    sizeof offered - strlen(offered), "%s%d", i ? "," : "", t);
-		if (!pick && type == 19 && allowed(O.subtypes, O.nsubtypes, t))
+		if (!pick && !widget_choice && type == 19 &&
+		    allowed(O.subtypes, O.nsubtypes, t))
 			pick = t;
 	}
+	for (k = 0; widget_choice && !pick && k < G_N_ELEMENTS(widget); k++)
+		for (i = 0; i < subs->n_values; i++)
+			if (value_at(subs, i) == widget[k] && type == 19)
+				pick = widget[k];
 	vlog(1, "server offers subtypes %s of type %u; choosing %d", offered,
 	    type, pick);
 	if (!pick) {
@@ -701,7 +719,7 @@ send_cut(const char *text, size_t len)
 }
 
 static const struct viewer_lib gvnc_lib = {
-	.name = "gvnc", .optstring = "", .opt = lib_opt,
+	.name = "gvnc", .optstring = "W", .opt = lib_opt,
 	.usage_extra = usage_extra, .send_pointer = send_pointer,
 	.send_key = send_key, .send_cut = send_cut,
 };

@@ -19,7 +19,8 @@ usage_error bad-port -p 70000
 usage_error bad-port-text -p http
 usage_error bad-sectype -s none,bogus
 usage_error duplicate-sectype -s none,none
-usage_error x509-without-cert -s x509sasl
+printf 'secret\n' | "$VNCSASL" -k "$T/pw0" alice 2>/dev/null
+usage_error x509-without-cert -P "$T/pw0" -s x509sasl
 usage_error vnc-without-password -s vnc
 usage_error bad-mech -m SCRAM-SHA-256,CRAM-MD5
 usage_error gssapi-without-keytab -m GSSAPI
@@ -44,6 +45,21 @@ printf 'secret\n' | "$VNCSASL" -k "$T/pw" alice 2>/dev/null
 chmod 644 "$T/pw"
 usage_error passwd-file-readable -P "$T/pw"
 chmod 600 "$T/pw"
+chown nobody "$T/pw" 2>/dev/null && usage_error passwd-file-owned-by-another -P "$T/pw"
+chown "$(id -u)" "$T/pw"
+
+# -w: plain text, or TigerVNC's vncpasswd format (8 DES-obfuscated bytes)
+if command -v vncpasswd >/dev/null; then
+	printf 'sekrit\n' | vncpasswd -f >"$T/vncpw-tiger" 2>/dev/null; chmod 600 "$T/vncpw-tiger"
+	start_server vncpasswd -s vnc -w "$T/vncpw-tiger" -p $((PORT + 1)) -x 320x200@0 &&
+	    check cli-w-vncpasswd-format "$TOP/tests/lvc" -a vnc -p sekrit -F0 127.0.0.1 $((PORT + 1)) &&
+	    check cli-w-vncpasswd-wrong-refused "$TOP/tests/lvc" -a vnc -p wrong -E 127.0.0.1 $((PORT + 1))
+	stop_server
+else
+	skip cli-w-vncpasswd-format "no vncpasswd (tigervnc-tools)"
+fi
+printf '\001\002\003\n' >"$T/vncpw-bad"; chmod 600 "$T/vncpw-bad"
+usage_error w-refuses-binary -s vnc -w "$T/vncpw-bad"
 
 # password file errors: FILE:LINE: reason
 pwbad() {	# pwbad NAME LINE TEXT (file body on stdin)

@@ -41,8 +41,9 @@ else
 fi
 stop_server
 
-# --- options: -W needs a certificate; -F and -O need -W; -i excludes -W
-out=$("$VNCSASL" -W "$WS" -p 0 2>&1); rc=$?
+# --- options: -W needs a certificate (unless ad hoc); -F and -O need -W;
+# -i excludes -W
+out=$(timeout 10 "$VNCSASL" -W "$WS" -p 0 -P "$T/pw" 2>&1); rc=$?
 if [ $rc -eq 2 ] && printf '%s' "$out" | grep -q -- '-W needs a certificate'; then
 	ok wss-needs-certificate
 else
@@ -57,7 +58,7 @@ check_fails wss-inetd "$VNCSASL" -i -W "$WS"
 if start_server wss2 -p 0 -W "$WS" -C "$T/pki/server-cert.pem" \
     -K "$T/pki/server-key.pem" -P "$T/pw" -s wss-sasl -O 'https://a.example,*' \
     -x 1024x768@0; then
-	if grep -q 'security tcp=x509sasl,tlssasl unix=tlssasl,sasl wss=wss-sasl ' "$SRV_LOG" &&
+	if grep -q 'security tcp=x509plain,x509sasl,tlssasl unix=tlssasl,sasl wss=wss-sasl ' "$SRV_LOG" &&
 	    grep -q "listening on wss://127.0.0.1:$WS" "$SRV_LOG"; then
 		ok wss-seclist
 	else
@@ -94,5 +95,26 @@ if start_server wss3 -p 0 -W "$WS" -C "$T/pki/server-cert.pem" \
 	stop_server
 else
 	fail wss-client-cert "did not start: $(tail -n 2 "$SRV_LOG")"
+fi
+
+# --- ad hoc: no password file, no certificate: the one-time user and the
+# in-memory certificate serve -W too, and the browser's URL is printed
+if start_server wss4 -p 0 -W "$WS" -F "$W" -x 1024x768@0; then
+	pw=$(sed -n 's/^ad-hoc: user=vnc password=\([^ ]*\) .*/\1/p' "$SRV_LOG")
+	if grep -q "^    https://127.0.0.1:$WS/\$" "$SRV_LOG"; then ok wss-adhoc-url
+	else fail wss-adhoc-url "$(grep -A1 'a browser' "$SRV_LOG" | tr '\n' ' ')"; fi
+	adhoc_login() {
+		TOP=$TOP $PY - "$WS" "$1" <<'PY'
+import os, sys
+sys.path.insert(0, os.environ["TOP"] + "/tests")
+import ws
+c, r = ws.plain_login(int(sys.argv[1]), "vnc", sys.argv[2])
+sys.exit(0 if r == 0 else 1)
+PY
+	}
+	check wss-adhoc-login adhoc_login "$pw"
+	stop_server
+else
+	fail wss-adhoc "did not start: $(tail -n 2 "$SRV_LOG")"
 fi
 

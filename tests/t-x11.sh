@@ -38,17 +38,6 @@ if ! make -s -C "$TOP" WERROR=1 vncsasl-x11 tests/x11-tool tests/x11-rfb \
 	exit 0
 fi
 
-# xvfb LOG ARGS...: an Xvfb on a display number it picks itself
-# (-displayfd: no race with other runs), which it writes to LOG.fd once it
-# accepts clients; that number in XD
-xvfb() {
-	local log=$1; shift
-	XD=
-	Xvfb -displayfd 5 "$@" -nolisten tcp -noreset 5>"$log.fd" >"$log" 2>&1 &
-	XPIDS="$XPIDS $!"
-	wait_for -p $! '^[0-9][0-9]*$' "$log.fd" || return 1
-	XD=$(cat "$log.fd")
-}
 if ! xvfb "$T/xvfb.log" -screen 0 1280x800x24 +extension RANDR; then
 	fail x11-xvfb "Xvfb did not start: $(tailof "$T/xvfb.log" 2)"
 	exit 0
