@@ -49,7 +49,7 @@ timeout -k 10 240 node "$TOP/tests/browser.js" "$CACHE" "https://127.0.0.1:$WS/"
 rc=$?
 [ $rc -eq 0 ] || [ $rc -eq 1 ] || fail novnc-browser "exit $rc: $(tail -n 3 "$T/browser.err" | tr '\n' ' ')"
 if grep -q "auth peer=127.0.0.1:[0-9]* sec=wss-plain mech=PLAIN user=alice ssf=[1-9][0-9]* result=ok acl=allow" "$SRV_LOG" &&
-    grep -q "sec=wss-plain mech=PLAIN user=- ssf=[1-9][0-9]* result=fail reason=wrong password" "$SRV_LOG" &&
+    grep -q "sec=wss-plain mech=PLAIN user=alice ssf=[1-9][0-9]* result=fail reason=wrong password" "$SRV_LOG" &&
     grep -q "sec=wss-plain mech=PLAIN user=viewer .*result=ok acl=view" "$SRV_LOG"; then
 	ok novnc-audit-lines
 else
