@@ -59,7 +59,8 @@ vncsasl-asan: vncsasl.c vncsasl.h fb-dummy.c
 	$(CC) $(CWARN) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer $(CORE_CFLAGS) -o $@ vncsasl.c fb-dummy.c $(CORE_LIBS)
 
 # Test programs (tests/): real viewers and helpers.
-TESTS = tests/lvc tests/gvnc tests/dummyref tests/cbclient tests/x11-rfb tests/x11-tool
+TESTS = tests/lvc tests/gvnc tests/dummyref tests/cbclient tests/mkcert tests/x11-rfb \
+	tests/x11-tool
 VIEWER = tests/viewer.c tests/viewer.h fb-dummy.c vncsasl.h
 VIEWER_BUILD = $(CC) $(TEST_CFLAGS) -o $@ tests/viewer.c fb-dummy.c
 
@@ -73,6 +74,8 @@ tests/dummyref: tests/dummyref.c $(VIEWER)
 	$(VIEWER_BUILD) tests/dummyref.c
 tests/cbclient: tests/cbclient.c tests/tool.h
 	$(CC) $(TEST_CFLAGS) -o $@ tests/cbclient.c `$(PKG_CONFIG) --cflags --libs gnutls libgsasl`
+tests/mkcert: tests/mkcert.c
+	$(CC) $(TEST_CFLAGS) -o $@ tests/mkcert.c `$(PKG_CONFIG) --cflags --libs gnutls`
 tests/x11-rfb: tests/x11-rfb.c tests/tool.h
 	$(CC) $(TEST_CFLAGS) -o $@ tests/x11-rfb.c $(X11_CFLAGS) $(X11_LIBS)
 tests/x11-tool: tests/x11-tool.c tests/tool.h

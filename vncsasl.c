@@ -27,8 +27,10 @@
  * client accumulates them in its own tile map.  A client gets an update
  * only while it has an outstanding FramebufferUpdateRequest and its
  * output queue is below OUT_LOW (backpressure: a slow viewer costs at most
- * about one frame of memory and never slows the others).  Dirty tiles are
- * merged into rectangles (bands, written out as they are made),
+ * about one frame of memory and never slows the others), or, once it has
+ * turned on ContinuousUpdates, while the window that its fence answers
+ * allow has room (Pacing: no stale frames queue on a slow link).  Dirty
+ * tiles are merged into rectangles (bands, written out as they are made),
  * translated into the client's pixel format and encoded in the first of
  * ZRLE, Hextile and Raw the client lists.
  *
@@ -50,6 +52,7 @@
  *                                 line in the man page and README.
  *   Pixel formats, Encoders       one translation path; Raw, ZRLE, Hextile
  *   Damage and updates            tile maps, rectangles, the source's hooks
+ *   Pacing                        ContinuousUpdates, fences, the window
  *   Client messages               ClientInit, then msgtab[]; the clipboard
  *                                 (Latin-1, or UTF-8 for the Extended
  *                                 Clipboard); QEMU key events
@@ -65,6 +68,7 @@
 #endif
 
 #include <sys/types.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -201,6 +205,24 @@
 #define CURSOR_MAX	256	/* cursor side; X cursors are <= 64 */
 #define ACL_RULES_MAX	1024	/* rules in one ACL file: checked per login */
 #define ACL_LINE_MAX	1024	/* a rule with a long DN pattern fits */
+#define FENCE_DATA_MAX	64	/* rfbproto: a fence's payload, at most */
+#define FENCES_MAX	16	/* our fences unanswered at once: two per
+				   update in flight, and a window is a few
+				   updates; a viewer that lets more pile up
+				   gets no more fences, not more memory */
+#define FENCE_WAIT_MS	5000	/* a fence delivered and unanswered this
+				   long: the viewer does not answer them, so
+				   pace it by its queue instead */
+#define FPS_DEFAULT	60	/* -o fps: server-paced updates a second */
+#define FPS_MAX		1000
+#define CWND_INITIAL	16384	/* bytes in flight at first and after idle:
+				   a fast start on a decent link, quickly
+				   cut if the link is slow */
+#define CWND_MIN	4096	/* about TCP's three segments */
+#define CWND_MAX	(4 << 20) /* Linux's largest default send buffer */
+#define PACE_QUEUE	OUT_LOW	/* without fence answers: bytes the socket
+				   may hold, like the request path's queue */
+#define PACE_WAIT_MAX	1000	/* ms between looks at a full socket */
 #define CLIP_MAX	(2 * CUT_TEXT_MAX) /* the clipboard as UTF-8: a full
 				   Latin-1 one takes up to two bytes a letter */
 #define EXT_CLIP_MAX	(CLIP_MAX + 65536) /* an Extended Clipboard
@@ -238,18 +260,26 @@ enum {
 };
 enum {
 	MSG_SET_PIXEL_FORMAT = 0, MSG_SET_ENCODINGS = 2, MSG_UPDATE_REQUEST = 3,
-	MSG_KEY = 4, MSG_POINTER = 5, MSG_CUT_TEXT = 6, MSG_SET_DESKTOP_SIZE = 251,
+	MSG_KEY = 4, MSG_POINTER = 5, MSG_CUT_TEXT = 6, MSG_ENABLE_CU = 150,
+	MSG_FENCE = 248, MSG_SET_DESKTOP_SIZE = 251,
 	MSG_QEMU = 255,
 };
 enum {
-	SMSG_UPDATE = 0, SMSG_CUT_TEXT = 3,
+	SMSG_UPDATE = 0, SMSG_CUT_TEXT = 3, SMSG_END_CU = 150, SMSG_FENCE = 248,
 };
+/* Fence flags (rfbproto ClientFence) */
+#define FENCE_BLOCK_BEFORE	0x1u
+#define FENCE_BLOCK_AFTER	0x2u
+#define FENCE_SYNC_NEXT		0x4u
+#define FENCE_KNOWN		0x7u
+#define FENCE_REQUEST		0x80000000u
 enum {
 	ENC_RAW = 0, ENC_HEXTILE = 5, ENC_ZRLE = 16,
 	ENC_COMPRESS_0 = -256, ENC_COMPRESS_9 = -247,
 	ENC_CURSOR = -239,
 	ENC_DESKTOP_SIZE = -223,
 	ENC_EXT_DESKTOP_SIZE = -308,
+	ENC_FENCE = -312, ENC_CONT_UPDATES = -313,
 	ENC_QEMU_KEY = -258,
 	ENC_EXT_CLIPBOARD = -1063131698,	/* 0xC0A1E5CE */
 };
@@ -341,6 +371,48 @@ struct encscratch {
 	uint32_t key[PALETTE_HASH], stamp[PALETTE_HASH];
 	uint8_t idx[PALETTE_HASH];
 	uint32_t now;				/* stamp of this tile */
+};
+
+/* A fence: what a SyncNext request's answer waits with. */
+struct fence {
+	uint32_t flags;
+	uint8_t len;
+	uint8_t data[FENCE_DATA_MAX];
+};
+
+/* One of our fences (a ping), unanswered. */
+struct ping {
+	uint32_t seq;		/* in its payload */
+	long long t;		/* when queued */
+	uint64_t pos;		/* stream position just after it */
+	uint32_t ahead;		/* bytes beyond the window queued before it */
+	uint8_t congested;	/* the window was full when it was sent */
+};
+
+/*
+ * Pacing of a ContinuousUpdates viewer (see the Pacing section): what
+ * its fence answers say about the link, and the window of bytes we let
+ * be in flight.  TigerVNC's Congestion.cxx (TCP Vegas on fence round
+ * trips) is the model.
+ */
+struct pacing {
+	struct ping ping[FENCES_MAX];	/* a ring, oldest at head */
+	int head, n;
+	uint32_t seq;		/* the next ping's number */
+	uint64_t acked;		/* stream position of the last answer */
+	long long t_acked;	/* when it came */
+	uint64_t pos_seen;	/* stream position last noted ... */
+	long long t_sent;	/* ... and when it last grew */
+	int base_rtt;		/* ms: lowest round trip seen, -1: none */
+	uint32_t cwnd;		/* bytes we let be in flight */
+	int slow_start;
+	int samples, min_rtt, min_cong_rtt;	/* since the last change */
+	long long t_adjust;	/* the window's last change */
+	long long fence_due;	/* look at the oldest ping then, or 0 */
+	int sockq;		/* the socket's unsent and unacknowledged
+				   bytes at the last look, -1: unknown */
+	int qwait;		/* ms until the next look at a full socket */
+	unsigned long updates, pings, answers;	/* for the log */
 };
 
 struct server;
@@ -446,6 +518,25 @@ struct client {
 				   7.7.6), made on first use */
 	int zs_level;		/* the level zs deflates at */
 	unsigned long ztiles[5];	/* ZRLE tiles by kind, for the log */
+
+	/* ContinuousUpdates and Fence (TigerVNC, noVNC) */
+	unsigned enc_fence : 1, enc_cu : 1;	/* in the viewer's list */
+	unsigned fence_told : 1;	/* our first ServerFence went out: it
+					   reads fences from now on */
+	unsigned cu_told : 1;		/* EndOfContinuousUpdates went out */
+	unsigned cu_on : 1;		/* we pace its updates, in cu_area */
+	unsigned fence_deaf : 1;	/* our fences go unanswered */
+	unsigned sync_wait : 1;		/* a SyncNext fence's answer waits
+					   for the next message */
+	struct rect cu_area;		/* as asked; clipped when used */
+	struct rect req_area;		/* non-incremental request while
+					   cu_on: sent with the area */
+	struct fence sync;		/* that answer */
+	uint64_t wrote;			/* bytes written to the transport */
+	long long next_frame;		/* -o fps: no update before then */
+	long long pace_at;		/* may update: 0 now, LLONG_MAX after
+					   an event, else at that time */
+	struct pacing pc;
 };
 
 struct listener {
@@ -638,6 +729,10 @@ struct server {
 	struct rect *rects;	/* scratch: tw * th */
 	int *open_a, *open_b;	/* scratch: tw each */
 	int zlevel;		/* -Z: ZRLE's zlib level */
+	int fps;		/* -o fps: server-paced updates a second */
+	uint8_t *cu_hold;	/* scratch: tiles held back outside the
+				   ContinuousUpdates area, cu_hold_n */
+	size_t cu_hold_n;
 	int stall_ms;		/* -D: drop a viewer that reads nothing */
 	struct encscratch enc;	/* encoders' scratch, one client at a time */
 	struct client *clients;
@@ -4714,10 +4809,447 @@ cl_update(struct client *c)
 	c->want_update = 0;
 }
 
+/* Wants an update: it asked, or we pace it (ContinuousUpdates). */
 static int
 cl_waiting(const struct client *c)
 {
-	return c->state == ST_NORMAL && !c->dead && c->want_update;
+	return c->state == ST_NORMAL && !c->dead &&
+	    (c->want_update || c->cu_on);
+}
+
+/* ---------------------------------------------------------------------
+ * Pacing.  A viewer that asks for every update paces itself: it has at
+ * most one update in flight, and OUT_LOW bounds what waits here for it.
+ * A ContinuousUpdates viewer (TigerVNC, noVNC) is paced by us, or a slow
+ * link would fill with stale frames.  Each update goes out between two
+ * fences of ours (pings: Request and BlockBefore, a payload we know
+ * again); the viewer answers one once it has processed everything
+ * before it.  From the answers come the round trip of the empty link
+ * (the lowest seen) and a window of bytes we let be in flight, which
+ * TCP Vegas moves: doubled while the round trip stays near the empty
+ * link's, grown while it stays close, cut when it rises (the link's
+ * buffers filling).  TigerVNC's Congestion.cxx is the model.  A new
+ * update is made only while the window has room, so a slow link gets
+ * the freshest picture at the rate it carries, and the damage waits in
+ * the tile map meanwhile, costing nothing.  Between answers the viewer's
+ * progress is taken to grow at the window's rate, never past the next
+ * unanswered ping nor, where the system tells (Linux TIOCOUTQ, BSD
+ * FIONWRITE), past what the socket has delivered.  -o fps caps the rate.
+ * A viewer that never answers gets at most FENCES_MAX fences, and after
+ * FENCE_WAIT_MS is paced by its output queue, as the request path is.
+ * ------------------------------------------------------------------- */
+
+#define PING_LEN	6	/* "vs" and the ping's 32-bit number */
+
+/* Bytes handed to this viewer's stream so far. */
+static uint64_t
+stream_pos(const struct client *c)
+{
+	return c->wrote + buf_used(&c->out);
+}
+
+/* Bytes the socket holds that the peer has not acknowledged (Linux) or
+ * that are not sent (BSD); -1 where the system cannot say. */
+static int
+sock_queued(const struct client *c)
+{
+	int n = -1;
+
+#if defined(__linux__) && defined(TIOCOUTQ)
+	if (ioctl(c->wfd, TIOCOUTQ, &n) < 0)
+		n = -1;
+#elif defined(FIONWRITE)
+	if (ioctl(c->wfd, FIONWRITE, &n) < 0)
+		n = -1;
+#endif
+	return n;
+}
+
+static void
+pace_reset(struct pacing *p, long long now)
+{
+	p->base_rtt = -1;
+	if (p->cwnd == 0 || p->cwnd > CWND_INITIAL)
+		p->cwnd = CWND_INITIAL;
+	p->slow_start = 1;
+	p->samples = 0;
+	p->min_rtt = p->min_cong_rtt = INT_MAX;
+	p->t_adjust = now;
+}
+
+/* Note the stream's growth; after a pause the link is measured again
+ * (it may have changed, and a window sized for a busy link is wrong for
+ * a burst after silence). */
+static void
+pace_note(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	uint64_t pos = stream_pos(c);
+	long long idle = now - (p->t_sent > p->t_acked ? p->t_sent :
+	    p->t_acked);	/* nothing sent, nothing on its way */
+
+	if (pos != p->pos_seen) {
+		p->pos_seen = pos;
+		p->t_sent = now;
+	} else if (p->n == 0 && p->base_rtt >= 0 && idle > 100 &&
+	    idle > 2LL * p->base_rtt) {
+		pace_reset(p, now);
+		p->t_sent = now;
+	}
+}
+
+/* How far the viewer has probably got in the stream. */
+static uint64_t
+pace_acked(const struct client *c, long long now)
+{
+	const struct pacing *p = &c->pc;
+	uint64_t a = p->acked, cap = stream_pos(c);
+
+	if (p->n > 0)
+		cap = p->ping[p->head].pos;
+	if (p->base_rtt > 0)
+		a += (uint64_t)(now - p->t_acked) * p->cwnd /
+		    (unsigned)p->base_rtt;
+	else if (p->n == 0)
+		a = cap;	/* nothing to measure it by: delivered */
+	if (a > cap)
+		a = cap;
+	if (p->sockq >= 0 && c->wrote >= (uint64_t)p->sockq &&
+	    a > c->wrote - (uint64_t)p->sockq)
+		a = c->wrote - (uint64_t)p->sockq;
+	return a < p->acked ? p->acked : a;
+}
+
+static void
+wr_fence(struct client *c, uint32_t flags, const uint8_t *data, size_t len)
+{
+	wr_u8(c, SMSG_FENCE);
+	wr_bytes(c, "\0\0\0", 3);
+	wr_u32(c, flags);
+	wr_u8(c, (uint8_t)len);
+	wr_bytes(c, data, len);
+}
+
+/* One of our fences, unless the viewer does not answer them or has
+ * FENCES_MAX unanswered.  1 if it went out. */
+static int
+pace_ping(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	uint8_t d[PING_LEN] = { 'v', 's', (uint8_t)(p->seq >> 24),
+	    (uint8_t)(p->seq >> 16), (uint8_t)(p->seq >> 8), (uint8_t)p->seq };
+	uint64_t in;
+	struct ping *pg;
+
+	if (!c->fence_told || c->fence_deaf || p->n == FENCES_MAX)
+		return 0;
+	pace_note(c, now);
+	in = stream_pos(c) - pace_acked(c, now);
+	wr_fence(c, FENCE_REQUEST | FENCE_BLOCK_BEFORE, d, sizeof d);
+	pg = &p->ping[(p->head + p->n++) % FENCES_MAX];
+	pg->seq = p->seq++;
+	pg->t = now;
+	pg->pos = stream_pos(c);
+	pg->congested = in >= p->cwnd;
+	in = in > p->cwnd ? in - p->cwnd : 0;
+	pg->ahead = in > UINT32_MAX ? UINT32_MAX : (uint32_t)in;
+	if (p->n == 1)
+		p->fence_due = now + FENCE_WAIT_MS;
+	p->pings++;
+	pace_note(c, now);
+	return 1;
+}
+
+/* Take back the ping just queued (nothing followed it). */
+static void
+pace_unping(struct client *c)
+{
+	c->out.len -= 9 + PING_LEN;
+	c->pc.n--;
+	c->pc.seq--;
+	c->pc.pings--;
+	if (c->pc.n == 0)
+		c->pc.fence_due = 0;
+	c->pc.pos_seen = stream_pos(c);
+}
+
+/* TCP Vegas on the round trips since the last change of the window. */
+static void
+pace_adjust(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	long long w = p->cwnd;
+	int d = p->min_rtt - p->base_rtt, dc = INT_MAX;
+
+	if (p->min_cong_rtt != INT_MAX)
+		dc = p->min_cong_rtt - p->base_rtt;
+	if (d > 100 && d > p->base_rtt / 2) {
+		/* a spike this big is loss on a lossless transport */
+		w = w * p->base_rtt / p->min_rtt;
+		p->slow_start = 0;
+	} else if (p->slow_start) {
+		if (d > 25) {		/* the link's buffers are filling */
+			w = w * p->base_rtt / p->min_rtt;
+			p->slow_start = 0;
+		} else if (dc < 25) {	/* a full window went through */
+			w *= 2;
+		}
+	} else if (d > 50) {
+		w -= 4096;
+	} else if (dc < 5) {
+		w += 8192;
+	} else if (dc < 25) {
+		w += 4096;
+	}
+	p->cwnd = w < CWND_MIN ? CWND_MIN : w > CWND_MAX ? CWND_MAX :
+	    (uint32_t)w;
+	logx(c->srv, LOG_DEBUG, "peer=%s pacing: round trip %d/%d ms (empty "
+	    "link %d), window %u KiB%s", c->peer, p->min_rtt,
+	    p->min_cong_rtt == INT_MAX ? -1 : p->min_cong_rtt, p->base_rtt,
+	    p->cwnd / 1024, p->slow_start ? " (slow start)" : "");
+	p->samples = 0;
+	p->min_rtt = p->min_cong_rtt = INT_MAX;
+	p->t_adjust = now;
+}
+
+/* The viewer answered a fence: it must be our oldest unanswered one. */
+static void
+pace_answer(struct client *c, uint32_t flags, const uint8_t *d, size_t len,
+    long long now)
+{
+	struct pacing *p = &c->pc;
+	struct ping pg;
+	int rtt, adj;
+
+	if (p->n == 0) {
+		cl_fail(c, "ServerFence answer, but none of ours is unanswered");
+		return;
+	}
+	pg = p->ping[p->head];
+	/* the answer keeps our payload and at most our flags */
+	if (len != PING_LEN || d[0] != 'v' || d[1] != 's' ||
+	    ((uint32_t)d[2] << 24 | (uint32_t)d[3] << 16 | (uint32_t)d[4] << 8 |
+	    d[5]) != pg.seq || (flags & ~FENCE_BLOCK_BEFORE) != 0) {
+		cl_fail(c, "ServerFence answer (flags 0x%lx, %zu bytes) is not "
+		    "our oldest unanswered fence", (unsigned long)flags, len);
+		return;
+	}
+	p->head = (p->head + 1) % FENCES_MAX;
+	p->n--;
+	p->answers++;
+	p->fence_due = p->n > 0 ? p->ping[p->head].t + FENCE_WAIT_MS : 0;
+	if (c->fence_deaf) {
+		c->fence_deaf = 0;
+		pace_reset(p, now);
+		logx(c->srv, LOG_INFO, "peer=%s answers fences again: paced "
+		    "by them", c->peer);
+	}
+	p->acked = pg.pos;
+	p->t_acked = now;
+	rtt = now - pg.t > INT_MAX / 2 ? INT_MAX / 2 : (int)(now - pg.t);
+	if (rtt < 1)
+		rtt = 1;
+	if (p->base_rtt < 0 || rtt < p->base_rtt)
+		p->base_rtt = rtt;
+	if (pg.t < p->t_adjust)
+		return;		/* it measured an older window */
+	/* less the time the bytes queued beyond the window took */
+	adj = (int)((uint64_t)pg.ahead * (unsigned)p->base_rtt / p->cwnd);
+	rtt = adj < rtt ? rtt - adj : 1;
+	if (rtt < p->base_rtt)
+		rtt = p->base_rtt;
+	if (rtt < p->min_rtt)
+		p->min_rtt = rtt;
+	if (pg.congested && rtt < p->min_cong_rtt)
+		p->min_cong_rtt = rtt;
+	if (++p->samples >= 3)	/* fewer are noise */
+		pace_adjust(c, now);
+}
+
+/* The oldest ping had FENCE_WAIT_MS: unanswered although delivered, the
+ * viewer does not answer fences. */
+static void
+pace_overdue(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	const struct ping *pg = &p->ping[p->head];
+	int q;
+
+	p->fence_due = 0;
+	if (p->n == 0 || c->fence_deaf)
+		return;
+	if (now - pg->t < FENCE_WAIT_MS) {
+		p->fence_due = pg->t + FENCE_WAIT_MS;
+		return;
+	}
+	q = sock_queued(c);
+	if (c->wrote < pg->pos || (q > 0 && c->wrote - (uint64_t)q < pg->pos)) {
+		p->fence_due = now + FENCE_WAIT_MS / 5;	/* a slow link */
+		return;
+	}
+	c->fence_deaf = 1;
+	logx(c->srv, LOG_NOTICE, "peer=%s left %d fences unanswered for %lld "
+	    "ms: paced by its output queue from now on", c->peer, p->n,
+	    now - pg->t);
+}
+
+/* The first time a viewer lists Fence, and ContinuousUpdates with it:
+ * rfbproto's answers, a ServerFence and an EndOfContinuousUpdates. */
+static void
+cu_announce(struct client *c)
+{
+	long long now = mono_ms();
+
+	if (c->enc_fence && !c->fence_told) {
+		c->fence_told = 1;
+		pace_reset(&c->pc, now);
+		c->pc.acked = stream_pos(c);
+		c->pc.t_acked = now;
+		c->pc.sockq = -1;
+		pace_ping(c, now);	/* the round trip of the empty link */
+	}
+	if (c->enc_cu && c->fence_told && !c->cu_told) {
+		c->cu_told = 1;
+		wr_u8(c, SMSG_END_CU);
+	}
+}
+
+/* A paced viewer's session in one line. */
+static void
+pace_log(const struct client *c)
+{
+	const struct pacing *p = &c->pc;
+
+	if (c->fence_told)
+		logx(c->srv, LOG_INFO, "paced peer=%s updates=%lu fences=%lu "
+		    "answered=%lu window=%u rtt=%d%s", c->peer, p->updates,
+		    p->pings, p->answers, p->cwnd, p->base_rtt,
+		    c->fence_deaf ? " deaf" : "");
+}
+
+/*
+ * May c get an update now?  Sets c->pace_at: 0 if so, else when to look
+ * again, LLONG_MAX when only an event can tell (a request, an answer,
+ * the socket taking the queue).
+ */
+static int
+cl_paced(struct client *c, long long now)
+{
+	struct pacing *p = &c->pc;
+	uint64_t in;
+	long long wait;
+
+	c->pace_at = LLONG_MAX;
+	if (!c->cu_on) {
+		if (c->want_update && buf_used(&c->out) < OUT_LOW)
+			c->pace_at = 0;
+		return c->pace_at == 0;
+	}
+	if (buf_used(&c->out) > 0)
+		cl_flush(c);
+	if (c->fence_deaf) {
+		if (buf_used(&c->out) >= OUT_LOW)
+			return 0;
+	} else if (buf_used(&c->out) > 0 || c->tls_wpending) {
+		return 0;	/* the last update is not out yet */
+	}
+	if (now < c->next_frame) {
+		c->pace_at = c->next_frame;
+		return 0;
+	}
+	if (c->fence_deaf) {
+		c->pace_at = 0;
+		return 1;
+	}
+	p->sockq = sock_queued(c);
+	pace_note(c, now);
+	in = stream_pos(c) - pace_acked(c, now);
+	if (in < p->cwnd) {
+		c->pace_at = 0;
+		return 1;
+	}
+	if (p->base_rtt > 0) {	/* when the window should have drained */
+		wait = (long long)((in - p->cwnd) * (unsigned)p->base_rtt /
+		    p->cwnd) + 2;
+		c->pace_at = now + (wait > 1000 ? 1000 : wait);
+	}
+	return 0;
+}
+
+/*
+ * cl_update() for a ContinuousUpdates viewer: tiles outside its area
+ * (and outside a non-incremental request) are held back and stay dirty;
+ * the update goes between two pings.
+ */
+static int
+cu_hold(struct client *c)
+{
+	struct server *s = c->srv;
+	size_t n = (size_t)c->dtw * c->dth, i;
+	struct rect a = c->cu_area, q = c->req_area;
+	int tx, ty, x0, y0, x1, y1;
+
+	if (c->dirty == NULL || n == 0)
+		return 0;
+	if (!rect_clip(&a.x, &a.y, &a.w, &a.h, s->frame.width,
+	    s->frame.height))
+		a.w = a.h = 0;
+	if (!c->want_update || !rect_clip(&q.x, &q.y, &q.w, &q.h,
+	    s->frame.width, s->frame.height))
+		q.w = q.h = 0;
+	if (a.x == 0 && a.y == 0 && a.w == s->frame.width &&
+	    a.h == s->frame.height)
+		return 0;	/* all of it: nothing to hold */
+	if (s->cu_hold_n < n) {
+		uint8_t *h = realloc(s->cu_hold, n);
+
+		if (h == NULL)
+			return 0;	/* then it gets more than it asked */
+		s->cu_hold = h;
+		s->cu_hold_n = n;
+	}
+	for (ty = 0, i = 0; ty < c->dth; ty++)
+		for (tx = 0; tx < c->dtw; tx++, i++) {
+			x0 = tx * TILE;
+			y0 = ty * TILE;
+			x1 = x0 + TILE;
+			y1 = y0 + TILE;
+			s->cu_hold[i] = 0;
+			if ((a.w > 0 && x0 < a.x + a.w && a.x < x1 &&
+			    y0 < a.y + a.h && a.y < y1) || (q.w > 0 &&
+			    x0 < q.x + q.w && q.x < x1 && y0 < q.y + q.h &&
+			    q.y < y1))
+				continue;
+			s->cu_hold[i] = c->dirty[i];
+			c->dirty[i] = 0;
+		}
+	return 1;
+}
+
+static void
+cu_update(struct client *c, long long now)
+{
+	struct server *s = c->srv;
+	int held = cu_hold(c), pinged;
+	uint64_t mark;
+	size_t i;
+
+	pinged = pace_ping(c, now);	/* measures the link, window open */
+	mark = stream_pos(c);
+	cl_update(c);
+	if (held && c->dirty != NULL)
+		for (i = 0; i < (size_t)c->dtw * c->dth; i++)
+			c->dirty[i] |= s->cu_hold[i];
+	if (c->dead)
+		return;
+	if (stream_pos(c) == mark) {	/* no news */
+		if (pinged)
+			pace_unping(c);
+		return;
+	}
+	pace_ping(c, now);	/* answered once the viewer has it all */
+	c->next_frame = now + 1000 / s->fps;
+	c->pc.updates++;
 }
 
 /* ---------------------------------------------------------------------
@@ -4830,6 +5362,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
 	c->enc_qemu_key = c->enc_ext_clip = 0;
+	c->enc_fence = c->enc_cu = 0;
 	c->zasked = 0;
 	for (i = 0; i < n; i++) {
 		int32_t e = (int32_t)rd_u32(r);
@@ -4850,6 +5383,10 @@ msg_set_encodings(struct client *c, struct rd *r)
 			c->enc_qemu_key = 1;
 		else if (e == ENC_EXT_CLIPBOARD)
 			c->enc_ext_clip = 1;
+		else if (e == ENC_FENCE)
+			c->enc_fence = 1;
+		else if (e == ENC_CONT_UPDATES)
+			c->enc_cu = 1;
 	}
 	c->enc = chosen < 0 ? 0 : chosen;
 	logx(c->srv, LOG_DEBUG, "peer=%s encoding %s level %d", c->peer,
@@ -4863,6 +5400,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 		c->size_reason = 0;
 		c->size_status = 0;
 	}
+	cu_announce(c);
 	ext_announce(c);
 }
 
@@ -4882,9 +5420,112 @@ msg_update_request(struct client *c, struct rd *r)
 		w = s->frame.width - x;
 	if (h > s->frame.height - y)
 		h = s->frame.height - y;
+	if (c->cu_on && incremental)
+		return;		/* rfbproto: ignored while we pace it */
 	if (!incremental)
 		dirty_mark(c, x, y, w, h);
+	if (c->cu_on) {		/* sent with the area, even outside it */
+		struct rect *q = &c->req_area;
+
+		if (c->want_update && q->w > 0 && q->h > 0) {
+			int x1 = q->x + q->w > x + w ? q->x + q->w : x + w;
+			int y1 = q->y + q->h > y + h ? q->y + q->h : y + h;
+
+			x = q->x < x ? q->x : x;
+			y = q->y < y ? q->y : y;
+			w = x1 - x;
+			h = y1 - y;
+		}
+		q->x = x;
+		q->y = y;
+		q->w = w;
+		q->h = h;
+	}
 	c->want_update = 1;
+}
+
+/* EnableContinuousUpdates (rfbproto 7.5.9): only after we offered them */
+static void
+msg_enable_cu(struct client *c, struct rd *r)
+{
+	int enable = rd_u8(r);
+	struct rect a;
+
+	a.x = rd_u16(r);
+	a.y = rd_u16(r);
+	a.w = rd_u16(r);
+	a.h = rd_u16(r);
+	if (r->err)
+		return;
+	if (!c->cu_told) {
+		cl_fail(c, "EnableContinuousUpdates, but we did not offer them "
+		    "(its SetEncodings lacked ContinuousUpdates or Fence)");
+		return;
+	}
+	if (!enable) {
+		if (c->cu_on)
+			logx(c->srv, LOG_INFO, "peer=%s continuous updates off",
+			    c->peer);
+		c->cu_on = 0;
+		wr_u8(c, SMSG_END_CU);	/* at once, even if they were off */
+		return;
+	}
+	if (!c->cu_on || memcmp(&a, &c->cu_area, sizeof a) != 0)
+		logx(c->srv, LOG_INFO, "peer=%s continuous updates on in "
+		    "%dx%d+%d+%d", c->peer, a.w, a.h, a.x, a.y);
+	c->cu_area = a;		/* clipped to the screen when used */
+	if (!c->cu_on)
+		c->want_update = 0;	/* pending requests: the area now */
+	c->cu_on = 1;
+}
+
+static size_t
+len_fence(struct client *c, struct rd *r)
+{
+	unsigned n;
+
+	rd_bytes(r, 7);		/* padding, flags */
+	n = rd_u8(r);
+	if (n > FENCE_DATA_MAX) {
+		cl_fail(c, "ClientFence with a %u-byte payload (limit %d)", n,
+		    FENCE_DATA_MAX);
+		return 0;
+	}
+	return n;
+}
+
+/*
+ * ClientFence (rfbproto 7.5.10).  Messages are handled in order, each
+ * taking effect before the next is read and before any update is made,
+ * so BlockBefore and BlockAfter hold when we answer at once.  SyncNext:
+ * the answer follows the next message (h_message).  An answer to one of
+ * our fences goes to the pacing.
+ */
+static void
+msg_fence(struct client *c, struct rd *r)
+{
+	uint32_t flags;
+	const uint8_t *data;
+	size_t len;
+
+	rd_bytes(r, 3);
+	flags = rd_u32(r);
+	len = rd_u8(r);
+	if ((data = rd_bytes(r, len)) == NULL)
+		return;
+	if (!(flags & FENCE_REQUEST)) {
+		pace_answer(c, flags, data, len, mono_ms());
+		return;
+	}
+	/* rfbproto: Request cleared, and every flag we do not know */
+	if (flags & FENCE_SYNC_NEXT) {
+		c->sync.flags = flags & FENCE_KNOWN;
+		c->sync.len = (uint8_t)len;
+		memcpy(c->sync.data, data, len);
+		c->sync_wait = 1;
+		return;
+	}
+	wr_fence(c, flags & FENCE_KNOWN, data, len);
 }
 
 /*
@@ -5490,6 +6131,9 @@ static const struct msgtype msgtab[256] = {
 	[MSG_KEY] = { "KeyEvent", 8, NULL, msg_key },
 	[MSG_POINTER] = { "PointerEvent", 6, NULL, msg_pointer },
 	[MSG_CUT_TEXT] = { "ClientCutText", 8, len_cut_text, msg_cut_text },
+	[MSG_ENABLE_CU] = { "EnableContinuousUpdates", 10, NULL,
+	    msg_enable_cu },
+	[MSG_FENCE] = { "ClientFence", 9, len_fence, msg_fence },
 	[MSG_SET_DESKTOP_SIZE] = { "SetDesktopSize", 8, len_set_desktop_size,
 	    msg_set_desktop_size },
 	[MSG_QEMU] = { "QEMU", 2, len_qemu, msg_qemu },
@@ -5501,7 +6145,9 @@ h_message(struct client *c, uint8_t *p, size_t n)
 	struct rd r = rd_of(p, n);
 	unsigned type = rd_u8(&r);
 	const struct msgtype *m = &msgtab[type];
+	struct fence held;
 	size_t len;
+	int sync;
 
 	if (m->name == NULL) {
 		cl_fail(c, "unknown client message type %u", type);
@@ -5524,9 +6170,15 @@ h_message(struct client *c, uint8_t *p, size_t n)
 		}
 	}
 	r = rd_of(p + 1, len - 1);
+	if ((sync = c->sync_wait) != 0) {	/* SyncNext: this message */
+		held = c->sync;
+		c->sync_wait = 0;
+	}
 	m->fn(c, &r);
 	if (r.err && !c->dead)
 		cl_fail(c, "%s shorter than its fields", m->name);
+	if (sync && !c->dead)	/* ... has taken effect: the answer */
+		wr_fence(c, held.flags, held.data, held.len);
 	cl_expect(c, h_message, 1);
 	return len;
 }
@@ -5712,6 +6364,7 @@ cl_flush(struct client *c)
 		if (w < 0)
 			return;
 		c->out.off += (size_t)w;
+		c->wrote += (size_t)w;
 		c->last_out = mono_ms();
 	}
 	if (buf_used(&c->out) == 0 && !ws_due(c)) {
@@ -5735,6 +6388,7 @@ cl_free(struct client *c)
 
 	logx(s, LOG_AUTH | LOG_INFO, "close peer=%s user=%s secs=%.1f reason=%s",
 	    c->peer, safe(c->user, u, sizeof u), secs, c->why);
+	pace_log(c);
 	/* only a viewer that pressed something may release (a watcher
 	 * leaving must not let go of another viewer's keys) */
 	if (c->state == ST_NORMAL && c->sent_input)
@@ -6933,6 +7587,8 @@ enum due {
 	DUE_HANDSHAKE,		/* -o handshake: too slow to log in */
 	DUE_STALL,		/* -D: queued output not read */
 	DUE_GATE,		/* a held login may go on */
+	DUE_PACE,		/* a paced viewer may get an update */
+	DUE_FENCE,		/* our oldest fence is overdue */
 };
 
 static long long
@@ -6954,6 +7610,14 @@ cl_due(const struct server *s, const struct client *c, enum due *what)
 	if (c->gate_until && c->gate_until < t) {
 		t = c->gate_until;
 		*what = DUE_GATE;
+	}
+	if (c->pace_at && c->pace_at < t) {
+		t = c->pace_at;
+		*what = DUE_PACE;
+	}
+	if (c->pc.fence_due && c->pc.fence_due < t) {
+		t = c->pc.fence_due;
+		*what = DUE_FENCE;
 	}
 	return t;
 }
@@ -6981,6 +7645,12 @@ check_deadlines(struct server *s, long long now)
 			case DUE_GATE:
 				cl_resume(c);
 				break;
+			case DUE_PACE:	/* send_updates() looks again */
+				c->pace_at = 0;
+				break;
+			case DUE_FENCE:
+				pace_overdue(c, now);
+				break;
 			case DUE_NONE:
 				return;		/* LLONG_MAX: cannot be */
 			}
@@ -7001,7 +7671,7 @@ srv_due(const struct server *s)
 		if ((d = cl_due(s, c, &what)) < t)
 			t = d;
 		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
-		    s->grab_due < t)
+		    (!c->cu_on || c->pace_at == 0) && s->grab_due < t)
 			t = s->grab_due;
 	}
 	return t;
@@ -7024,7 +7694,7 @@ send_updates(struct server *s, long long now)
 	int waiting = 0;
 
 	for (c = s->clients; c != NULL; c = c->next)
-		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW)
+		if (cl_waiting(c) && cl_paced(c, now))
 			waiting = 1;
 	if (!waiting)
 		return;
@@ -7036,8 +7706,11 @@ send_updates(struct server *s, long long now)
 		s->grab_due = ms < 0 ? LLONG_MAX : now + ms;
 	}
 	for (c = s->clients; c != NULL; c = c->next)
-		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW) {
-			cl_update(c);
+		if (cl_waiting(c) && c->pace_at == 0) {
+			if (c->cu_on)
+				cu_update(c, now);
+			else
+				cl_update(c);
 			cl_flush(c);
 		}
 }
@@ -7224,6 +7897,8 @@ serve(struct server *s)
 		if (got_hup) {
 			got_hup = 0;
 			reload(s);
+			reap(s);	/* those it closed go now, not at the
+					   next wake-up (poll may wait forever) */
 		}
 		n = poll_set(s, pfd);
 		if (poll(pfd, (nfds_t)n, poll_timeout(s, mono_ms())) < 0) {
@@ -8023,6 +8698,8 @@ static const struct limit_opt {
 	{ "hash-rate", offsetof(struct server, hash_rate), 0, 1 << 30,
 	    "PBKDF2 iterations a second for unauthenticated peers' passwords, "
 	    "0 for no bound" },
+	{ "fps", offsetof(struct server, fps), 1, FPS_MAX,
+	    "most updates a second to a ContinuousUpdates viewer" },
 };
 #define NLIMIT_OPTS (int)nitems(limit_opts)
 
@@ -8196,7 +8873,8 @@ usage(FILE *f)
 "            preauth-per-addr (%d), handshake (seconds, %d), fail-delay\n"
 "            (most seconds an address waits after failed logins, %d),\n"
 "            hash-rate (PBKDF2 iterations/s for not yet logged-in\n"
-"            peers' passwords, %d; 0: no bound)\n"
+"            peers' passwords, %d; 0: no bound), fps (most updates\n"
+"            a second to a ContinuousUpdates viewer, %d)\n"
 "  -u USER   drop privileges to USER once everything is open\n"
 "  -i        inetd mode: serve the connection on stdin/stdout\n"
 "  -c H[:P]  reverse connection to a listening viewer (port 5500)\n"
@@ -8209,7 +8887,8 @@ usage(FILE *f)
 "  -V        print version and build options\n",
 	    sectype_names(names, sizeof names, ",", 0),
 	    fb_source.arg_help, MAX_CLIENTS, PREAUTH_MAX, PREAUTH_PER_ADDR,
-	    HANDSHAKE_S, FAIL_DELAY_CAP, HASH_RATE, ZLEVEL_DEFAULT, STALL_SECS);
+	    HANDSHAKE_S, FAIL_DELAY_CAP, HASH_RATE, FPS_DEFAULT, ZLEVEL_DEFAULT,
+	    STALL_SECS);
 }
 
 static void
@@ -8239,8 +8918,9 @@ version(void)
 	    0));
 	printf("encodings: raw hextile zrle (zlib %s, -Z level, default %d); "
 	    "pseudo: DesktopSize ExtendedDesktopSize Cursor CompressLevel "
-	    "ExtendedClipboard%s\n", zlibVersion(), ZLEVEL_DEFAULT,
-	    fb_source.keycode != NULL ? " QEMUExtendedKeyEvent" : "");
+	    "Fence ContinuousUpdates ExtendedClipboard%s\n", zlibVersion(),
+	    ZLEVEL_DEFAULT, fb_source.keycode != NULL ?
+	    " QEMUExtendedKeyEvent" : "");
 	printf("wss: -W (RFC 6455 over TLS), -F pages, -O origins\n");
 }
 
@@ -8315,6 +8995,7 @@ server_defaults(struct server *s)
 	s->fail_delay_cap = FAIL_DELAY_CAP;
 	s->hash_rate = HASH_RATE;
 	s->zlevel = ZLEVEL_DEFAULT;
+	s->fps = FPS_DEFAULT;
 	s->stall_ms = STALL_SECS * 1000;
 }
 
@@ -8725,6 +9406,7 @@ cleanup(struct server *s)
 	fb_source.close(s->fb);
 	free(s->clip);
 	free(s->clip_z);
+	free(s->cu_hold);
 #ifdef HAVE_PAM
 	if (s->pam_fd >= 0) {	/* the broker ends when its socket does */
 		close(s->pam_fd);

@@ -1,9 +1,10 @@
 #!/bin/bash
-# The protocol and real-viewer tests once more, against the server built
-# with AddressSanitizer + UndefinedBehaviorSanitizer (make asan); then one
-# whole session (SCRAM over TLS, frames, input, close) under valgrind.
-# ports: 25 (valgrind's, then t-proto's, t-viewers' and t-hostile's, as many
-# as each script's own "# ports:" line says, 20 without one)
+# The protocol, real-viewer, hostile, audit and ContinuousUpdates tests once
+# more, against the server built with AddressSanitizer +
+# UndefinedBehaviorSanitizer (make asan); then one whole session (SCRAM over
+# TLS, frames, input, close) under valgrind.
+# ports: 28 (valgrind's, then t-proto's, t-viewers', t-hostile's, t-audit's
+# and t-cu's, as many as each script's own "# ports:" line says, 20 without one)
 . "$(dirname "$0")/lib.sh"
 set -u
 if ! make -s -C "$TOP" WERROR=1 asan >"$T/build.log" 2>&1; then
@@ -12,10 +13,10 @@ if ! make -s -C "$TOP" WERROR=1 asan >"$T/build.log" 2>&1; then
 fi
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 p=$((PORT + 1))
-for t in proto viewers hostile; do
+for t in proto viewers hostile audit cu; do
 	n=$(sed -n '1,20s/^# ports: *\([0-9][0-9]*\).*/\1/p' "$TOP/tests/t-$t.sh" | head -n 1)
-	if [ $((p + ${n:-20})) -gt $((PORT + 25)) ]; then
-		fail "asan-$t" "t-$t.sh wants more ports than the 25 t-asan.sh says it uses"
+	if [ $((p + ${n:-20})) -gt $((PORT + 28)) ]; then
+		fail "asan-$t" "t-$t.sh wants more ports than the 28 t-asan.sh says it uses"
 		break
 	fi
 	mkdir -p "$T/$t"
