@@ -61,13 +61,17 @@ tests/x11-%: tests/x11-%.c
 
 # libFuzzer targets: the client state machine fed through a socketpair.
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-fuzz: tests/fuzz-preauth tests/fuzz-postauth
+fuzz: tests/fuzz-preauth tests/fuzz-postauth tests/fuzz-multi
 
 tests/fuzz-preauth: tests/fuzz.c vncsasl.c vncsasl.h fb-dummy.c
 	clang $(FUZZ_FLAGS) $(CORE_CFLAGS) -I. -o $@ tests/fuzz.c fb-dummy.c $(CORE_LIBS)
 
 tests/fuzz-postauth: tests/fuzz.c vncsasl.c vncsasl.h fb-dummy.c
 	clang $(FUZZ_FLAGS) -DFUZZ_POSTAUTH $(CORE_CFLAGS) -I. -o $@ tests/fuzz.c fb-dummy.c $(CORE_LIBS)
+
+# Several viewers on one server, resizes and hang-ups between them.
+tests/fuzz-multi: tests/fuzz.c vncsasl.c vncsasl.h fb-dummy.c
+	clang $(FUZZ_FLAGS) -DFUZZ_MULTI $(CORE_CFLAGS) -I. -o $@ tests/fuzz.c fb-dummy.c $(CORE_LIBS)
 
 # The server with AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: vncsasl-asan
@@ -132,6 +136,6 @@ vncsasl-static: vncsasl.c vncsasl.h fb-dummy.c contrib/p11-kit-stub.c
 .PHONY: static
 
 clean:
-	rm -f vncsasl vncsasl-x11 vncsasl-asan vncsasl-static *.o .fbstamp-* $(TESTS) tests/fuzz-preauth tests/fuzz-postauth
+	rm -f vncsasl vncsasl-x11 vncsasl-asan vncsasl-static *.o .fbstamp-* $(TESTS) tests/fuzz-preauth tests/fuzz-postauth tests/fuzz-multi
 
 .PHONY: all tests deps run check test install uninstall clean fuzz asan
