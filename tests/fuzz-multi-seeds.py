@@ -21,6 +21,7 @@ S128x96, S1024x768, S1024x1024, S640x480, S129x97 = 0, 1, 2, 3, 4
 S200x500, S500x200, S320x240, S127x95, S2048x2048 = 5, 6, 7, 8, 9
 S256x192, S1024x96, S128x1024, S65x65, S0x0, S192x160 = range(10, 16)
 ONE_SCREEN = 1 << 4
+WITH_FRAME = 1 << 4     # RESIZE: and report a new frame in the same call
 
 
 def op(code, k=0, *args):
@@ -63,6 +64,12 @@ SEEDS = {
         op(RESIZE, 0, S1024x768) +
         op(GRAB) +
         turn(2),
+    # ... all in one source call, as fb-x11's grab() finds a RandR change
+    # and reports the new frame.
+    "source-grow-one-call":
+        op(OPEN, 2, READY | EXTDS | REQ, 1) +
+        op(OPEN, 3, READY, 4) +
+        op(RESIZE, 0, WITH_FRAME | S640x480),
     # ... and with viewers that follow, one that cannot, turns between.
     "source-resizes-followers":
         op(OPEN, 0, READY | DS | REQ, 3 | ZRLE) +

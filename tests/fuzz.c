@@ -215,8 +215,10 @@ fz_one(const char *seclist, int unix_peer, const uint8_t *prefix,
  *   CLOSE k h     viewer k hangs up (h & 1: half-close, shutdown SHUT_WR)
  *   KILL k        the server fails client k (cl_fail) and reaps it at the
  *                 end of the next turn: dead but listed until then
- *   RESIZE s      the source changes size (fb_source.resize, as a RandR
- *                 grow: host->resized at once, whoever waits)
+ *   RESIZE s      the source changes to size class s & 15 (fb_source.resize:
+ *                 host->resized at once, whoever waits); s & 16: and
+ *                 reports a new frame's damage in the same call, as
+ *                 fb-x11's grab() does when it finds a RandR change
  *   SOURCE a b c  the source's picture (pointer, key), cursor shape or
  *                 clipboard changes
  *   GRAB          the source has a new frame and reports its damage now
@@ -227,10 +229,12 @@ fz_one(const char *seclist, int unix_peer, const uint8_t *prefix,
  *   TIME t        t & 3: 1 s, 3 s (linger), 31 s (handshake), 61 s (-D
  *                 stall) pass: every deadline the server keeps moves back
  *
+ * After the program, FZ_END_TURNS animated turns run what is queued.
+ *
  * The source is fb-dummy, 128x96 at the start of every input, at most
- * FZ_MAX_WH on a side, still (0 frames per second) but for ANIM and GRAB:
- * then a frame is a key press and a pointer move in the dummy (strip and
- * crosshair redrawn), so runs are deterministic.  Every input starts
+ * FZ_MAX_WH on a side, still (0 frames per second) but in ANIM turns and
+ * for GRAB: then a frame is a key press and a pointer move in the dummy
+ * (strip and crosshair redrawn), so runs are deterministic.  Every input starts
  * from the same server state, so a crash reproduces from its file alone.
  * The seeds (tests/fuzz-corpus/multi) are written by
  * tests/fuzz-multi-seeds.py.
@@ -251,7 +255,7 @@ fz_one(const char *seclist, int unix_peer, const uint8_t *prefix,
 #define FZ_BUDGET	(24L << 20) /* pixels drawn or encoded per input, at
 				   most: Hextile, the slowest, takes ~4 s
 				   for that under ASan; -timeout=10 */
-#define FZ_END_TURNS	2	/* turns after the program: what is queued runs */
+#define FZ_END_TURNS	2	/* turns after the program: time passes */
 #define FZ_CLIENTS	8	/* listed at once: hung-up slots are reused
 				   before the server notices */
 
@@ -890,10 +894,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				cl_fail(c, "fuzz: failed by the server");
 			break;
 		case OP_RESIZE:
-			a1 = fz_u8(&in) & 15;
-			if (!fz_nosource)
-				fz_source.resize(fz.fb, fz_sizes[a1].w,
-				    fz_sizes[a1].h);
+			a1 = fz_u8(&in);
+			if (fz_nosource)
+				break;
+			fz_source.resize(fz.fb, fz_sizes[a1 & 15].w,
+			    fz_sizes[a1 & 15].h);
+			if (a1 & 16) {
+				fz_animate();
+				fz_source.grab(fz.fb);
+			}
 			break;
 		case OP_SOURCE:
 			a1 = fz_u8(&in);
@@ -916,8 +925,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
+	fz_animating = 1;
 	for (turns = 0; turns < FZ_END_TURNS && fz_turn() == 0; turns++)
 		;
+	fz_animating = 0;
 	fz_multi_end();
 	return 0;
 }
