@@ -258,6 +258,7 @@ fz_one(const char *seclist, int unix_peer, const uint8_t *prefix,
 #define FZ_END_TURNS	2	/* turns after the program: time passes */
 #define FZ_CLIENTS	8	/* listed at once: hung-up slots are reused
 				   before the server notices */
+#define FZ_PREAUTH_MAX	3	/* so that handshakes evict each other */
 
 enum {
 	OP_OPEN, OP_WRITE, OP_DSIZE, OP_UPDATE, OP_ENCS, OP_PIXFMT, OP_INPUT,
@@ -767,27 +768,28 @@ fz_source_change(unsigned a, unsigned b, unsigned c)
 static void
 fz_multi_begin(void)
 {
+	static int ready;
 	const char *e;
 	char err[256];
 	int k;
 
-	if (fz.fb == NULL) {
+	if (!ready) {
+		ready = 1;
 		fz_source = fb_source;
 		fz_source.resize = fz_resize;
 		fz_source.next_ms = fz_next_ms;
 		fz_source.grab = fz_grab;
 		fz_setup();
+		fz_source.close(fz.fb);
 		fz_sectypes("none,vnc");
 		fz.stall_ms = STALL_SECS * 1000;
 		fz.zlevel = ZLEVEL_DEFAULT;
+		fz.preauth_max = FZ_PREAUTH_MAX;
 		if ((e = getenv("FUZZ_MULTI_VIEWCHECK")) != NULL)
 			fz_viewcheck = atoi(e) != 0;
 		if ((e = getenv("FUZZ_MULTI_NOSOURCE")) != NULL)
 			fz_nosource = atoi(e) != 0;
 	}
-	fz_source.close(fz.fb);
-	free(fz.cursor);
-	fz.cursor = NULL;
 	fz.cursor_w = fz.cursor_h = fz.cursor_x = fz.cursor_y = 0;
 	fz.cursor_serial = 0;
 	fz.cursor_drawn = 0;
@@ -796,6 +798,7 @@ fz_multi_begin(void)
 	fz.enc.gen = 0;
 	fz_frame = 0;
 	fz_animating = 0;
+	fz_budget = FZ_BUDGET;
 	if ((fz.fb = fz_source.open("128x96@0", &fz.host, err,
 	    sizeof err)) == NULL || grid_setup(&fz) < 0)
 		abort();
@@ -805,6 +808,9 @@ fz_multi_begin(void)
 	}
 }
 
+/* Close every viewer, then free what the input made (source, tile grid,
+ * encoder caches, cursor): an input frees all it allocates, so libFuzzer
+ * runs LeakSanitizer only when something did leak. */
 static void
 fz_multi_end(void)
 {
@@ -819,112 +825,133 @@ fz_multi_end(void)
 		fz.clients->dead = 1;
 		reap(&fz);
 	}
+	fz_source.close(fz.fb);
+	fz.fb = NULL;
+	free(fz.rects);
+	free(fz.open_a);
+	free(fz.open_b);
+	free(fz.enc.tgen);
+	free(fz.enc.zt);
+	free(fz.enc.zbytes);
+	free(fz.cursor);
+	fz.rects = NULL;
+	fz.open_a = fz.open_b = NULL;
+	fz.enc.tgen = NULL;
+	fz.enc.zt = NULL;
+	fz.enc.zbytes = NULL;
+	fz.cursor = NULL;
+}
+
+/* Run the program's next operation; 1 if it was a turn. */
+static int
+fz_step(struct fz_in *in)
+{
+	static uint8_t m[16 + 70000];
+	unsigned b = fz_u8(in), a1, a2, a3;
+	int k = (int)(b >> 4) % FZ_SLOTS;
+	struct client *c;
+	size_t n;
+
+	switch (b & 15) {
+	case OP_OPEN:
+		a1 = fz_u8(in);
+		a2 = fz_u8(in);
+		fz_open(k, a1, a2);
+		break;
+	case OP_WRITE:
+		n = fz_u8(in);
+		if (n > in->n)
+			n = in->n;
+		fz_send(k, in->p, n);
+		in->p += n;
+		in->n -= n;
+		break;
+	case OP_DSIZE:
+		fz_send(k, m, msg_dsize(m, fz_u8(in)));
+		break;
+	case OP_UPDATE:
+		fz_send(k, m, msg_update(m, fz_u8(in)));
+		break;
+	case OP_ENCS:
+		a1 = fz_u8(in);
+		fz_send(k, m, msg_encodings(m, a1 & 31,
+		    (a1 & 32) ? (int)(a1 >> 6) * 3 + 1 : 0));
+		break;
+	case OP_PIXFMT:
+		fz_send(k, m, msg_pixfmt(m, fz_u8(in)));
+		break;
+	case OP_INPUT:
+		a1 = fz_u8(in);
+		a2 = fz_u8(in);
+		a3 = fz_u8(in);
+		fz_send(k, m, msg_input(m, a1, a2, a3));
+		break;
+	case OP_TURN:
+	case OP_ANIM:
+		fz_animating = (b & 15) == OP_ANIM;
+		if (fz_turn() < 0)
+			fz_budget = 0;
+		fz_animating = 0;
+		return 1;
+	case OP_CLOSE:
+		a1 = fz_u8(in);
+		if (slot[k].peer < 0)
+			break;
+		if (a1 & 1) {
+			shutdown(slot[k].peer, SHUT_WR);
+		} else {
+			close(slot[k].peer);
+			slot[k].peer = -1;
+		}
+		break;
+	case OP_KILL:
+		if ((c = fz_client(k)) != NULL)
+			cl_fail(c, "fuzz: failed by the server");
+		break;
+	case OP_RESIZE:
+		a1 = fz_u8(in);
+		if (fz_nosource)
+			break;
+		fz_source.resize(fz.fb, fz_sizes[a1 & 15].w,
+		    fz_sizes[a1 & 15].h);
+		if (a1 & 16) {
+			fz_animate();
+			fz_source.grab(fz.fb);
+		}
+		break;
+	case OP_SOURCE:
+		a1 = fz_u8(in);
+		a2 = fz_u8(in);
+		a3 = fz_u8(in);
+		if (!fz_nosource)
+			fz_source_change(a1, a2, a3);
+		break;
+	case OP_GRAB:
+		if (fz_nosource)
+			break;
+		fz_animate();
+		fz_source.grab(fz.fb);
+		break;
+	case OP_DRAIN:
+		slot[k].drain = fz_u8(in) & 1;
+		break;
+	case OP_TIME:
+		fz_time(fz_u8(in));
+		break;
+	}
+	return 0;
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_in in = { data, size };
-	static uint8_t m[16 + 70000];
-	struct client *c;
 	int ops, turns = 0;
 
 	fz_multi_begin();
-	fz_budget = FZ_BUDGET;
 	for (ops = 0; ops < FZ_OPS && in.n > 0 && turns < FZ_TURNS &&
-	    fz_budget > 0; ops++) {
-		unsigned b = fz_u8(&in), a1, a2, a3;
-		int k = (int)(b >> 4) % FZ_SLOTS;
-		size_t n;
-
-		switch (b & 15) {
-		case OP_OPEN:
-			a1 = fz_u8(&in);
-			a2 = fz_u8(&in);
-			fz_open(k, a1, a2);
-			break;
-		case OP_WRITE:
-			n = fz_u8(&in);
-			if (n > in.n)
-				n = in.n;
-			fz_send(k, in.p, n);
-			in.p += n;
-			in.n -= n;
-			break;
-		case OP_DSIZE:
-			fz_send(k, m, msg_dsize(m, fz_u8(&in)));
-			break;
-		case OP_UPDATE:
-			fz_send(k, m, msg_update(m, fz_u8(&in)));
-			break;
-		case OP_ENCS:
-			a1 = fz_u8(&in);
-			fz_send(k, m, msg_encodings(m, a1 & 31,
-			    (a1 & 32) ? (int)(a1 >> 6) * 3 + 1 : 0));
-			break;
-		case OP_PIXFMT:
-			fz_send(k, m, msg_pixfmt(m, fz_u8(&in)));
-			break;
-		case OP_INPUT:
-			a1 = fz_u8(&in);
-			a2 = fz_u8(&in);
-			a3 = fz_u8(&in);
-			fz_send(k, m, msg_input(m, a1, a2, a3));
-			break;
-		case OP_TURN:
-		case OP_ANIM:
-			fz_animating = (b & 15) == OP_ANIM;
-			if (fz_turn() < 0)
-				fz_budget = 0;
-			fz_animating = 0;
-			turns++;
-			break;
-		case OP_CLOSE:
-			if (slot[k].peer < 0)
-				break;
-			if (fz_u8(&in) & 1) {
-				shutdown(slot[k].peer, SHUT_WR);
-			} else {
-				close(slot[k].peer);
-				slot[k].peer = -1;
-			}
-			break;
-		case OP_KILL:
-			if ((c = fz_client(k)) != NULL)
-				cl_fail(c, "fuzz: failed by the server");
-			break;
-		case OP_RESIZE:
-			a1 = fz_u8(&in);
-			if (fz_nosource)
-				break;
-			fz_source.resize(fz.fb, fz_sizes[a1 & 15].w,
-			    fz_sizes[a1 & 15].h);
-			if (a1 & 16) {
-				fz_animate();
-				fz_source.grab(fz.fb);
-			}
-			break;
-		case OP_SOURCE:
-			a1 = fz_u8(&in);
-			a2 = fz_u8(&in);
-			a3 = fz_u8(&in);
-			if (!fz_nosource)
-				fz_source_change(a1, a2, a3);
-			break;
-		case OP_GRAB:
-			if (fz_nosource)
-				break;
-			fz_animate();
-			fz_source.grab(fz.fb);
-			break;
-		case OP_DRAIN:
-			slot[k].drain = fz_u8(&in) & 1;
-			break;
-		case OP_TIME:
-			fz_time(fz_u8(&in));
-			break;
-		}
-	}
+	    fz_budget > 0; ops++)
+		turns += fz_step(&in);
 	fz_animating = 1;
 	for (turns = 0; turns < FZ_END_TURNS && fz_turn() == 0; turns++)
 		;
