@@ -13,9 +13,12 @@
  *   fuzz-postauth: a viewer already past ServerInit: the input is client
  *                  messages (SetPixelFormat, SetEncodings, updates, input,
  *                  cut text, SetDesktopSize, ...).
+ *   fuzz-multi:    several viewers on one server at once, the input a
+ *                  program of connects, messages, loop turns, hang-ups,
+ *                  source resizes and frames (see the FUZZ_MULTI section).
  *
- * make fuzz builds both (clang -fsanitize=fuzzer,address,undefined);
- * tests/fuzz-corpus/{preauth,postauth} hold seeds.
+ * make fuzz builds all three (clang -fsanitize=fuzzer,address,undefined);
+ * tests/fuzz-corpus/{preauth,postauth,multi} hold seeds.
  */
 #ifdef FUZZ_MULTI
 /* The server calls fz_source: fb-dummy's functions with resize() bounded
