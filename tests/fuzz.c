@@ -237,9 +237,10 @@ fz_one(const char *seclist, int unix_peer, const uint8_t *prefix,
  * The source is fb-dummy, 128x96 at the start of every input, at most
  * FZ_MAX_WH on a side, still (0 frames per second) but in ANIM turns and
  * for GRAB: then a frame is a key press and a pointer move in the dummy
- * (strip and crosshair redrawn), so runs are deterministic.  Every input starts
- * from the same server state, so a crash reproduces from its file alone.
- * The seeds (tests/fuzz-corpus/multi) are written by
+ * (strip and crosshair redrawn), so runs are deterministic.  Every input
+ * starts from the same server state and frees what it allocated, so a
+ * crash reproduces from its file alone and LeakSanitizer sees only real
+ * leaks.  The seeds (tests/fuzz-corpus/multi) are written by
  * tests/fuzz-multi-seeds.py.
  *
  * One property is checked besides memory safety (FUZZ_MULTI_VIEWCHECK=0
