@@ -399,11 +399,21 @@ fz_sync(void)
 			slot[k].sfd = -1;
 }
 
+/* What does not fit (the server stopped reading) or finds the server
+ * gone is dropped; an interrupted write is not (libFuzzer's SIGALRM
+ * checks for timeouts: a run must not depend on when it fires). */
 static void
 fz_send(int k, const uint8_t *p, size_t n)
 {
-	if (slot[k].peer >= 0 && n > 0 && write(slot[k].peer, p, n) < 0) {
-		/* full (the server stopped reading) or hung up: dropped */
+	ssize_t w;
+
+	while (slot[k].peer >= 0 && n > 0) {
+		if ((w = write(slot[k].peer, p, n)) < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
 	}
 }
 
@@ -412,10 +422,12 @@ static void
 fz_drain(int k)
 {
 	static uint8_t junk[65536];
+	ssize_t r;
 
 	if (slot[k].peer < 0 || !slot[k].drain)
 		return;
-	while (read(slot[k].peer, junk, sizeof junk) > 0)
+	while ((r = read(slot[k].peer, junk, sizeof junk)) > 0 ||
+	    (r < 0 && errno == EINTR))
 		;
 }
 
@@ -683,8 +695,9 @@ fz_turn(void)
 		pfd[n].revents = 0;
 		pfd[n++].events = POLLIN | (wantw ? POLLOUT : 0);
 	}
-	if (poll(pfd, (nfds_t)n, 0) < 0)
-		abort();
+	while (poll(pfd, (nfds_t)n, 0) < 0)	/* libFuzzer's SIGALRM */
+		if (errno != EINTR)
+			abort();
 	now = mono_ms();
 	for (c = fz.clients; c != NULL; c = c->next) {
 		short rev;
