@@ -57,6 +57,14 @@ SEEDS = {
         op(OPEN, 0, READY | EXTDS | VIEW | REQ, ZRLE) +
         op(DSIZE, 0, ONE_SCREEN | S1024x1024) +
         op(ANIM) + turn(2),
+    # Finding 1 as libFuzzer found it from an empty corpus through the
+    # viewers' bytes alone (FUZZ_MULTI_NOSOURCE=1, 23 s; its requester
+    # was view-only, made a full viewer here so that this is finding 1
+    # whether or not the view-only check runs): a viewer asks for
+    # exclusive access and 320x240 with two screens, a viewer without
+    # DesktopSize connects, the end's animated turn resizes and grabs.
+    "finding1-found-by-fuzzer":
+        bytes.fromhex("20df01 2267 000246 fc 6000"),
     # Finding 1 with no attacker: the source grows (an X RandR change)
     # and reports damage while a viewer without DesktopSize is listed.
     "source-grow-no-desktopsize":
