@@ -21,21 +21,30 @@
  * tests/fuzz-corpus/{preauth,postauth,multi} hold seeds.
  */
 #ifdef FUZZ_MULTI
-/* The server calls fz_source: fb-dummy's functions with resize() bounded
- * (fz_multi_begin), declared before the server's code; the feature macro
- * is the server's, which defines it again. */
+/* The server calls fz_source (fb-dummy's functions, some wrapped: see
+ * fz_multi_begin) and reads a clock the fuzzer may move forward (TIME),
+ * both declared before the server's code; the feature macro is the
+ * server's, which defines it again. */
 #if defined(__linux__) || defined(__GLIBC__)
 #define _DEFAULT_SOURCE
 #endif
 #include "../vncsasl.h"
 #undef _DEFAULT_SOURCE
 static struct fb_source fz_source;
+static long long fz_skew;	/* ms the program has let pass */
+
+static long long
+fz_mono_ms(void)
+{
+	return mono_ms() + fz_skew;
+}
 #define fb_source fz_source
+#define mono_ms fz_mono_ms
 #endif
 #define main vncsasl_main
 #include "../vncsasl.c"
 #undef main
-#undef fb_source
+#undef fb_source		/* fb-dummy's own from here: fz_source wraps it */
 
 static struct server fz;
 
@@ -230,7 +239,7 @@ fz_one(const char *seclist, int unix_peer, const uint8_t *prefix,
  *   DRAIN k d     viewer k reads what it gets (d & 1) or stops reading:
  *                 a slow viewer, backpressure, output limits
  *   TIME t        t & 3: 1 s, 3 s (linger), 31 s (handshake), 61 s (-D
- *                 stall) pass: every deadline the server keeps moves back
+ *                 stall) pass on the server's clock (mono_ms)
  *
  * After the program, FZ_END_TURNS animated turns run what is queued.
  *
@@ -722,30 +731,13 @@ fz_turn(void)
 	return 0;
 }
 
-/* Time passes: every deadline and time stamp the server keeps moves
- * back, as if the loop had slept (the source is still: no clock of its
- * own to move). */
+/* Time passes for the server (the source is still: no clock of its own). */
 static void
 fz_time(unsigned t)
 {
 	static const long long ms[4] = { 1000, 3000, 31000, 61000 };
-	long long d = ms[t & 3];
-	struct client *c;
-	int i;
 
-	for (c = fz.clients; c != NULL; c = c->next) {
-		c->t_start -= d;
-		c->last_out -= d;
-		if (c->deadline)
-			c->deadline = c->deadline - d > 0 ? c->deadline - d : 1;
-		if (c->hold_until)
-			c->hold_until = c->hold_until - d > 0 ?
-			    c->hold_until - d : 1;
-	}
-	if (fz.grab_due != LLONG_MAX)
-		fz.grab_due -= d;
-	for (i = 0; i < fz.nfails; i++)
-		fz.fails[i].last -= d;
+	fz_skew += ms[t & 3];
 }
 
 /* The source's own changes: its picture, its cursor, its clipboard. */
@@ -816,6 +808,7 @@ fz_multi_begin(void)
 	fz_frame = 0;
 	fz_animating = 0;
 	fz_budget = FZ_BUDGET;
+	fz_skew = 0;
 	if ((fz.fb = fz_source.open("128x96@0", &fz.host, err,
 	    sizeof err)) == NULL || grid_setup(&fz) < 0)
 		abort();
