@@ -48,58 +48,53 @@ fz_mono_ms(void)
 
 static struct server fz;
 
+/* A file for the server to read, as an operator would give it. */
+static const char *
+fz_file(char *path, const char *text)
+{
+	int fd;
+
+	if ((fd = mkstemp(path)) < 0 ||
+	    write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		abort();
+	close(fd);
+	return path;
+}
+
+/* The server's own set-up steps (main's), with a fuzzer's options. */
 static void
 fz_setup(void)
 {
-	static const char *pwline =
+	static char pw[] = "/tmp/vncsasl-fuzz-pw-XXXXXX";
+	static char vnc[] = "/tmp/vncsasl-fuzz-vnc-XXXXXX";
+	struct opts o;
+
+	memset(&o, 0, sizeof o);
+	server_defaults(&fz);
+	fz.fail_delay_cap = 0;		/* no waiting in a fuzzer */
+	fz.hash_rate = 0;
+	snprintf(fz.name, sizeof fz.name, "fuzz");
+	fz.sasl_host = "localhost";
+	fz.passwd_path = fz_file(pw,
 	    "alice:{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
 	    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
-	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\n";
-	char path[] = "/tmp/vncsasl-fuzz-XXXXXX", err[256];
-	uint8_t key[SHA256_DIGEST_SIZE];
-	struct cred *v;
-	size_t n;
-	int fd;
-
-	fz.max_clients = MAX_CLIENTS;
-	fz.preauth_max = PREAUTH_MAX;
-	fz.preauth_per_addr = PREAUTH_PER_ADDR;
-	fz.handshake_s = HANDSHAKE_S;
-	fz.fail_delay_cap = 0;		/* no waiting in a fuzzer */
-	snprintf(fz.name, sizeof fz.name, "fuzz");
-	signal(SIGPIPE, SIG_IGN);
-	if (gnutls_global_init() < 0 || gsasl_init(&fz.gsasl) != GSASL_OK)
-		abort();
-	tls_setup(&fz, NULL, NULL, NULL);
-	gsasl_callback_set(fz.gsasl, sasl_callback);
-	gsasl_callback_hook_set(fz.gsasl, &fz);
-	setup_mechs(&fz, "SCRAM-SHA-256,SCRAM-SHA-1,PLAIN,LOGIN", 0);
-	fz.sasl_host = "localhost";
-	if ((fd = mkstemp(path)) < 0 ||
-	    write(fd, pwline, strlen(pwline)) != (ssize_t)strlen(pwline))
-		abort();
-	close(fd);
-	if (passwd_read(path, &v, &n, key, err, sizeof err) < 0)
-		abort();
-	passwd_install(&fz, v, n, key);
-	unlink(path);
-	des_set_key(&fz.vnc_des, (const uint8_t *)"\x0e\xa6\xce\x4e\x2e\x2e\x2e\x2e");
-	fz.have_vnc_key = 1;
-	fz.host.srv = &fz;
-	fz.host.damage = srv_damage;
-	fz.host.resized = srv_resized;
-	fz.host.cut_text = srv_cut_text;
-	fz.host.cursor = srv_cursor;
-	fz.host.log = srv_log;
-	if ((fz.fb = fb_source.open("128x96@0", &fz.host, err, sizeof err)) == NULL ||
-	    grid_setup(&fz) < 0)
-		abort();
+	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\n");
+	o.vncpass = fz_file(vnc, "sekrit\n");
+	o.port = "0";
+	o.mechs = "SCRAM-SHA-256,SCRAM-SHA-1,PLAIN,LOGIN";
+	o.seclist = "none";		/* fz_sectypes() picks per input */
+	setup_signals();
+	setup_auth(&fz, &o);
+	setup_source(&fz, "128x96@0");
+	unlink(pw);
+	unlink(vnc);
+	fz.passwd_path = NULL;		/* nothing to reload */
 }
 
 static void
 fz_sectypes(const char *list)
 {
-	const struct sectype *v[NSECTYPES];
+	const struct sectype *v[nitems(sectypes)];
 	int i, n = parse_seclist(list, v);
 
 	fz.nsec_tcp = fz.nsec_unix = 0;
@@ -144,7 +139,8 @@ fz_run(int peer, const uint8_t *data, size_t size, int unix_peer)
 		if (!c->dead)
 			cl_read(c);
 		check_deadlines(&fz, mono_ms());
-		c->hold_until = 0;
+		if (!c->dead && c->gate_until)	/* no waiting in a fuzzer */
+			cl_resume(c);
 		send_updates(&fz, mono_ms());
 		if (!c->dead)
 			cl_flush(c);
@@ -671,18 +667,22 @@ fz_open(int k, unsigned p, unsigned q)
 	fz_drain(k);
 }
 
-/* One turn of serve(), poll() with timeout 0: the same order of flushes,
- * reads, deadlines, updates, flushes and reaping.  (If serve() gets a
- * per-turn function, this should call it.)  -1: over the budget, as a
- * turn may encode the whole screen for every viewer. */
+/*
+ * One turn of serve() with poll() timeout 0: the server's own pollfd set
+ * (poll_set), then what poll_dispatch() does, in its order - flushes,
+ * reads, deadlines, updates, flushes, reaping - with fz_read() for
+ * cl_read(), so that a view-only viewer's effects are seen as its own.
+ * Keep in step with poll_dispatch().  -1: over the budget, as a turn may
+ * encode the whole screen for every viewer.
+ */
 static int
 fz_turn(void)
 {
-	struct pollfd pfd[FZ_CLIENTS];
+	struct pollfd pfd[2 * FZ_CLIENTS + 2];
 	struct client *c;
 	long long now;
 	long cost = (long)fz.frame.width * fz.frame.height;
-	int k, n = 0;
+	int k, n;
 
 	for (c = fz.clients; c != NULL; c = c->next)	/* may ask, this turn */
 		cost += (long)fz.frame.width * fz.frame.height;
@@ -691,19 +691,9 @@ fz_turn(void)
 	fz_budget -= cost;
 	for (k = 0; k < FZ_SLOTS; k++)
 		fz_drain(k);
-	now = mono_ms();
-	for (c = fz.clients; c != NULL; c = c->next) {
-		int holding = c->hold_until > now, wantw;
-
-		if (n == FZ_CLIENTS)
-			abort();	/* fz_open() keeps them fewer */
-		wantw = !holding && (buf_used(&c->out) > 0 ||
-		    c->tls_wpending || (c->state == ST_TLS && c->tls_wdir));
-		c->pfd = c->pfdw = n;
-		pfd[n].fd = c->fd;
-		pfd[n].revents = 0;
-		pfd[n++].events = POLLIN | (wantw ? POLLOUT : 0);
-	}
+	if (fz.nclients > FZ_CLIENTS)
+		abort();	/* fz_open() keeps them fewer */
+	n = poll_set(&fz, pfd);
 	while (poll(pfd, (nfds_t)n, 0) < 0)	/* libFuzzer's SIGALRM */
 		if (errno != EINTR)
 			abort();
@@ -714,8 +704,12 @@ fz_turn(void)
 		if (c->pfd < 0 || c->dead)
 			continue;
 		rev = pfd[c->pfd].revents;
+		if (c->pfdw != c->pfd)
+			rev |= pfd[c->pfdw].revents & POLLOUT;
 		if (rev & POLLOUT)
 			cl_flush(c);
+		if (cl_held(c) && (rev & (POLLHUP | POLLERR)))
+			cl_fail(c, "viewer went away while its login waited");
 		if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
 		    (c->state == ST_TLS && (rev & POLLOUT))))
 			fz_read(c);
@@ -791,8 +785,6 @@ fz_multi_begin(void)
 		fz_setup();
 		fz_source.close(fz.fb);
 		fz_sectypes("none,vnc");
-		fz.stall_ms = STALL_SECS * 1000;
-		fz.zlevel = ZLEVEL_DEFAULT;
 		fz.preauth_max = FZ_PREAUTH_MAX;
 		if ((e = getenv("FUZZ_MULTI_VIEWCHECK")) != NULL)
 			fz_viewcheck = atoi(e) != 0;
@@ -802,7 +794,9 @@ fz_multi_begin(void)
 	fz.cursor_w = fz.cursor_h = fz.cursor_x = fz.cursor_y = 0;
 	fz.cursor_serial = 0;
 	fz.cursor_drawn = 0;
-	fz.nfails = 0;
+	fz.naddrs = 0;
+	fz.hash_tat = 0;
+	fz.accept_paused = 0;
 	fz.grab_due = 0;
 	fz.enc.gen = 0;
 	fz_frame = 0;
