@@ -1,4 +1,4 @@
-# vncsasl - see README.md.  make [FB=dummy|x11] [WERROR=1]
+# vncsasl - see README.md.  make [FB=dummy|x11|linux] [WERROR=1]
 include config.mk
 
 FB ?= dummy
@@ -8,8 +8,11 @@ FB_LIBS = $(X11_LIBS)
 else ifeq ($(FB),dummy)
 FB_CFLAGS =
 FB_LIBS =
+else ifeq ($(FB),linux)
+FB_CFLAGS =
+FB_LIBS =
 else
-$(error FB must be dummy or x11)
+$(error FB must be dummy, x11 or linux)
 endif
 ifeq ($(WERROR),1)
 WARN += -Werror
@@ -22,7 +25,7 @@ all: vncsasl
 
 # The source is part of the binary's identity: rebuild when FB changes.
 .fbstamp-$(FB):
-	rm -f .fbstamp-* vncsasl.o fb-*.o
+	rm -f .fbstamp-* vncsasl.o fb-*.o vncsasl-static
 	touch $@
 
 vncsasl.o: vncsasl.c vncsasl.h .fbstamp-$(FB)
@@ -107,7 +110,7 @@ install: vncsasl vncsasl.8
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/vncsasl $(DESTDIR)$(MANDIR)/man8/vncsasl.8
 
-# A statically linked dummy-source server from Debian's static archives.
+# A statically linked server (FB=dummy or FB=linux) from Debian's static archives.
 # What each library needs (pkg-config --static, objdump -p NEEDED):
 # libgsasl: libidn, libntlm, libgssglue (missing from libgsasl.pc);
 # libgnutls: libidn2, libunistring (libunistring-dev), libtasn1, nettle,
@@ -120,14 +123,14 @@ STATIC_LIBS = -lgsasl -lidn -lntlm -lgssglue -lgnutls -lidn2 -lunistring \
 
 static: vncsasl-static
 
-vncsasl-static: vncsasl.c vncsasl.h fb-dummy.c contrib/p11-kit-stub.c
+vncsasl-static: vncsasl.c vncsasl.h fb-$(FB).c contrib/p11-kit-stub.c .fbstamp-$(FB)
 	@missing=; for l in $(STATIC_LIBS:-l%=%); do \
 	    case $$($(CC) -print-file-name=lib$$l.a) in /*) ;; \
 	    *) missing="$$missing lib$$l.a" ;; esac; done; \
 	    [ -z "$$missing" ] || { echo "make static: no static archive:$$missing" \
 	    "(Debian: libunistring-dev libidn-dev libntlm0-dev libgssglue-dev)" >&2; exit 1; }
 	$(CC) $(WARN) $(CFLAGS) $(CORE_CFLAGS) $(shell $(PKG_CONFIG) --cflags p11-kit-1) \
-	    -static -o $@ vncsasl.c fb-dummy.c contrib/p11-kit-stub.c $(STATIC_LIBS)
+	    -static -o $@ vncsasl.c fb-$(FB).c contrib/p11-kit-stub.c $(STATIC_LIBS)
 
 .PHONY: static
 
