@@ -1,0 +1,43 @@
+#!/bin/bash
+# fb-linux.c (make FB=linux) on a real Linux kernel: a Debian kernel boots
+# under QEMU TCG with bochs and Cirrus VGA devices; the static server runs
+# in the guest, real viewers on the host (tests/vm/run.py says what is
+# checked).  Skips only where qemu-system-x86_64 cannot be had.
+CACHE=${VNCSASL_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vncsasl-vm}
+. "$(dirname "$0")/lib.sh"
+set -u
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+	skip linux-vm "no qemu-system-x86_64 (Debian: apt-get install qemu-system-x86)"
+	exit 0
+fi
+for p in busybox dpkg-deb apt-get; do
+	command -v $p >/dev/null 2>&1 || { skip linux-vm "no $p"; exit 0; }
+done
+mkdir -p "$CACHE" "$T/src/contrib" "$T/guest"
+# the static server, built from a copy: the tree's objects stay as they are
+cp "$TOP"/Makefile "$TOP"/config.mk "$TOP"/vncsasl.c "$TOP"/vncsasl.h \
+    "$TOP"/fb-linux.c "$T/src/" && cp "$TOP"/contrib/*.c "$T/src/contrib/"
+if ! make -s -C "$T/src" static FB=linux >"$T/build.log" 2>&1; then
+	fail linux-static-build "$(grep -m3 -i error "$T/build.log" | tr '\n' ' ')"
+	exit 0
+fi
+ok linux-static-build
+GCC="cc -std=gnu99 -Wall -Wextra -Werror -O2 -static"
+$GCC $(pkg-config --cflags libdrm) -o "$T/guest/paint" "$TOP/tests/vm/paint.c" &&
+    $GCC -o "$T/guest/evread" "$TOP/tests/vm/evread.c" ||
+    { fail linux-guest-programs "cc failed"; exit 0; }
+if ! KDIR=$(python3 "$TOP/tests/vm/mkinitrd.py" kernel "$CACHE" 2>"$T/kernel.log"); then
+	fail linux-kernel "$(tail -n 2 "$T/kernel.log" | tr '\n' ' ')"
+	exit 0
+fi
+mkcerts "$T/pki"
+mkpasswd "$T/passwd" alice secret
+python3 "$TOP/tests/vm/mkinitrd.py" initrd "$KDIR" "$T/initrd" \
+    "$T/src/vncsasl-static:bin/vncsasl" "$T/guest/paint:bin/paint" \
+    "$T/guest/evread:bin/evread" "$T/pki/server-cert.pem:pki/server-cert.pem" \
+    "$T/pki/server-key.pem:pki/server-key.pem" "$T/passwd:pki/passwd" ||
+    { fail linux-initrd "mkinitrd.py failed"; exit 0; }
+VM_CASES=${VM_CASES:-} TOP=$TOP T=$T PORT=$PORT timeout -k 5 600 python3 "$TOP/tests/vm/run.py" "$KDIR" "$T/initrd"
+rc=$?
+[ $rc -eq 124 ] && fail linux-vm "run.py timed out (600 s)"
+exit 0
