@@ -8,7 +8,8 @@ BUILD="gcc make pkg-config libgnutls28-dev nettle-dev libgsasl-dev gsasl zlib1g-
 TEST="$BUILD clang python3 gnutls-bin libvncserver-dev libgvnc-1.0-dev
  libsasl2-modules libsasl2-modules-gssapi-mit krb5-kdc krb5-admin-server
  krb5-user xvfb x11-utils x11-apps x11-xkb-utils x11-xserver-utils xauth socat
- procps valgrind mandoc libclang-rt-14-dev libunistring-dev"
+ procps valgrind mandoc libclang-rt-14-dev libunistring-dev
+ qemu-system-x86 busybox-static libdrm-dev"
 BENCH="$BUILD xvfb x11-utils x11vnc procps python3"
 case "${1:-build}" in
 build) want=$BUILD ;;

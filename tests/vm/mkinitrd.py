@@ -135,9 +135,12 @@ done
 echo 2 >/proc/sys/kernel/printk
 stty -F /dev/ttyS0 -echo
 echo "@@READY $(uname -r)" >/dev/ttyS0
-# init must not exit (the kernel panics): a shell that ends is reported
+# The shell reads the serial port without making it its controlling
+# terminal (no setsid): nothing can hang it up or send it job-control
+# signals.  init must not exit (the kernel panics): a shell that ends is
+# reported and replaced.
 while :; do
-	setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'
+	sh </dev/ttyS0 >/dev/ttyS0 2>&1
 	echo "@@SHELL-EXITED $?" >/dev/ttyS0
 done
 """

@@ -328,8 +328,9 @@ def case_drm(vm):
     if "DRM /dev/dri/card0" not in server_log(vm):
         fail("drm-source-opens", server_log(vm)[-300:])
         return
-    vm.run("mkfifo /tmp/pf; paint drm /dev/dri/card0 A </tmp/pf >/tmp/paint.log "
-           "2>&1 & exec 3>/tmp/pf")
+    # commands through a fifo the painter holds open for writing too
+    vm.run("mkfifo /tmp/pf; paint drm /dev/dri/card0 A <>/tmp/pf "
+           ">/tmp/paint.log 2>&1 &")
     vm.wait_guest("grep -q 'shown A' /tmp/paint.log", 20, "painter shows A")
     a = vm.screendump(os.path.join(T, "drm-A.ppm"))
     c = os.path.join(T, "drm-C.ppm")
@@ -343,7 +344,7 @@ def case_drm(vm):
         fail("drm-lvc-pixels-equal-screendump", v.finish(1)[1][-300:] +
              server_log(vm)[-300:])
         return
-    vm.run("echo C >&3")
+    vm.run("echo C >/tmp/pf")
     vm.wait_guest("grep -q 'shown C' /tmp/paint.log", 20, "painter shows C")
     vm.screendump(c)
     rc, out = v.finish(60)
@@ -352,13 +353,13 @@ def case_drm(vm):
     else:
         fail("drm-page-flip-followed", out[-300:] + server_log(vm)[-300:])
     view("drm-gvnc-pixels-equal-screendump", "gvnc", ["-M", c], 90)
-    vm.run("echo q >&3; exec 3>&-", check=False)
+    vm.run("echo q >/tmp/pf", check=False)
 
 
 def cpu_ticks(vm):
-    _, out = vm.run("cut -d' ' -f14,15 /proc/$(cat /tmp/v.pid)/stat")
-    u, s = out.split()[-2:]
-    return int(u) + int(s)
+    _, out = vm.run("echo ticks $(cut -d' ' -f14,15 /proc/$(cat /tmp/v.pid)/stat)")
+    m = re.search(r"ticks (\d+) (\d+)", out)
+    return int(m.group(1)) + int(m.group(2))
 
 
 def case_bench(vm, label):
@@ -472,6 +473,9 @@ def main():
     except VMError as e:
         fail("vm-bochs", e)
     finally:
+        if vm.restarts:
+            print("info: the guest shell ended %d time(s) and was replaced"
+                  % vm.restarts, flush=True)
         vm.stop()
         if vm.qemu.returncode not in (0, None):
             fail("vm-bochs-qemu-exit", "qemu exited %s" % vm.qemu.returncode)
