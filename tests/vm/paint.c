@@ -7,8 +7,9 @@
  *
  *   paint fb DEV PAT           draw PAT into fbdev DEV (any true-colour
  *                              layout, at its pan offset), then exit
- *   paint mode DEV W H BPP     set fbdev DEV to W x H at BPP (vfb: 16 is
- *                              RGB565, 32 has red at bit 0), print it
+ *   paint mode DEV W H BPP [VH]  set fbdev DEV to W x H at BPP, VH rows of
+ *                              virtual height (vfb: 16 is RGB565 with red
+ *                              at bit 0, 32 has red at bit 0)
  *   paint pan DEV Y            pan fbdev DEV to yoffset Y
  *   paint var DEV              its geometry and bitfields, one line
  *   paint dump DEV             its visible picture's bytes (rows packed)
@@ -166,7 +167,7 @@ fb_paint(const char *dev, int pat, uint32_t frame)
 }
 
 static void
-fb_mode(const char *dev, int w, int h, int bpp)
+fb_mode(const char *dev, int w, int h, int bpp, int vh)
 {
 	struct fb_var_screeninfo v;
 	int fd = open(dev, O_RDWR);
@@ -174,7 +175,8 @@ fb_mode(const char *dev, int w, int h, int bpp)
 	if (fd < 0 || ioctl(fd, FBIOGET_VSCREENINFO, &v) < 0)
 		die("%s: %s", dev);
 	v.xres = v.xres_virtual = (uint32_t)w;
-	v.yres = v.yres_virtual = (uint32_t)h;
+	v.yres = (uint32_t)h;
+	v.yres_virtual = (uint32_t)(vh > h ? vh : h);
 	v.xoffset = v.yoffset = 0;
 	v.bits_per_pixel = (uint32_t)bpp;
 	if (bpp == 16)		/* vfb: else RGBA5551 */
@@ -442,8 +444,9 @@ main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "fb") == 0)
 		fb_paint(argv[2], argv[3][0], 0);
-	else if (argc == 6 && strcmp(argv[1], "mode") == 0)
-		fb_mode(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+	else if ((argc == 6 || argc == 7) && strcmp(argv[1], "mode") == 0)
+		fb_mode(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]),
+		    argc == 7 ? atoi(argv[6]) : 0);
 	else if (argc == 7 && strcmp(argv[1], "ref") == 0)
 		ref(argv[2][0], atoi(argv[3]), atoi(argv[4]), argv[5], argv[6]);
 	else if (argc == 3 && strcmp(argv[1], "var") == 0)
