@@ -30,12 +30,34 @@ if ! KDIR=$(python3 "$TOP/tests/vm/mkinitrd.py" kernel "$CACHE" 2>"$T/kernel.log
 	fail linux-kernel "$(tail -n 2 "$T/kernel.log" | tr '\n' ' ')"
 	exit 0
 fi
+# the arm64 cross build, run under qemu-user in the guest, where the cross
+# toolchain and arm64 static archives are there (not installed by
+# tests/deps.sh: Debian's :arm64 -dev packages would replace the host's)
+mkdir -p "$T/arm64"
+A64CC=${ARM64_CC:-aarch64-linux-gnu-gcc}
+ARM64=
+if command -v "${A64CC%% *}" >/dev/null 2>&1 &&
+    command -v qemu-aarch64-static >/dev/null 2>&1; then
+	rm -rf "$T/arm64/src" && cp -r "$T/src" "$T/arm64/src" &&
+	    rm -f "$T/arm64/src/"*.o "$T/arm64/src/vncsasl-static" "$T/arm64/src/".fbstamp-*
+	if make -s -C "$T/arm64/src" static FB=linux CC="$A64CC" \
+	    PKG_CONFIG=aarch64-linux-gnu-pkg-config \
+	    ${ARM64_CORE_CFLAGS:+CORE_CFLAGS="$ARM64_CORE_CFLAGS"} \
+	    >"$T/arm64/build.log" 2>&1; then
+		cp "$T/arm64/src/vncsasl-static" "$T/arm64/vncsasl-static"
+		ARM64="$T/arm64/vncsasl-static:arm64/vncsasl $(command -v qemu-aarch64-static):bin/qemu-aarch64"
+	else
+		echo "make static FB=linux CC=$A64CC failed: $(grep -m1 -e 'make static' -e 'rror' "$T/arm64/build.log")" >"$T/arm64/why"
+	fi
+else
+	echo "no $A64CC or qemu-aarch64-static (crossbuild-essential-arm64, qemu-user-static and the :arm64 -dev packages: README, Embedded Linux)" >"$T/arm64/why"
+fi
 mkcerts "$T/pki"
 mkpasswd "$T/passwd" alice secret
 python3 "$TOP/tests/vm/mkinitrd.py" initrd "$KDIR" "$T/initrd" \
     "$T/src/vncsasl-static:bin/vncsasl" "$T/guest/paint:bin/paint" \
     "$T/guest/evread:bin/evread" "$T/pki/server-cert.pem:pki/server-cert.pem" \
-    "$T/pki/server-key.pem:pki/server-key.pem" "$T/passwd:pki/passwd" ||
+    "$T/pki/server-key.pem:pki/server-key.pem" "$T/passwd:pki/passwd" $ARM64 ||
     { fail linux-initrd "mkinitrd.py failed"; exit 0; }
 VM_CASES=${VM_CASES:-} TOP=$TOP T=$T PORT=$PORT timeout -k 5 600 python3 "$TOP/tests/vm/run.py" "$KDIR" "$T/initrd"
 rc=$?

@@ -96,11 +96,11 @@ def view(name, kind, args, secs=60):
 
 # ---- the guest side ----
 
-def start_server(vm, xarg, extra=""):
-    vm.run("rm -f /tmp/v.log; %s %s -x %s >/tmp/v.log 2>&1 & echo $! >/tmp/v.pid"
-           % (SERVER, extra, xarg))
+def start_server(vm, xarg, extra="", wrap=""):
+    vm.run("rm -f /tmp/v.log; %s%s %s -x %s >/tmp/v.log 2>&1 & echo $! >/tmp/v.pid"
+           % (wrap, SERVER, extra, xarg))
     try:
-        vm.wait_guest("grep -q 'listening on' /tmp/v.log", 30,
+        vm.wait_guest("grep -q 'listening on' /tmp/v.log", 60,
                       "server listening")
     except VMError:
         raise VMError("server -x %s: %s" % (xarg, vm.run(
@@ -356,6 +356,29 @@ def case_drm(vm):
     vm.run("echo q >/tmp/pf", check=False)
 
 
+def case_arm64(vm):
+    """the arm64 static build (make static FB=linux CC=aarch64-linux-gnu-gcc)
+    under qemu-user in the guest, on the real fbdev: qemu-user passes the
+    fbdev ioctls but not uinput's, so it runs view-only and says so"""
+    if not os.path.exists(os.path.join(T, "arm64/vncsasl-static")):
+        print("skip arm64-static-under-qemu-user: %s" % open(os.path.join(
+            T, "arm64/why")).read().strip(), flush=True)
+        return
+    stop_server(vm)
+    vm.run("paint fb /dev/fb0 C")
+    settle(vm)
+    c = vm.screendump(os.path.join(T, "arm64-C.ppm"))
+    start_server(vm, "/dev/fb0", wrap="qemu-aarch64 /arm64/")
+    view("arm64-static-under-qemu-user-pixels-equal-screendump", "lvc",
+         ["-M", c], 120)
+    log = server_log(vm)
+    if "running view-only" in log:
+        ok("arm64-under-qemu-user-no-uinput-view-only")
+    else:
+        fail("arm64-under-qemu-user-no-uinput-view-only", log[-300:])
+    stop_server(vm)
+
+
 def cpu_ticks(vm):
     _, out = vm.run("echo ticks $(cut -d' ' -f14,15 /proc/$(cat /tmp/v.pid)/stat)")
     m = re.search(r"ticks (\d+) (\d+)", out)
@@ -478,6 +501,8 @@ def main():
             case_drm(vm)
         if want("bench"):
             case_bench(vm, "bochs")
+        if want("arm64"):
+            case_arm64(vm)
     except VMError as e:
         fail("vm-bochs", e)
     finally:
