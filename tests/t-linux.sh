@@ -22,6 +22,22 @@ if ! make -s -C "$T/src" static FB=linux >"$T/build.log" 2>&1; then
 	exit 0
 fi
 ok linux-static-build
+# -x is parsed strictly, before anything is opened: status 2 and the reason
+# for a bad argument, 1 for a device that is not there
+xarg() {	# xarg NAME STATUS MESSAGE ARG
+	local out rc
+	out=$(timeout 10 "$T/src/vncsasl-static" -p 0 -U "$T/x.sock" -x "$4" 2>&1); rc=$?
+	if [ $rc -eq "$2" ] && printf '%s' "$out" | grep -q -- "$3"; then ok "$1"
+	else fail "$1" "status $rc: $out"; fi
+}
+xarg linux-x-bad-rotate 2 "rotate=45: want 0, 90, 180 or 270" /dev/fb0,rotate=45
+xarg linux-x-bad-rate 2 "rate=0: want 1-120" ,rate=0
+xarg linux-x-unknown-option 2 "unknown option 'bogus'" ,bogus
+xarg linux-x-option-twice 2 "given twice" ,rotate=90,rotate=90
+xarg linux-x-flag-with-value 2 "takes no value" ,touch=1
+xarg linux-x-touch-and-view 2 "exclude each other" ,touch,view
+xarg linux-x-not-a-framebuffer 2 "not a framebuffer" /dev/null
+xarg linux-x-no-such-device 1 "No such file" /nonexistent/fb9
 GCC="cc -std=gnu99 -Wall -Wextra -Werror -O2 -static"
 $GCC $(pkg-config --cflags libdrm) -o "$T/guest/paint" "$TOP/tests/vm/paint.c" &&
     $GCC -o "$T/guest/evread" "$TOP/tests/vm/evread.c" ||
