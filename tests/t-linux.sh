@@ -50,6 +50,7 @@ fi
 # toolchain and arm64 static archives are there (not installed by
 # tests/deps.sh: Debian's :arm64 -dev packages would replace the host's)
 mkdir -p "$T/arm64"
+rm -f "$T/arm64/vncsasl-static" "$T/arm64/why"
 A64CC=${ARM64_CC:-aarch64-linux-gnu-gcc}
 ARM64=
 if command -v "${A64CC%% *}" >/dev/null 2>&1 &&

@@ -135,12 +135,13 @@ done
 echo 2 >/proc/sys/kernel/printk
 stty -F /dev/ttyS0 -echo
 echo "@@READY $(uname -r)" >/dev/ttyS0
-# The shell reads the serial port without making it its controlling
-# terminal (no setsid): nothing can hang it up or send it job-control
-# signals.  init must not exit (the kernel panics): a shell that ends is
+# The shell writes into a pipe, so it is not interactive (busybox ash is
+# when both ends are a terminal), and an interactive one's line editing
+# takes a SIGCHLD (a background job ending) during its read for the end of
+# its input.  init must not exit (the kernel panics): a shell that ends is
 # reported and replaced.
 while :; do
-	sh </dev/ttyS0 >/dev/ttyS0 2>&1
+	sh </dev/ttyS0 2>&1 | cat >/dev/ttyS0
 	echo "@@SHELL-EXITED $?" >/dev/ttyS0
 done
 """
