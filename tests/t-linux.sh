@@ -17,7 +17,7 @@ mkdir -p "$CACHE" "$T/src/contrib" "$T/guest"
 # the static server, built from a copy: the tree's objects stay as they are
 cp "$TOP"/Makefile "$TOP"/config.mk "$TOP"/vncsasl.c "$TOP"/vncsasl.h \
     "$TOP"/fb-linux.c "$T/src/" && cp "$TOP"/contrib/*.c "$T/src/contrib/"
-if ! make -s -C "$T/src" static FB=linux >"$T/build.log" 2>&1; then
+if ! make -s -C "$T/src" static FB=linux WERROR=1 >"$T/build.log" 2>&1; then
 	fail linux-static-build "$(grep -m3 -i error "$T/build.log" | tr '\n' ' ')"
 	exit 0
 fi

@@ -334,7 +334,7 @@ fi
 # clang, -std=c99 -Wall -Wextra -Werror, both framebuffer sources
 if command -v clang >/dev/null; then
 	make -s -C "$T/src" clean >/dev/null 2>&1
-	for fb in dummy x11; do
+	for fb in dummy x11 linux; do
 		if make -s -C "$T/src" CC=clang WERROR=1 FB=$fb vncsasl >"$T/clang-$fb.out" 2>&1 &&
 		    "$T/src/vncsasl" -V | grep -q "framebuffer: $fb"; then ok "clang-werror-build-$fb"
 		else fail "clang-werror-build-$fb" "$(tailof "$T/clang-$fb.out" 4)"; fi
@@ -342,6 +342,7 @@ if command -v clang >/dev/null; then
 else
 	skip clang-werror-build-dummy "clang not installed"
 	skip clang-werror-build-x11 "clang not installed"
+	skip clang-werror-build-linux "clang not installed"
 fi
 
 # make static: a statically linked dummy server that serves a real viewer
