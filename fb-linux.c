@@ -12,6 +12,9 @@
  *                        one ABS_MT_* contact) instead of a mouse
  *   view                 no input device: viewers only watch
  *   crtc=ID              DRM: this CRTC (default: the first one lit)
+ *   dmabuf               DRM: read the buffer through a dma-buf export even
+ *                        where MAP_DUMB works (where it does not, that is
+ *                        the way anyway)
  * The device kind comes from the node's major number (29 fbdev, 226 DRM).
  *
  * Pixels.  Neither fbdev nor KMS tells a reader what changed, so the
@@ -186,6 +189,8 @@ struct fb {
 	int rot;		/* 0, 90, 180, 270 */
 	int period_ms;		/* 1000 / rate */
 	int touch, view;
+	int want_dmabuf;	/* DRM: read through a dma-buf even if
+				 * MAP_DUMB would do */
 	uint32_t crtc_want;	/* 0: the first lit */
 
 	/* what the device shows */
@@ -1026,7 +1031,8 @@ drm_map_fb(struct fb *fb, uint32_t fb_id, int x, int y, int w, int h,
 	    (size_t)f2.width * bypp;
 	memset(&md, 0, sizeof md);
 	md.handle = handle;
-	if (ioctl(fb->fd, DRM_IOCTL_MODE_MAP_DUMB, &md) == 0) {
+	if (!fb->want_dmabuf &&
+	    ioctl(fb->fd, DRM_IOCTL_MODE_MAP_DUMB, &md) == 0) {
 		len = need;
 		m = mmap(NULL, len, PROT_READ, MAP_SHARED, fb->fd,
 		    (off_t)md.offset);
@@ -1569,13 +1575,97 @@ touch_event(struct fb *fb, int ax, int ay, int down)
 
 /* ---- the fb_source functions ---- */
 
-/* -x DEVICE[,rotate=R][,rate=HZ][,touch][,view][,crtc=ID] */
+/* -x DEVICE[,OPTION]...: the options, and whether they take a number */
+enum { OPT_ROTATE, OPT_RATE, OPT_TOUCH, OPT_VIEW, OPT_CRTC, OPT_DMABUF };
+
+static const struct {
+	const char *name;
+	int number;
+} options[] = {
+	[OPT_ROTATE] = { "rotate", 1 }, [OPT_RATE] = { "rate", 1 },
+	[OPT_TOUCH] = { "touch", 0 }, [OPT_VIEW] = { "view", 0 },
+	[OPT_CRTC] = { "crtc", 1 }, [OPT_DMABUF] = { "dmabuf", 0 },
+};
+
+/* One option (NUL-terminated, value after '=' if any) into fb; -1 with
+ * the reason in err. */
+static int
+parse_option(struct fb *fb, char *opt, unsigned *seen, char *err,
+    size_t errlen)
+{
+	char *eq = strchr(opt, '='), *end = NULL;
+	size_t i, n = sizeof options / sizeof options[0];
+	long v = 0;
+
+	if (eq)
+		*eq++ = '\0';
+	for (i = 0; i < n && strcmp(opt, options[i].name) != 0; i++)
+		;
+	if (i == n) {
+		snprintf(err, errlen, "unknown option '%s' (rotate=, rate=, "
+		    "touch, view, crtc=, dmabuf)", opt);
+		return -1;
+	}
+	if (*seen & 1u << i) {
+		snprintf(err, errlen, "option '%s' given twice", opt);
+		return -1;
+	}
+	*seen |= 1u << i;
+	if (!options[i].number && eq != NULL) {
+		snprintf(err, errlen, "option '%s' takes no value", opt);
+		return -1;
+	}
+	if (options[i].number) {
+		errno = 0;
+		v = eq && *eq >= '0' && *eq <= '9' ? strtol(eq, &end, 10) : -1;
+		if (v < 0 || errno || *end != '\0') {
+			snprintf(err, errlen, "option '%s' wants a number", opt);
+			return -1;
+		}
+	}
+	switch (i) {
+	case OPT_ROTATE:
+		if (v != 0 && v != 90 && v != 180 && v != 270) {
+			snprintf(err, errlen, "rotate=%s: want 0, 90, 180 or 270",
+			    eq);
+			return -1;
+		}
+		fb->rot = (int)v;
+		break;
+	case OPT_RATE:
+		if (v < 1 || v > MAX_RATE) {
+			snprintf(err, errlen, "rate=%s: want 1-%d passes a second",
+			    eq, MAX_RATE);
+			return -1;
+		}
+		fb->period_ms = (int)(1000 / v);
+		break;
+	case OPT_CRTC:
+		if (v < 1 || v > UINT32_MAX / 2) {
+			snprintf(err, errlen, "crtc=%s: want a CRTC id", eq);
+			return -1;
+		}
+		fb->crtc_want = (uint32_t)v;
+		break;
+	case OPT_TOUCH:
+		fb->touch = 1;
+		break;
+	case OPT_VIEW:
+		fb->view = 1;
+		break;
+	case OPT_DMABUF:
+		fb->want_dmabuf = 1;
+		break;
+	}
+	return 0;
+}
+
 static int
 parse_arg(struct fb *fb, const char *arg, char *err, size_t errlen)
 {
 	const char *p, *comma;
+	unsigned seen = 0;
 	size_t n;
-	int seen = 0;
 
 	snprintf(fb->path, sizeof fb->path, "/dev/fb0");
 	fb->period_ms = 1000 / DEFAULT_RATE;
@@ -1592,9 +1682,7 @@ parse_arg(struct fb *fb, const char *arg, char *err, size_t errlen)
 		fb->path[n] = '\0';
 	}
 	for (p = comma; p != NULL; p = comma) {
-		char opt[32], *eq, *end = NULL;
-		long v;
-		int bit;
+		char opt[32];
 
 		p++;
 		comma = strchr(p, ',');
@@ -1606,61 +1694,8 @@ parse_arg(struct fb *fb, const char *arg, char *err, size_t errlen)
 		}
 		memcpy(opt, p, n);
 		opt[n] = '\0';
-		eq = strchr(opt, '=');
-		if (eq)
-			*eq++ = '\0';
-		bit = strcmp(opt, "rotate") == 0 ? 1 : strcmp(opt, "rate") == 0 ?
-		    2 : strcmp(opt, "touch") == 0 ? 4 : strcmp(opt, "view") == 0 ?
-		    8 : strcmp(opt, "crtc") == 0 ? 16 : 0;
-		if (bit == 0) {
-			snprintf(err, errlen, "unknown option '%s' (rotate=, "
-			    "rate=, touch, view, crtc=)", opt);
+		if (parse_option(fb, opt, &seen, err, errlen) < 0)
 			return -1;
-		}
-		if (seen & bit) {
-			snprintf(err, errlen, "option '%s' given twice", opt);
-			return -1;
-		}
-		seen |= bit;
-		if ((bit & (4 | 8)) && eq != NULL) {
-			snprintf(err, errlen, "option '%s' takes no value", opt);
-			return -1;
-		}
-		if (bit & (4 | 8)) {
-			if (bit == 4)
-				fb->touch = 1;
-			else
-				fb->view = 1;
-			continue;
-		}
-		errno = 0;
-		v = eq && *eq >= '0' && *eq <= '9' ? strtol(eq, &end, 10) : -1;
-		if (v < 0 || errno || *end != '\0') {
-			snprintf(err, errlen, "option '%s' wants a number", opt);
-			return -1;
-		}
-		if (bit == 1) {
-			if (v != 0 && v != 90 && v != 180 && v != 270) {
-				snprintf(err, errlen, "rotate=%s: want 0, 90, "
-				    "180 or 270", eq);
-				return -1;
-			}
-			fb->rot = (int)v;
-		} else if (bit == 2) {
-			if (v < 1 || v > MAX_RATE) {
-				snprintf(err, errlen, "rate=%s: want 1-%d passes "
-				    "a second", eq, MAX_RATE);
-				return -1;
-			}
-			fb->period_ms = (int)(1000 / v);
-		} else {
-			if (v < 1 || v > UINT32_MAX / 2) {
-				snprintf(err, errlen, "crtc=%s: want a CRTC id",
-				    eq);
-				return -1;
-			}
-			fb->crtc_want = (uint32_t)v;
-		}
 	}
 	if (fb->touch && fb->view) {
 		snprintf(err, errlen, "touch and view exclude each other");
@@ -1705,9 +1740,9 @@ linux_open(const char *arg, const struct fb_host *host, char *err,
 		goto fail_errno;
 	}
 	fb->kind = major(st.st_rdev) == DRM_MAJOR ? DRM : FBDEV;
-	if (fb->kind == FBDEV && fb->crtc_want) {
-		snprintf(err, errlen, "crtc= is for DRM devices, and %s is a "
-		    "framebuffer", fb->path);
+	if (fb->kind == FBDEV && (fb->crtc_want || fb->want_dmabuf)) {
+		snprintf(err, errlen, "crtc= and dmabuf are for DRM devices, and "
+		    "%s is a framebuffer", fb->path);
 		errno = EINVAL;
 		goto fail_errno;
 	}
@@ -1982,9 +2017,10 @@ linux_release(struct fb *fb)
 const struct fb_source fb_source = {
 	.name = "linux",
 	.arg_help = "DEVICE[,rotate=0|90|180|270][,rate=HZ][,touch][,view]"
-	    "[,crtc=ID]: /dev/fbN (default /dev/fb0) or /dev/dri/cardN; the "
-	    "picture turned clockwise, compares per second (1-120, default "
-	    "30), a touchscreen instead of a mouse, no input, a DRM CRTC",
+	    "[,crtc=ID][,dmabuf]: /dev/fbN (default /dev/fb0) or "
+	    "/dev/dri/cardN; the picture turned clockwise, compares per second "
+	    "(1-120, default 30), a touchscreen instead of a mouse, no input, "
+	    "a DRM CRTC, DRM buffers read through a dma-buf",
 	.open = linux_open,
 	.close = linux_close,
 	.frame = linux_frame,

@@ -80,9 +80,9 @@ def run(t):
     subprocess.run([sys.executable, os.path.join(TOP, "tests/vm/mkinitrd.py"),
                     "initrd", kdir, initrd] + files, check=True)
     vm = VM("size", t, kdir, initrd, PORT, ["-device", "VGA"], mem=512)
-    rows = []
+    rows, ver = [], "?"
     try:
-        vm.ready(300)
+        ver = vm.ready(300)
         vm.run("export PS1=")
         vm.run("insmod /lib/modules/vfb.ko vfb_enable=1 "
                "videomemorysize=4194304")
@@ -113,7 +113,7 @@ def run(t):
     print()
     print("x86_64 guest (Debian %s under QEMU TCG), vfb framebuffer; viewers:"
           " X509SASL + SCRAM-SHA-256, raw 32 bpp, idle after one full picture"
-          % os.path.basename(kdir)[6:])
+          % ver)
 
 
 def rss(vm):

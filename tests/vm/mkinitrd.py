@@ -8,13 +8,15 @@
                                        KDIR and the files given
 
 The kernel comes from Debian's package, fetched with apt-get download and
-kept in CACHE (outside tests/tmp, which ./test.sh wipes).  The version is
+kept in CACHE (outside tests/tmp, which ./test.sh wipes), with the subset
+the tests use beside it.  The version is
 pinned; when the mirror has moved on (security updates replace the
 package), the one linux-image-amd64 depends on now is taken instead.
-Only the modules the tests load are kept (a few MB, not 400), with their
-dependencies read from each module's modinfo "depends=".
+Only the modules the tests load are unpacked (a few MB, not 400), with
+their dependencies read from each module's modinfo "depends=".
 """
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -25,7 +27,7 @@ PIN = "6.1.0-57-amd64"
 # what the guest loads at boot, in this order after their dependencies;
 # vfb is kept but loaded by the tests (it would take /dev/fb0 first)
 MODULES = ["virtio_pci", "virtio_net", "evdev", "uinput", "bochs", "cirrus",
-           "vfb"]
+           "virtio_gpu", "vfb"]
 BOOT_SKIP = {"vfb"}
 
 
@@ -48,10 +50,11 @@ def fetch(cache):
         pass
     for updated in (False, True):
         for name in names:
-            r = subprocess.run(["apt-get", "download", name], cwd=dl,
+            if not glob.glob(os.path.join(dl, name + "_*.deb")):
+                subprocess.run(["apt-get", "download", name], cwd=dl,
                                capture_output=True, text=True)
             debs = glob.glob(os.path.join(dl, name + "_*.deb"))
-            if r.returncode == 0 and debs:
+            if debs:        # fetched now, or kept from an earlier run
                 return name[len("linux-image-"):], debs[0]
         if updated or os.geteuid() != 0:
             break
@@ -70,12 +73,15 @@ def modinfo_depends(path):
 
 
 def kernel(cache):
-    for d in sorted(glob.glob(os.path.join(cache, "linux-*"))):
-        if os.path.basename(d)[6:] == PIN and \
-                os.path.exists(os.path.join(d, "modules.order")):
-            return d
+    """the kernel's directory: vmlinuz, modules/, modules.order; named by
+    the version and the module list, so a new list makes a new one (from
+    the package kept in CACHE/dl)"""
+    tag = hashlib.sha256(" ".join(MODULES).encode()).hexdigest()[:8]
+    kdir = os.path.join(cache, "linux-%s-%s" % (PIN, tag))
+    if os.path.exists(os.path.join(kdir, "modules.order")):
+        return kdir
     ver, deb = fetch(cache)
-    kdir = os.path.join(cache, "linux-" + ver)
+    kdir = os.path.join(cache, "linux-%s-%s" % (ver, tag))
     if os.path.exists(os.path.join(kdir, "modules.order")):
         return kdir
     x = os.path.join(cache, "x")
@@ -112,7 +118,6 @@ def kernel(cache):
     shutil.rmtree(kdir, ignore_errors=True)
     os.rename(tmp, kdir)
     shutil.rmtree(x, ignore_errors=True)
-    os.unlink(deb)                  # the subset is what is kept
     return kdir
 
 

@@ -387,6 +387,50 @@ def case_arm64(vm):
     stop_server(vm)
 
 
+def case_drm_virtio(vm):
+    """virtio-gpu: another DRM driver (shmem buffers, DIRTYFB), read through
+    a dma-buf export with DMA_BUF_IOCTL_SYNC (-x ...,dmabuf)"""
+    rc, out = vm.run("for c in /sys/class/drm/card[0-9]; do grep -q "
+                     "PCI_ID=1AF4:1050 $c/device/uevent 2>/dev/null && "
+                     "echo /dev/dri/${c##*/}; done", check=False)
+    card = out.split()[-1] if out.split() else ""
+    if not card.startswith("/dev/dri/"):
+        fail("drm-virtio-gpu-card", "no virtio-gpu card: %s" % out)
+        return
+    vm.run("mkfifo /tmp/pv; paint drm %s A <>/tmp/pv >/tmp/pv.log 2>&1 &"
+           % card)
+    vm.wait_guest("grep -q 'shown A' /tmp/pv.log", 20, "painter shows A")
+    start_server(vm, card + ",dmabuf")
+    if "(dma-buf)" not in server_log(vm):
+        fail("drm-virtio-gpu-dmabuf", server_log(vm)[-300:])
+        return
+    time.sleep(0.5)
+    a = vm.screendump(os.path.join(T, "virtio-A.ppm"), device="vgpu")
+    c = os.path.join(T, "virtio-C.ppm")
+    if not painted(a):
+        fail("drm-virtio-gpu-screendump-shows-painting", a)
+        return
+    v = Viewer("lvc", ["-M", a, "-M", c], 120)
+    if v.wait_line(r"^match 1 ", 90):
+        ok("drm-virtio-gpu-dmabuf-lvc-pixels-equal-screendump")
+    else:
+        fail("drm-virtio-gpu-dmabuf-lvc-pixels-equal-screendump",
+             v.finish(1)[1][-300:] + server_log(vm)[-300:])
+        return
+    vm.run("echo C >/tmp/pv")
+    vm.wait_guest("grep -q 'shown C' /tmp/pv.log", 20, "painter shows C")
+    time.sleep(0.5)
+    vm.screendump(c, device="vgpu")
+    rc, out = v.finish(60)
+    if rc == 0:
+        ok("drm-virtio-gpu-dmabuf-page-flip-followed")
+    else:
+        fail("drm-virtio-gpu-dmabuf-page-flip-followed", out[-300:] +
+             server_log(vm)[-300:])
+    vm.run("echo q >/tmp/pv", check=False)
+    stop_server(vm)
+
+
 def cpu_ticks(vm):
     _, out = vm.run("echo ticks $(cut -d' ' -f14,15 /proc/$(cat /tmp/v.pid)/stat)")
     m = re.search(r"ticks (\d+) (\d+)", out)
@@ -520,14 +564,14 @@ def main():
         vm.stop()
         if vm.qemu.returncode not in (0, None):
             fail("vm-bochs-qemu-exit", "qemu exited %s" % vm.qemu.returncode)
-    if not want("cirrus") and not want("vfb"):
+    if not want("cirrus") and not want("vfb") and not want("virtio"):
         return 1 if failed else 0
 
-    display = ["-device", "cirrus-vga"]
+    display = ["-device", "cirrus-vga", "-device", "virtio-gpu-pci,id=vgpu"]
     vm = VM("cirrus", T, KDIR, INITRD, PORT, display)
     try:
         ver = vm.ready(BOOT_SECS)
-        print("info: %s booted in %.1f s (QEMU TCG, Cirrus VGA)" % (
+        print("info: %s booted in %.1f s (QEMU TCG, Cirrus VGA, virtio-gpu)" % (
             ver, vm.boot_secs), flush=True)
         vm.run("export PS1=")
         _, bpp = vm.run("cat /sys/class/graphics/fb0/bits_per_pixel")
@@ -541,6 +585,8 @@ def main():
         stop_server(vm)
         if want("vfb"):
             case_vfb(vm)
+        if want("virtio"):
+            case_drm_virtio(vm)
     except VMError as e:
         fail("vm-cirrus", e)
     finally:

@@ -170,12 +170,16 @@ class VM:
             if "error" in r:
                 raise VMError("qmp %s: %s" % (cmd, r["error"]))
 
-    def screendump(self, path, secs=20):
-        """the screen as QEMU shows it, a P6 PPM, complete"""
+    def screendump(self, path, secs=20, device=None):
+        """the screen as QEMU shows it (of display device id `device`), a
+        P6 PPM, complete"""
         tmp = path + ".part"
         if os.path.exists(tmp):
             os.unlink(tmp)
-        self._qmp("screendump", {"filename": tmp})
+        args = {"filename": tmp}
+        if device:
+            args["device"] = device
+        self._qmp("screendump", args)
         end = time.monotonic() + secs
         while True:
             try:
