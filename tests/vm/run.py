@@ -361,6 +361,33 @@ def case_drm(vm):
     else:
         fail("drm-page-flip-followed", out[-300:] + server_log(vm)[-300:])
     view("drm-gvnc-pixels-equal-screendump", "gvnc", ["-M", c], 90)
+    # the display program quits: its framebuffer goes, the CRTC is off
+    v = Viewer("lvc", ["-d", "4"], 60)
+    time.sleep(2)
+    vm.run("echo q >/tmp/pf", check=False)
+    rc, out = v.finish(60)
+    log = server_log(vm)
+    if rc == 0 and log.count("is off; showing the last picture") == 1:
+        ok("drm-crtc-off-keeps-the-last-picture-and-says-so-once")
+    else:
+        fail("drm-crtc-off-keeps-the-last-picture-and-says-so-once",
+             out[-200:] + log[-300:])
+    # without root the kernel gives no buffer handles: a flip is logged
+    stop_server(vm)
+    vm.run("paint drm /dev/dri/card0 A <>/tmp/pf >/tmp/paint.log 2>&1 &")
+    vm.wait_guest("grep -q 'shown A' /tmp/paint.log", 20, "painter shows A")
+    start_server(vm, "/dev/dri/card0", "-u nobody")
+    v = Viewer("lvc", ["-d", "4"], 60)
+    time.sleep(1)
+    vm.run("echo C >/tmp/pf")
+    vm.wait_guest("grep -q 'shown C' /tmp/paint.log", 20, "painter shows C")
+    rc, out = v.finish(60)
+    log = server_log(vm)
+    if rc == 0 and "only to the DRM master or CAP_SYS_ADMIN" in log:
+        ok("drm-as-nobody-says-why-a-flip-cannot-be-followed")
+    else:
+        fail("drm-as-nobody-says-why-a-flip-cannot-be-followed",
+             out[-200:] + log[-300:])
     vm.run("echo q >/tmp/pf", check=False)
 
 
