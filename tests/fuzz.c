@@ -23,58 +23,53 @@
 
 static struct server fz;
 
+/* A file for the server to read, as an operator would give it. */
+static const char *
+fz_file(char *path, const char *text)
+{
+	int fd;
+
+	if ((fd = mkstemp(path)) < 0 ||
+	    write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		abort();
+	close(fd);
+	return path;
+}
+
+/* The server's own set-up steps (main's), with a fuzzer's options. */
 static void
 fz_setup(void)
 {
-	static const char *pwline =
+	static char pw[] = "/tmp/vncsasl-fuzz-pw-XXXXXX";
+	static char vnc[] = "/tmp/vncsasl-fuzz-vnc-XXXXXX";
+	struct opts o;
+
+	memset(&o, 0, sizeof o);
+	server_defaults(&fz);
+	fz.fail_delay_cap = 0;		/* no waiting in a fuzzer */
+	fz.hash_rate = 0;
+	snprintf(fz.name, sizeof fz.name, "fuzz");
+	fz.sasl_host = "localhost";
+	fz.passwd_path = fz_file(pw,
 	    "alice:{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
 	    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
-	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\n";
-	char path[] = "/tmp/vncsasl-fuzz-XXXXXX", err[256];
-	uint8_t key[SHA256_DIGEST_SIZE];
-	struct cred *v;
-	size_t n;
-	int fd;
-
-	fz.max_clients = MAX_CLIENTS;
-	fz.preauth_max = PREAUTH_MAX;
-	fz.preauth_per_addr = PREAUTH_PER_ADDR;
-	fz.handshake_s = HANDSHAKE_S;
-	fz.fail_delay_cap = 0;		/* no waiting in a fuzzer */
-	snprintf(fz.name, sizeof fz.name, "fuzz");
-	signal(SIGPIPE, SIG_IGN);
-	if (gnutls_global_init() < 0 || gsasl_init(&fz.gsasl) != GSASL_OK)
-		abort();
-	tls_setup(&fz, NULL, NULL, NULL);
-	gsasl_callback_set(fz.gsasl, sasl_callback);
-	gsasl_callback_hook_set(fz.gsasl, &fz);
-	setup_mechs(&fz, "SCRAM-SHA-256,SCRAM-SHA-1,PLAIN,LOGIN", 0);
-	fz.sasl_host = "localhost";
-	if ((fd = mkstemp(path)) < 0 ||
-	    write(fd, pwline, strlen(pwline)) != (ssize_t)strlen(pwline))
-		abort();
-	close(fd);
-	if (passwd_read(path, &v, &n, key, err, sizeof err) < 0)
-		abort();
-	passwd_install(&fz, v, n, key);
-	unlink(path);
-	des_set_key(&fz.vnc_des, (const uint8_t *)"\x0e\xa6\xce\x4e\x2e\x2e\x2e\x2e");
-	fz.have_vnc_key = 1;
-	fz.host.srv = &fz;
-	fz.host.damage = srv_damage;
-	fz.host.resized = srv_resized;
-	fz.host.cut_text = srv_cut_text;
-	fz.host.cursor = srv_cursor;
-	fz.host.log = srv_log;
-	if ((fz.fb = fb_source.open("128x96@0", &fz.host, err, sizeof err)) == NULL ||
-	    grid_setup(&fz) < 0)
-		abort();
+	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\n");
+	o.vncpass = fz_file(vnc, "sekrit\n");
+	o.port = "0";
+	o.mechs = "SCRAM-SHA-256,SCRAM-SHA-1,PLAIN,LOGIN";
+	o.seclist = "none";		/* fz_sectypes() picks per input */
+	setup_signals();
+	setup_auth(&fz, &o);
+	setup_source(&fz, "128x96@0");
+	unlink(pw);
+	unlink(vnc);
+	fz.passwd_path = NULL;		/* nothing to reload */
 }
 
 static void
 fz_sectypes(const char *list)
 {
-	const struct sectype *v[NSECTYPES];
+	const struct sectype *v[nitems(sectypes)];
 	int i, n = parse_seclist(list, v);
 
 	fz.nsec_tcp = fz.nsec_unix = 0;
@@ -118,7 +113,8 @@ fz_run(int peer, const uint8_t *data, size_t size, int unix_peer)
 		if (!c->dead)
 			cl_read(c);
 		check_deadlines(&fz, mono_ms());
-		c->hold_until = 0;
+		if (!c->dead && c->gate_until)	/* no waiting in a fuzzer */
+			cl_resume(c);
 		send_updates(&fz, mono_ms());
 		if (!c->dead)
 			cl_flush(c);

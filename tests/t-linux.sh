@@ -3,6 +3,7 @@
 # under QEMU TCG with bochs and Cirrus VGA devices; the static server runs
 # in the guest, real viewers on the host (tests/vm/run.py says what is
 # checked).  Skips only where qemu-system-x86_64 cannot be had.
+# ports: 2
 CACHE=${VNCSASL_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vncsasl-vm}
 . "$(dirname "$0")/lib.sh"
 set -u

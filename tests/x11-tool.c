@@ -52,6 +52,8 @@
 #include <X11/Xutil.h>
 #include <X11/extensions/Xrandr.h>
 
+#include "tool.h"
+
 static Display *dpy;
 
 static uint8_t *slurp(const char *path, size_t *n);
@@ -61,15 +63,6 @@ die(const char *msg)
 {
 	fprintf(stderr, "x11-tool: %s\n", msg);
 	exit(1);
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void
