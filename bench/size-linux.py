@@ -66,7 +66,7 @@ def run(t):
     libs = re.findall(r"(/\S+\.so[.\d]*)", subprocess.run(
         ["ldd", dyn], capture_output=True, text=True).stdout)
     # certificates and a password file as tests/lib.sh makes them
-    env = dict(os.environ, HOME=os.path.join(t, "home"))
+    env = dict(os.environ, HOME=os.path.join(t, "home"), TOP=TOP, T=t)
     sh("bash -c '. %s/tests/lib.sh; mkcerts %s/pki; "
        "printf \"secret\\n\" | %s -k %s/passwd alice' >/dev/null 2>&1"
        % (TOP, t, dyn, t), env=env)
