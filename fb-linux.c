@@ -849,17 +849,22 @@ fbdev_changed(const struct fb *fb, const struct fb_var_screeninfo *v,
 /* ---- DRM ---- */
 
 static void
+gem_close(const struct fb *fb, uint32_t handle)
+{
+	struct drm_gem_close c = { handle, 0 };
+
+	if (handle != 0)
+		ioctl(fb->fd, DRM_IOCTL_GEM_CLOSE, &c);
+}
+
+static void
 drm_unmap(struct fb *fb)
 {
 	unmap(fb);
 	if (fb->dmabuf >= 0)
 		close(fb->dmabuf);
 	fb->dmabuf = -1;
-	if (fb->handle != 0) {
-		struct drm_gem_close c = { fb->handle, 0 };
-
-		ioctl(fb->fd, DRM_IOCTL_GEM_CLOSE, &c);
-	}
+	gem_close(fb, fb->handle);
 	fb->handle = 0;
 }
 
@@ -927,6 +932,135 @@ drm_legacy_fourcc(uint32_t bpp, uint32_t depth)
 	return 0;
 }
 
+/* A framebuffer as GETFB2 (or GETFB) describes its first plane. */
+struct drm_buf {
+	uint32_t width, height, fourcc, handle, pitch, offset;
+};
+
+/*
+ * Framebuffer fb_id's geometry, format and a GEM handle of ours to its
+ * buffer; -1 with the reason in err, and no handle left open.
+ */
+static int
+drm_buf_info(struct fb *fb, uint32_t fb_id, struct drm_buf *b, char *err,
+    size_t errlen)
+{
+	struct drm_mode_fb_cmd2 f2;
+	char name[8];
+	int i;
+
+	memset(&f2, 0, sizeof f2);
+	memset(b, 0, sizeof *b);
+	f2.fb_id = fb_id;
+	if (ioctl(fb->fd, DRM_IOCTL_MODE_GETFB2, &f2) < 0) {
+		struct drm_mode_fb_cmd f;
+
+		if (errno != EINVAL && errno != ENOTTY) {
+			snprintf(err, errlen, "GETFB2 %u: %s", fb_id,
+			    strerror(errno));
+			return -1;
+		}
+		memset(&f, 0, sizeof f);	/* Linux before 5.7 */
+		f.fb_id = fb_id;
+		if (ioctl(fb->fd, DRM_IOCTL_MODE_GETFB, &f) < 0) {
+			snprintf(err, errlen, "GETFB %u: %s", fb_id,
+			    strerror(errno));
+			return -1;
+		}
+		b->width = f.width;
+		b->height = f.height;
+		b->handle = f.handle;
+		b->pitch = f.pitch;
+		if ((b->fourcc = drm_legacy_fourcc(f.bpp, f.depth)) == 0) {
+			gem_close(fb, b->handle);
+			snprintf(err, errlen, "framebuffer %u: %u bpp depth %u: "
+			    "not a layout this source reads", fb_id, f.bpp,
+			    f.depth);
+			return -1;
+		}
+	} else {
+		b->width = f2.width;
+		b->height = f2.height;
+		b->fourcc = f2.pixel_format;
+		b->handle = f2.handles[0];
+		b->pitch = f2.pitches[0];
+		b->offset = f2.offsets[0];
+		for (i = 1; i < 4; i++)	/* one handle per object */
+			if (f2.handles[i] != b->handle &&
+			    f2.handles[i] != f2.handles[i - 1])
+				gem_close(fb, f2.handles[i]);
+		if ((f2.flags & DRM_MODE_FB_MODIFIERS) &&
+		    f2.modifier[0] != DRM_FORMAT_MOD_LINEAR) {
+			gem_close(fb, b->handle);
+			snprintf(err, errlen, "framebuffer %u: %s with format "
+			    "modifier 0x%016llx (tiled or compressed): only "
+			    "linear buffers can be read", fb_id,
+			    fourcc_name(b->fourcc, name),
+			    (unsigned long long)f2.modifier[0]);
+			return -1;
+		}
+		if (f2.handles[1] != 0 || f2.pitches[1] != 0) {
+			gem_close(fb, b->handle);
+			snprintf(err, errlen, "framebuffer %u: %s has several "
+			    "planes: only packed RGB can be read", fb_id,
+			    fourcc_name(b->fourcc, name));
+			return -1;
+		}
+	}
+	if (b->handle == 0) {
+		snprintf(err, errlen, "framebuffer %u: the kernel gives its "
+		    "buffer only to the DRM master or CAP_SYS_ADMIN (run "
+		    "without -u, as root)", fb_id);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The buffer mapped read-only, at least need bytes: MAP_DUMB, else (or
+ * with -x ...,dmabuf) a dma-buf export, whose descriptor goes to *dmabuf.
+ * MAP_FAILED with the reason in err.
+ */
+static void *
+drm_buf_map(struct fb *fb, const struct drm_buf *b, size_t need,
+    size_t *len, int *dmabuf, char *err, size_t errlen)
+{
+	struct drm_mode_map_dumb md;
+	struct drm_prime_handle ph;
+	void *m;
+	off_t size;
+
+	*dmabuf = -1;
+	memset(&md, 0, sizeof md);
+	md.handle = b->handle;
+	if (!fb->want_dmabuf &&
+	    ioctl(fb->fd, DRM_IOCTL_MODE_MAP_DUMB, &md) == 0 &&
+	    (m = mmap(NULL, need, PROT_READ, MAP_SHARED, fb->fd,
+	    (off_t)md.offset)) != MAP_FAILED) {
+		*len = need;
+		return m;
+	}
+	memset(&ph, 0, sizeof ph);
+	ph.handle = b->handle;
+	ph.flags = O_CLOEXEC;
+	if (ioctl(fb->fd, DRM_IOCTL_PRIME_HANDLE_TO_FD, &ph) < 0) {
+		snprintf(err, errlen, "neither MAP_DUMB nor a dma-buf export "
+		    "works: %s", strerror(errno));
+		return MAP_FAILED;
+	}
+	size = lseek(ph.fd, 0, SEEK_END);
+	*len = size > 0 ? (size_t)size : need;
+	if (*len < need || (m = mmap(NULL, *len, PROT_READ, MAP_SHARED, ph.fd,
+	    0)) == MAP_FAILED) {
+		snprintf(err, errlen, "dma-buf of %zu bytes (%zu needed): %s",
+		    *len, need, *len < need ? "too small" : strerror(errno));
+		close(ph.fd);
+		return MAP_FAILED;
+	}
+	*dmabuf = ph.fd;
+	return m;
+}
+
 /*
  * Map framebuffer fb_id, shown from (x, y) at w x h.  On success the old
  * mapping is gone and fb describes the new one; -1 leaves fb as it was,
@@ -936,133 +1070,36 @@ static int
 drm_map_fb(struct fb *fb, uint32_t fb_id, int x, int y, int w, int h,
     char *err, size_t errlen)
 {
-	struct drm_mode_fb_cmd2 f2;
-	struct drm_mode_map_dumb md;
+	struct drm_buf b;
 	struct layout l;
-	uint32_t handle, pitch, off, fourcc;
 	size_t len, need;
-	void *m = MAP_FAILED;
-	int dmabuf = -1, bypp;
-	char name[8];
+	void *m;
+	int dmabuf, bypp;
+	char name[8], why[160];
 
-	memset(&f2, 0, sizeof f2);
-	f2.fb_id = fb_id;
-	if (ioctl(fb->fd, DRM_IOCTL_MODE_GETFB2, &f2) == 0) {
-		fourcc = f2.pixel_format;
-		handle = f2.handles[0];
-		pitch = f2.pitches[0];
-		off = f2.offsets[0];
-		if ((f2.flags & DRM_MODE_FB_MODIFIERS) &&
-		    f2.modifier[0] != DRM_FORMAT_MOD_LINEAR) {
-			snprintf(err, errlen, "framebuffer %u: %s with format "
-			    "modifier 0x%016llx (tiled or compressed): only "
-			    "linear buffers can be read", fb_id,
-			    fourcc_name(fourcc, name),
-			    (unsigned long long)f2.modifier[0]);
-			goto fail;
-		}
-		if (f2.handles[1] != 0 || f2.pitches[1] != 0) {
-			int i;
-
-			for (i = 1; i < 4; i++)	/* one handle per object */
-				if (f2.handles[i] != 0 && f2.handles[i] !=
-				    handle && f2.handles[i] != f2.handles[i - 1]) {
-					struct drm_gem_close c = {
-						f2.handles[i], 0
-					};
-
-					ioctl(fb->fd, DRM_IOCTL_GEM_CLOSE, &c);
-				}
-			snprintf(err, errlen, "framebuffer %u: %s has several "
-			    "planes: only packed RGB can be read", fb_id,
-			    fourcc_name(fourcc, name));
-			goto fail;
-		}
-	} else if (errno == EINVAL || errno == ENOTTY) {
-		struct drm_mode_fb_cmd f;
-
-		memset(&f, 0, sizeof f);
-		f.fb_id = fb_id;
-		if (ioctl(fb->fd, DRM_IOCTL_MODE_GETFB, &f) < 0) {
-			snprintf(err, errlen, "GETFB %u: %s", fb_id,
-			    strerror(errno));
-			return -1;
-		}
-		f2.width = f.width;
-		f2.height = f.height;
-		fourcc = drm_legacy_fourcc(f.bpp, f.depth);
-		handle = f.handle;
-		pitch = f.pitch;
-		off = 0;
-		if (fourcc == 0) {
-			snprintf(err, errlen, "framebuffer %u: %u bpp depth %u: "
-			    "not a layout this source reads", fb_id, f.bpp,
-			    f.depth);
-			goto fail;
-		}
-	} else {
-		snprintf(err, errlen, "GETFB2 %u: %s", fb_id, strerror(errno));
+	if (drm_buf_info(fb, fb_id, &b, err, errlen) < 0)
 		return -1;
-	}
-	if (handle == 0) {
-		snprintf(err, errlen, "framebuffer %u: the kernel gives its "
-		    "buffer only to the DRM master or CAP_SYS_ADMIN (run "
-		    "without -u, as root)", fb_id);
-		return -1;
-	}
-	if (drm_layout(fourcc, &l) < 0) {
-		layout_free(&l);
+	if (drm_layout(b.fourcc, &l) < 0) {
 		snprintf(err, errlen, "framebuffer %u: format %s (0x%08x) is "
 		    "not one this source reads (packed RGB, 16-32 bpp)", fb_id,
-		    fourcc_name(fourcc, name), fourcc);
+		    fourcc_name(b.fourcc, name), b.fourcc);
 		goto fail;
 	}
 	bypp = l.bpp / 8;
 	if (w < 1 || h < 1 || w > MAX_WH || h > MAX_WH || x < 0 || y < 0 ||
-	    (uint32_t)(x + w) > f2.width || (uint32_t)(y + h) > f2.height ||
-	    pitch < f2.width * (uint32_t)bypp) {
-		layout_free(&l);
+	    (uint32_t)(x + w) > b.width || (uint32_t)(y + h) > b.height ||
+	    b.pitch < b.width * (uint32_t)bypp) {
 		snprintf(err, errlen, "framebuffer %u: %ux%u, pitch %u: the "
 		    "CRTC shows %dx%d at +%d+%d: does not fit (or over %d)",
-		    fb_id, f2.width, f2.height, pitch, w, h, x, y, MAX_WH);
+		    fb_id, b.width, b.height, b.pitch, w, h, x, y, MAX_WH);
 		goto fail;
 	}
-	need = (size_t)off + (size_t)(f2.height - 1) * pitch +
-	    (size_t)f2.width * bypp;
-	memset(&md, 0, sizeof md);
-	md.handle = handle;
-	if (!fb->want_dmabuf &&
-	    ioctl(fb->fd, DRM_IOCTL_MODE_MAP_DUMB, &md) == 0) {
-		len = need;
-		m = mmap(NULL, len, PROT_READ, MAP_SHARED, fb->fd,
-		    (off_t)md.offset);
-	}
-	if (m == MAP_FAILED) {	/* not a dumb buffer: try a dma-buf */
-		struct drm_prime_handle ph;
-		off_t size;
-
-		memset(&ph, 0, sizeof ph);
-		ph.handle = handle;
-		ph.flags = O_CLOEXEC;
-		if (ioctl(fb->fd, DRM_IOCTL_PRIME_HANDLE_TO_FD, &ph) < 0) {
-			layout_free(&l);
-			snprintf(err, errlen, "framebuffer %u: neither "
-			    "MAP_DUMB nor a dma-buf export works: %s", fb_id,
-			    strerror(errno));
-			goto fail;
-		}
-		dmabuf = ph.fd;
-		size = lseek(dmabuf, 0, SEEK_END);
-		len = size > 0 ? (size_t)size : need;
-		if (len < need || (m = mmap(NULL, len, PROT_READ, MAP_SHARED,
-		    dmabuf, 0)) == MAP_FAILED) {
-			layout_free(&l);
-			snprintf(err, errlen, "framebuffer %u: dma-buf of %zu "
-			    "bytes (%zu needed): %s", fb_id, len, need,
-			    len < need ? "too small" : strerror(errno));
-			close(dmabuf);
-			goto fail;
-		}
+	need = (size_t)b.offset + (size_t)(b.height - 1) * b.pitch +
+	    (size_t)b.width * bypp;
+	if ((m = drm_buf_map(fb, &b, need, &len, &dmabuf, why, sizeof why)) ==
+	    MAP_FAILED) {
+		snprintf(err, errlen, "framebuffer %u: %s", fb_id, why);
+		goto fail;
 	}
 	drm_unmap(fb);
 	layout_free(&fb->lay);
@@ -1070,25 +1107,21 @@ drm_map_fb(struct fb *fb, uint32_t fb_id, int x, int y, int w, int h,
 	fb->map = m;
 	fb->map_len = len;
 	fb->dmabuf = dmabuf;
-	fb->handle = handle;
-	fb->fourcc = fourcc;
+	fb->handle = b.handle;
+	fb->fourcc = b.fourcc;
 	fb->fb_id = fb_id;
 	fb->bypp = bypp;
-	fb->pitch = pitch;
+	fb->pitch = b.pitch;
 	fb->dw = w;
 	fb->dh = h;
 	fb->crtc_x = x;
 	fb->crtc_y = y;
-	fb->base = (const uint8_t *)m + off + (size_t)y * pitch +
+	fb->base = (const uint8_t *)m + b.offset + (size_t)y * b.pitch +
 	    (size_t)x * bypp;
 	return 0;
 fail:
-	{
-		struct drm_gem_close c = { handle, 0 };
-
-		if (handle != 0)
-			ioctl(fb->fd, DRM_IOCTL_GEM_CLOSE, &c);
-	}
+	layout_free(&l);
+	gem_close(fb, b.handle);
 	return -1;
 }
 
@@ -1706,13 +1739,91 @@ parse_arg(struct fb *fb, const char *arg, char *err, size_t errlen)
 
 static void linux_close(struct fb *);
 
+/*
+ * Open the device -x names and see what it shows; -1 with the reason in
+ * err, -2 where the argument itself is wrong (not a device of ours).
+ */
+static int
+device_open(struct fb *fb, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if ((fb->fd = open(fb->path, O_RDWR | O_CLOEXEC)) < 0 &&
+	    (errno != EACCES ||
+	    (fb->fd = open(fb->path, O_RDONLY | O_CLOEXEC)) < 0)) {
+		snprintf(err, errlen, "%s: %s", fb->path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fb->fd, &st) < 0 || !S_ISCHR(st.st_mode) ||
+	    (major(st.st_rdev) != FBDEV_MAJOR &&
+	    major(st.st_rdev) != DRM_MAJOR)) {
+		snprintf(err, errlen, "%s: not a framebuffer (/dev/fbN) or DRM "
+		    "card (/dev/dri/cardN)", fb->path);
+		return -2;
+	}
+	fb->kind = major(st.st_rdev) == DRM_MAJOR ? DRM : FBDEV;
+	if (fb->kind == FBDEV && (fb->crtc_want || fb->want_dmabuf)) {
+		snprintf(err, errlen, "crtc= and dmabuf are for DRM devices, and "
+		    "%s is a framebuffer", fb->path);
+		return -2;
+	}
+	if (fb->kind == FBDEV) {
+		struct fb_var_screeninfo v;
+		struct fb_fix_screeninfo f;
+
+		if (fbdev_query(fb, &v, &f) < 0) {
+			snprintf(err, errlen, "%s: FBIOGET_*SCREENINFO: %s",
+			    fb->path, strerror(errno));
+			return -1;
+		}
+		return fbdev_setup(fb, &v, &f, err, errlen);
+	} else {
+		struct drm_mode_crtc c;
+
+		/* the first opener is master: leave that to the display */
+		ioctl(fb->fd, DRM_IOCTL_DROP_MASTER, 0);
+		if (drm_find_crtc(fb, err, errlen) < 0)
+			return -1;
+		if (drm_getcrtc(fb, fb->crtc_id, &c) < 0) {
+			snprintf(err, errlen, "%s: GETCRTC %u: %s", fb->path,
+			    fb->crtc_id, strerror(errno));
+			return -1;
+		}
+		if (!c.mode_valid || c.fb_id == 0) {
+			snprintf(err, errlen, "%s: CRTC %u is off", fb->path,
+			    fb->crtc_id);
+			return -1;
+		}
+		return drm_map_fb(fb, c.fb_id, (int)c.x, (int)c.y,
+		    c.mode.hdisplay, c.mode.vdisplay, err, errlen);
+	}
+}
+
+/* The input device, or view-only; either way said once. */
+static void
+input_open(struct fb *fb)
+{
+	char why[160] = "";
+
+	if (fb->view)
+		fb->host->log(fb->host->srv, LOG_NOTICE, "linux: view-only "
+		    "(-x ...,view): viewers' input goes nowhere");
+	else if (uinput_open(fb, why, sizeof why) < 0)
+		fb->host->log(fb->host->srv, LOG_WARNING, "linux: %s: running "
+		    "view-only, viewers' input goes nowhere", why);
+	else
+		fb->host->log(fb->host->srv, LOG_INFO, "linux: input through "
+		    "uinput device \"vncsasl\" (%s, %dx%d)", fb->touch ?
+		    "touchscreen" : "keyboard and absolute mouse", fb->abs_w,
+		    fb->abs_h);
+}
+
 static struct fb *
 linux_open(const char *arg, const struct fb_host *host, char *err,
     size_t errlen)
 {
 	struct fb *fb;
-	struct stat st;
-	char why[160] = "";
+	int r = -1;
 
 	if ((fb = calloc(1, sizeof *fb)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1725,59 +1836,8 @@ linux_open(const char *arg, const struct fb_host *host, char *err,
 		errno = EINVAL;
 		return NULL;
 	}
-	if ((fb->fd = open(fb->path, O_RDWR | O_CLOEXEC)) < 0 &&
-	    (errno != EACCES ||
-	    (fb->fd = open(fb->path, O_RDONLY | O_CLOEXEC)) < 0)) {
-		snprintf(err, errlen, "%s: %s", fb->path, strerror(errno));
+	if ((r = device_open(fb, err, errlen)) < 0)
 		goto fail;
-	}
-	if (fstat(fb->fd, &st) < 0 || !S_ISCHR(st.st_mode) ||
-	    (major(st.st_rdev) != FBDEV_MAJOR &&
-	    major(st.st_rdev) != DRM_MAJOR)) {
-		snprintf(err, errlen, "%s: not a framebuffer (/dev/fbN) or DRM "
-		    "card (/dev/dri/cardN)", fb->path);
-		errno = EINVAL;
-		goto fail_errno;
-	}
-	fb->kind = major(st.st_rdev) == DRM_MAJOR ? DRM : FBDEV;
-	if (fb->kind == FBDEV && (fb->crtc_want || fb->want_dmabuf)) {
-		snprintf(err, errlen, "crtc= and dmabuf are for DRM devices, and "
-		    "%s is a framebuffer", fb->path);
-		errno = EINVAL;
-		goto fail_errno;
-	}
-	if (fb->kind == FBDEV) {
-		struct fb_var_screeninfo v;
-		struct fb_fix_screeninfo f;
-
-		if (fbdev_query(fb, &v, &f) < 0) {
-			snprintf(err, errlen, "%s: FBIOGET_*SCREENINFO: %s",
-			    fb->path, strerror(errno));
-			goto fail;
-		}
-		if (fbdev_setup(fb, &v, &f, err, errlen) < 0)
-			goto fail;
-	} else {
-		struct drm_mode_crtc c;
-
-		/* the first opener is master: leave that to the display */
-		ioctl(fb->fd, DRM_IOCTL_DROP_MASTER, 0);
-		if (drm_find_crtc(fb, err, errlen) < 0)
-			goto fail;
-		if (drm_getcrtc(fb, fb->crtc_id, &c) < 0) {
-			snprintf(err, errlen, "%s: GETCRTC %u: %s", fb->path,
-			    fb->crtc_id, strerror(errno));
-			goto fail;
-		}
-		if (!c.mode_valid || c.fb_id == 0) {
-			snprintf(err, errlen, "%s: CRTC %u is off", fb->path,
-			    fb->crtc_id);
-			goto fail;
-		}
-		if (drm_map_fb(fb, c.fb_id, (int)c.x, (int)c.y,
-		    c.mode.hdisplay, c.mode.vdisplay, err, errlen) < 0)
-			goto fail;
-	}
 	if (buffers_setup(fb) < 0) {
 		snprintf(err, errlen, "%s: out of memory for %dx%d", fb->path,
 		    fb->dw, fb->dh);
@@ -1790,27 +1850,11 @@ linux_open(const char *arg, const struct fb_host *host, char *err,
 		fb->host->log(fb->host->srv, LOG_INFO, "linux: CRTC %u, "
 		    "framebuffer %u%s", fb->crtc_id, fb->fb_id, fb->dmabuf >= 0 ?
 		    " (dma-buf)" : "");
-	if (fb->view)
-		fb->host->log(fb->host->srv, LOG_NOTICE, "linux: view-only "
-		    "(-x ...,view): viewers' input goes nowhere");
-	else if (uinput_open(fb, why, sizeof why) < 0)
-		fb->host->log(fb->host->srv, LOG_WARNING, "linux: %s: running "
-		    "view-only, viewers' input goes nowhere", why);
-	else
-		fb->host->log(fb->host->srv, LOG_INFO, "linux: input through "
-		    "uinput device \"vncsasl\" (%s, %dx%d)", fb->touch ?
-		    "touchscreen" : "keyboard and absolute mouse", fb->abs_w,
-		    fb->abs_h);
+	input_open(fb);
 	return fb;
 fail:
-	errno = 0;
-fail_errno:
-	{
-		int e = errno;
-
-		linux_close(fb);
-		errno = e;
-	}
+	linux_close(fb);
+	errno = r == -2 ? EINVAL : 0;	/* the server exits 2, else 1 */
 	return NULL;
 }
 
