@@ -35,6 +35,9 @@
  * converted to XRGB into `px` (turned by `rotate`) and reported as
  * horizontal runs.  Channels narrower than 8 bits are widened by bit
  * replication (0x1f -> 0xff), as pixman and so QEMU's screendump do.
+ * Where a device pixel is 32 bits and the picture is not turned, rows are
+ * converted as they are read and compared with px itself: one copy of the
+ * screen instead of two.
  *
  * fbdev: FBIOGET_VSCREENINFO/FSCREENINFO, a read-only mmap of the whole
  * video memory, line_length and the red/green/blue bitfields honoured, 16,
@@ -212,6 +215,9 @@ struct fb {
 
 	/* comparison */
 	uint8_t *shadow;	/* dh rows of dw * bypp bytes */
+	int shared;		/* shadow is px: 32-bit pixels not turned
+				 * are converted in place, and compared as
+				 * viewers get them: one copy, not two */
 	uint8_t *row;		/* one device row read out */
 	uint32_t *xrow;		/* one row in XRGB */
 	int tw, th;
@@ -401,7 +407,8 @@ layout_name(const struct layout *l, char *out, size_t len)
 static void
 buffers_free(struct fb *fb)
 {
-	free(fb->shadow);
+	if (!fb->shared)
+		free(fb->shadow);
 	free(fb->row);
 	free(fb->xrow);
 	free(fb->suspect);
@@ -440,7 +447,8 @@ buffers_setup(struct fb *fb)
 	fb->tw = (fb->dw + TILE - 1) / TILE;
 	fb->th = (fb->dh + TILE - 1) / TILE;
 	tiles = (size_t)fb->tw * fb->th;
-	fb->shadow = malloc(n * (size_t)fb->bypp);
+	fb->shared = fb->bypp == 4 && fb->rot == 0;
+	fb->shadow = fb->shared ? (uint8_t *)px : malloc(n * (size_t)fb->bypp);
 	fb->row = malloc((size_t)fb->dw * fb->bypp);
 	fb->xrow = malloc((size_t)fb->dw * sizeof *fb->xrow);
 	fb->suspect = calloc(tiles, 1);
@@ -511,6 +519,8 @@ put_row(struct fb *fb, int x0, int y, int n)
 	int i;
 	ptrdiff_t step;
 
+	if (fb->shared)
+		return;		/* compare_suspects() wrote px already */
 	convert_row(&fb->lay, s, fb->xrow, n);
 	switch (fb->rot) {
 	case 90:	/* device (x, y) -> viewer (dh-1-y, x) */
@@ -550,7 +560,8 @@ sync_dmabuf(struct fb *fb, int end)
 		;
 }
 
-/* Device row y, pixels [x0, x1), into fb->row (at offset x0). */
+/* Device row y, pixels [x0, x1), into fb->row (at offset x0); with a
+ * shared shadow, as px holds it (the X byte cleared). */
 static const uint8_t *
 read_row(struct fb *fb, int y, int x0, int x1)
 {
@@ -558,6 +569,9 @@ read_row(struct fb *fb, int y, int x0, int x1)
 
 	memcpy(fb->row + off, fb->base + (size_t)y * fb->pitch + off,
 	    (size_t)(x1 - x0) * fb->bypp);
+	if (fb->shared)
+		convert_row(&fb->lay, fb->row + off, (uint32_t *)(void *)
+		    (fb->row + off), x1 - x0);
 	return fb->row;
 }
 
@@ -707,7 +721,11 @@ capture_all(struct fb *fb)
 		memcpy(fb->shadow + (size_t)y * fb->dw * fb->bypp,
 		    fb->base + (size_t)y * fb->pitch, (size_t)fb->dw *
 		    fb->bypp);
-		put_row(fb, 0, y, fb->dw);
+		if (fb->shared)	/* in place: the X byte cleared */
+			convert_row(&fb->lay, fb->shadow + (size_t)y * fb->dw *
+			    4, fb->px + (size_t)y * fb->dw, fb->dw);
+		else
+			put_row(fb, 0, y, fb->dw);
 	}
 	sync_dmabuf(fb, 1);
 	fb->full = 0;
