@@ -72,6 +72,8 @@
  * MIDDLE/RIGHT, the wheel as REL_WHEEL/REL_HWHEEL) or, with `touch`, a
  * single-contact touchscreen.  A viewer's auto-repeat becomes repeat
  * events (value 2); the device has no EV_REP, so the kernel adds none.
+ * KEY_SYSRQ (Print, Sys_Req) is never sent: with Alt it is the kernel's
+ * magic SysRq, the console's power to reboot or kill, not a viewer's.
  * Keys, buttons and a touch held through us are let go by release().
  * Without /dev/uinput the server runs view-only and says so once.
  */
@@ -1346,7 +1348,9 @@ ev_syn(struct fb *fb)
 static void
 key_event(struct fb *fb, unsigned code, int value)
 {
-	if (code == 0 || code >= KEY_CNT)
+	/* Alt+SysRq reaches the kernel's magic SysRq (reboot, kill all):
+	 * that is the console's, not a viewer's */
+	if (code == 0 || code >= KEY_CNT || code == KEY_SYSRQ)
 		return;
 	if (value == 0 && !is_set(fb->held, code))
 		return;
@@ -1472,12 +1476,12 @@ static const struct keymap keymap[] = {
 	{ 0xff08, KEY_BACKSPACE, -1 }, { 0xff09, KEY_TAB, -1 },
 	{ 0xff0a, KEY_LINEFEED, -1 }, { 0xff0d, KEY_ENTER, -1 },
 	{ 0xff13, KEY_PAUSE, -1 }, { 0xff14, KEY_SCROLLLOCK, -1 },
-	{ 0xff15, KEY_SYSRQ, -1 }, { 0xff1b, KEY_ESC, -1 },
+	{ 0xff1b, KEY_ESC, -1 },
 	{ 0xff50, KEY_HOME, -1 }, { 0xff51, KEY_LEFT, -1 },
 	{ 0xff52, KEY_UP, -1 }, { 0xff53, KEY_RIGHT, -1 },
 	{ 0xff54, KEY_DOWN, -1 }, { 0xff55, KEY_PAGEUP, -1 },
 	{ 0xff56, KEY_PAGEDOWN, -1 }, { 0xff57, KEY_END, -1 },
-	{ 0xff61, KEY_SYSRQ, -1 }, { 0xff63, KEY_INSERT, -1 },
+	{ 0xff63, KEY_INSERT, -1 },
 	{ 0xff67, KEY_COMPOSE, -1 }, { 0xff7f, KEY_NUMLOCK, -1 },
 	{ 0xff8d, KEY_KPENTER, -1 },
 	{ 0xff95, KEY_KP7, -1 }, { 0xff96, KEY_KP4, -1 },
