@@ -1,6 +1,6 @@
 #!/bin/bash
 # fb-linux.c (make FB=linux) on a real Linux kernel: a Debian kernel boots
-# under QEMU TCG with bochs and Cirrus VGA devices; the static server runs
+# under QEMU TCG with bochs, Cirrus and virtio-gpu devices; the static server runs
 # in the guest, real viewers on the host (tests/vm/run.py says what is
 # checked).  Skips only where qemu-system-x86_64 cannot be had.
 # ports: 2

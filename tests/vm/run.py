@@ -2,8 +2,10 @@
 """run.py - fb-linux.c on a real kernel: the cases of tests/t-linux.sh.
 
 Two guests boot a Debian kernel under QEMU TCG (no KVM): one with a
-bochs VGA (fbdev XRGB8888, DRM, input, rotation, touch, the benchmark),
-one with a Cirrus VGA (fbdev RGB565) and vfb (R at bit 0, a mode change).
+bochs VGA (fbdev XRGB8888, DRM, input, rotation, touch, the benchmark, the
+arm64 build under qemu-user where a cross toolchain is there), one with a
+Cirrus VGA (fbdev RGB565), vfb (R at bit 0, panning, a mode change) and a
+virtio-gpu (DRM read through a dma-buf).
 The static server runs in the guest behind hostfwd on 127.0.0.1; the real
 viewers (tests/lvc, tests/gvnc) log in with SCRAM-SHA-256 over X509SASL and
 must receive exactly what QEMU's screendump shows.  vfb has no display, so
