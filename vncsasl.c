@@ -132,7 +132,8 @@
 				   ~17% of a core (65536 iterations take
 				   42 ms, measured); one address gets a
 				   quarter */
-#define HASH_TAU_US	500000	/* burst: two such derivations at once */
+#define HASH_TAU_US	0	/* no bursts: one derivation (42 ms at most)
+				   holds the loop at a time, never two */
 #define HASH_TAU_ADDR_US 0	/* one address: no burst */
 #define MAX_LISTENERS	16	/* -l addresses times address families */
 #define ACCEPT_PAUSE_MS	500	/* out of descriptors: accept() again after
