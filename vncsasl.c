@@ -9297,7 +9297,7 @@ adhoc_announce(struct server *s, const struct opts *o)
 {
 	char fp[3 * 32 + 1], host[260] = "127.0.0.1";
 	gnutls_datum_t pem = { NULL, 0 };
-	int i;
+	int i, tcp = strcmp(o->port, "0") != 0;
 
 	cert_fingerprint(s, fp, sizeof fp);
 	for (i = 0; i < o->naddrs; i++)	/* an address the viewer can use */
@@ -9315,30 +9315,32 @@ adhoc_announce(struct server *s, const struct opts *o)
 	fprintf(stderr, "ad-hoc: user=%s password=%s sha256=%s\n", ADHOC_USER,
 	    s->adhoc_pw, fp[0] ? fp : "-");
 	fprintf(stderr, "vncsasl: ad-hoc: a one-time user and password, in "
-	    "memory only; they end with this process\n"
-	    "vncsasl: ad-hoc: TigerVNC or Remmina (X509Plain; accept the "
-	    "certificate if its SHA-256 fingerprint is the one above):\n"
-	    "    VNC_USERNAME=%s VNC_PASSWORD='%s' vncviewer %s::%s\n",
-	    ADHOC_USER, s->adhoc_pw, host, o->port);
+	    "memory only; they end with this process\n");
+	if (tcp)
+		fprintf(stderr, "vncsasl: ad-hoc: TigerVNC or Remmina (X509Plain; "
+		    "accept the certificate if its SHA-256 fingerprint is the "
+		    "one above):\n    VNC_USERNAME=%s VNC_PASSWORD='%s' "
+		    "vncviewer %s::%s\n", ADHOC_USER, s->adhoc_pw, host, o->port);
 	if (o->wsport != NULL)	/* -W: the page of -F, or what to aim one at */
 		fprintf(stderr, "vncsasl: ad-hoc: a browser (accept the "
 		    "certificate if its SHA-256 fingerprint is the one "
 		    "above):\n    %s://%s:%s/%s\n", s->www_fd >= 0 ? "https" :
 		    "wss", host, o->wsport, s->www_fd >= 0 && faccessat(s->www_fd,
 		    "vnc.html", R_OK, 0) == 0 ? "vnc.html" : "");
-	if (s->adhoc_crt != NULL && gnutls_x509_crt_export2(s->adhoc_crt,
-	    GNUTLS_X509_FMT_PEM, &pem) == 0) {
+	if (tcp && s->adhoc_crt != NULL)
 		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (gtk-vnc "
 		    "trusts no certificate it has not been given): save "
 		    "the certificate below as ~/.pki/CA/cacert.pem, then\n"
-		    "    remote-viewer vnc://%s:%s\n%.*s", host, o->port,
-		    (int)pem.size, (const char *)pem.data);
-		gnutls_free(pem.data);
-	} else {
+		    "    remote-viewer vnc://%s:%s\n", host, o->port);
+	else if (tcp)
 		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (with the CA "
 		    "of %s in ~/.pki/CA/cacert.pem):\n"
 		    "    remote-viewer vnc://%s:%s\n", s->cert_path ?
 		    s->cert_path : "the certificate", host, o->port);
+	if (s->adhoc_crt != NULL && gnutls_x509_crt_export2(s->adhoc_crt,
+	    GNUTLS_X509_FMT_PEM, &pem) == 0) {
+		fprintf(stderr, "%.*s", (int)pem.size, (const char *)pem.data);
+		gnutls_free(pem.data);
 	}
 	memset(s->adhoc_pw, 0, sizeof s->adhoc_pw);
 }
