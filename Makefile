@@ -95,8 +95,11 @@ tests/fuzz-preauth: $(FUZZ_SRC)
 	$(FUZZ_BUILD)
 tests/fuzz-postauth: $(FUZZ_SRC)
 	$(FUZZ_BUILD) -DFUZZ_POSTAUTH
+# fuzz-multi: the dummy source is the fixture, not the code under test;
+# built without instrumentation it draws resized screens 6 times faster.
 tests/fuzz-multi: $(FUZZ_SRC)
-	$(FUZZ_BUILD) -DFUZZ_MULTI
+	$(FUZZ_CC) -g -O2 -c -o tests/fuzz-multi-fb.o fb-dummy.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(CORE_CFLAGS) -I. -DFUZZ_MULTI -o $@ tests/fuzz.c tests/fuzz-multi-fb.o $(CORE_LIBS)
 
 # A statically linked server (FB=dummy unless told) from Debian's static
 # archives.  What each library needs (pkg-config --static, objdump -p
@@ -155,6 +158,7 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/vncsasl $(DESTDIR)$(MANDIR)/man8/vncsasl.8
 
 clean:
-	rm -f vncsasl vncsasl-x11 vncsasl-asan vncsasl-static *.o .fbstamp-* $(TESTS) $(FUZZ)
+	rm -f vncsasl vncsasl-x11 vncsasl-asan vncsasl-static *.o .fbstamp-* $(TESTS) $(FUZZ) \
+	    tests/fuzz-multi-fb.o
 
 .PHONY: all tests fuzz asan static deps bench run check test install uninstall clean

@@ -59,8 +59,12 @@
  *                                 the link's rate
  *   Damage and updates            tile maps, rectangles, the source's hooks
  *   Pacing                        ContinuousUpdates, fences, the window
- *   Client messages               ClientInit, then msgtab[]
+ *   Client messages               ClientInit, then msgtab[]; the clipboard
+ *                                 (Latin-1, or UTF-8 for the Extended
+ *                                 Clipboard); QEMU key events
  *   Client I/O                    reads, TLS records, flushes, cl_new()
+ *   WebSocket                     wss:// (-W): HTTP, the files of -F,
+ *                                 frames between TLS and the RFB client
  *   Listeners and the poll loop   accept, deadlines, serve()
  *   Configuration                 option values and files (start-up errors)
  *   main                          its steps, one function each
@@ -97,6 +101,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <termios.h>
 #include <time.h>
@@ -109,6 +114,7 @@
 #include <nettle/des.h>
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
+#include <nettle/sha1.h>
 #include <nettle/sha2.h>
 #include <zlib.h>
 #include <jpeglib.h>
@@ -134,7 +140,8 @@
 				   ~17% of a core (65536 iterations take
 				   42 ms, measured); one address gets a
 				   quarter */
-#define HASH_TAU_US	500000	/* burst: two such derivations at once */
+#define HASH_TAU_US	0	/* no bursts: one derivation (42 ms at most)
+				   holds the loop at a time, never two */
 #define HASH_TAU_ADDR_US 0	/* one address: no burst */
 #define MAX_LISTENERS	16	/* -l addresses times address families */
 #define ACCEPT_PAUSE_MS	500	/* out of descriptors: accept() again after
@@ -270,6 +277,27 @@
 #define PACE_QUEUE	OUT_LOW	/* without fence answers: bytes the socket
 				   may hold, like the request path's queue */
 #define PACE_WAIT_MAX	1000	/* ms between looks at a full socket */
+#define CLIP_MAX	(2 * CUT_TEXT_MAX) /* the clipboard as UTF-8: a full
+				   Latin-1 one takes up to two bytes a letter */
+#define EXT_CLIP_MAX	(CLIP_MAX + 65536) /* an Extended Clipboard
+				   message: deflate's worst case is the text
+				   plus 5 bytes per 16 KiB block */
+/* WebSocket (wss://, -W): the HTTP request, the frames, served files */
+#define WS_HEAD_MAX	8192	/* request line and headers (nginx's large
+				   header buffer); browsers send < 2 KiB */
+#define WS_HEADERS_MAX	64	/* header lines; Chromium sends about 20 */
+#define WS_TARGET_MAX	1024	/* request target; noVNC's longest path is
+				   under 60 bytes, its query under 200 */
+#define WS_REQUESTS_MAX	100	/* files served on one kept-alive connection
+				   (noVNC's whole page is about 70) */
+#define WS_FILE_MAX	(1 << 20) /* a served file, read at once (noVNC's
+				   largest is 120 KiB); it fits any output
+				   queue (out_limit) */
+#define WS_FRAME_MAX	(1 << 24) /* a client's data frame: payload is
+				   streamed, but no viewer sends more than a
+				   2 MiB clipboard in one; 2^63 is an attack */
+#define WS_CTL_MAX	125	/* RFC 6455 5.5: control frame payloads */
+#define WS_KEY_LEN	24	/* Sec-WebSocket-Key: base64 of 16 bytes */
 
 #define STR(x)		#x
 #define XSTR(x)		STR(x)
@@ -288,6 +316,7 @@ enum {
 	MSG_SET_PIXEL_FORMAT = 0, MSG_SET_ENCODINGS = 2, MSG_UPDATE_REQUEST = 3,
 	MSG_KEY = 4, MSG_POINTER = 5, MSG_CUT_TEXT = 6, MSG_ENABLE_CU = 150,
 	MSG_FENCE = 248, MSG_SET_DESKTOP_SIZE = 251,
+	MSG_QEMU = 255,
 };
 enum {
 	SMSG_UPDATE = 0, SMSG_CUT_TEXT = 3, SMSG_END_CU = 150, SMSG_FENCE = 248,
@@ -307,7 +336,18 @@ enum {
 	ENC_DESKTOP_SIZE = -223,
 	ENC_EXT_DESKTOP_SIZE = -308,
 	ENC_FENCE = -312, ENC_CONT_UPDATES = -313,
+	ENC_QEMU_KEY = -258,
+	ENC_EXT_CLIPBOARD = -1063131698,	/* 0xC0A1E5CE */
 };
+/* Extended Clipboard flags (rfbproto): formats, then actions */
+#define CLIP_TEXT	0x00000001u
+#define CLIP_FORMATS	0x0000ffffu
+#define CLIP_CAPS	0x01000000u
+#define CLIP_REQUEST	0x02000000u
+#define CLIP_PEEK	0x04000000u
+#define CLIP_NOTIFY	0x08000000u
+#define CLIP_PROVIDE	0x10000000u
+#define CLIP_ACTIONS	0xff000000u
 
 /* ---------------------------------------------------------------------
  * Types.
@@ -323,14 +363,16 @@ enum state {
 	ST_INIT,		/* waiting for ClientInit */
 	ST_NORMAL,		/* client messages */
 	ST_CLOSING,		/* flushing a failure, then close */
+	ST_HTTP,		/* wss: the HTTP request (upgrade, or a file) */
 };
 
 static const char *const state_name[] = {
 	"version", "security", "vencrypt", "tls", "auth", "sasl", "init",
-	"normal", "closing",
+	"normal", "closing", "http",
 };
 
-enum tlskind { TLS_NO, TLS_ANON, TLS_X509 };
+/* TLS_WSS: the channel is the WebSocket's own TLS (-W), nothing inside */
+enum tlskind { TLS_NO, TLS_ANON, TLS_X509, TLS_WSS };
 
 struct buf {
 	uint8_t *data;
@@ -528,6 +570,7 @@ struct pacing {
 struct server;
 struct client;
 struct sectype;
+struct ws;
 
 /* A password check that waits for PAM (HAVE_PAM). */
 struct pamreq {
@@ -587,6 +630,7 @@ struct client {
 	size_t tls_rx;		/* bytes read through TLS (0: it said nothing
 				   after the handshake) */
 	int ssf;		/* TLS cipher key bits */
+	struct ws *ws;		/* wss: the WebSocket layer, else NULL */
 
 	/* SASL */
 	Gsasl_session *sasl;
@@ -605,6 +649,10 @@ struct client {
 	unsigned enc_desktop_size : 1, enc_ext_desktop_size : 1;
 	unsigned enc_cursor : 1;
 	unsigned enc_last_rect : 1;	/* may end an update with LastRect */
+	unsigned enc_qemu_key : 1;	/* QEMU extended key events */
+	unsigned enc_ext_clip : 1;	/* Extended Clipboard (UTF-8) */
+	uint32_t clip_flags;	/* its caps: what it takes */
+	uint32_t clip_text_max;	/* ... and the most text unasked */
 	unsigned cursor_sent;	/* srv->cursor_serial last sent */
 	unsigned want_update : 1;	/* a FramebufferUpdateRequest waits */
 	unsigned size_changed : 1;	/* tell the new size, alone */
@@ -660,6 +708,7 @@ struct client {
 struct listener {
 	int fd;
 	int is_unix;
+	int is_ws;		/* -W: wss:// */
 	char name[INET6_ADDRSTRLEN + 16];
 };
 
@@ -746,6 +795,12 @@ static const struct sectype sectypes[] = {
 	{ "tlsnone", SEC_VENCRYPT, 257, TLS_ANON, auth_none },
 	{ "vnc", SEC_VNC, 0, TLS_NO, auth_vnc },
 	{ "none", SEC_NONE, 0, TLS_NO, auth_none },
+	/* -W only: the browser's TLS is the channel; noVNC can do VeNCrypt
+	 * Plain (256) and nothing stronger, and no inner TLS (PROTOCOL 8) */
+	{ "wss-plain", SEC_VENCRYPT, 256, TLS_WSS, auth_plain },
+	{ "wss-sasl", SEC_SASL, 0, TLS_WSS, auth_sasl },
+	{ "wss-vnc", SEC_VNC, 0, TLS_WSS, auth_vnc },
+	{ "wss-none", SEC_NONE, 0, TLS_WSS, auth_none },
 };
 
 static const struct sectype *
@@ -781,7 +836,12 @@ struct server {
 	const char *unix_path;
 	const struct sectype *sec_tcp[nitems(sectypes)];
 	const struct sectype *sec_unix[nitems(sectypes)];
-	int nsec_tcp, nsec_unix;
+	const struct sectype *sec_ws[nitems(sectypes)];
+	int nsec_tcp, nsec_unix, nsec_ws;
+	int www_fd;		/* -F: the directory served on -W, or -1 */
+	const char *www_dir;
+	const char *origins;	/* -O: Origins allowed on -W; NULL: the
+				   page's own (https://HOST), "*": any */
 	struct des_ctx vnc_des;
 	int have_vnc_key;
 	char name[NAME_MAX_LEN + 1];
@@ -856,6 +916,10 @@ struct server {
 	int cursor_w, cursor_h, cursor_x, cursor_y;
 	unsigned cursor_serial;	/* 0: the source has no cursor */
 	int cursor_drawn;	/* what we last told the source */
+	char *clip;		/* the source's clipboard, UTF-8, LF */
+	size_t clip_len;
+	uint8_t *clip_z;	/* ... as an Extended Clipboard provide */
+	size_t clip_zlen;	/* payload, made on first request */
 };
 
 /* ---------------------------------------------------------------------
@@ -2679,7 +2743,8 @@ tls_verify_client(struct client *c)
 			    GNUTLS_CRT_X509, &msg, 0);
 		logx(c->srv, LOG_AUTH | LOG_WARNING, "auth peer=%s sec=%s "
 		    "result=fail reason=client certificate: %s", c->peer,
-		    c->sec->name, r < 0 ? gnutls_strerror(r) :
+		    c->sec != NULL ? c->sec->name : "wss", r < 0 ?
+		    gnutls_strerror(r) :
 		    msg.data ? (char *)msg.data : "not trusted");
 		gnutls_free(msg.data);
 		cl_fail(c, "client certificate rejected");
@@ -2708,6 +2773,7 @@ tls_verify_client(struct client *c)
 }
 
 static void cl_read(struct client *);
+static void ws_tls_done(struct client *);
 
 static void
 tls_handshake(struct client *c)
@@ -2735,6 +2801,10 @@ tls_handshake(struct client *c)
 	c->ssf = (int)gnutls_cipher_get_key_size(gnutls_cipher_get(c->tls)) * 8;
 	if (c->ssf <= 0) {
 		cl_fail(c, "TLS without a cipher");
+		return;
+	}
+	if (c->ws != NULL) {	/* wss: the HTTP request comes next */
+		ws_tls_done(c);
 		return;
 	}
 	if (c->srv->verify_clients && c->sec->tls == TLS_X509 &&
@@ -2848,6 +2918,10 @@ cl_sectypes(const struct client *c, int *n)
 {
 	const struct server *s = c->srv;
 
+	if (c->ws != NULL) {
+		*n = s->nsec_ws;
+		return s->sec_ws;
+	}
 	*n = c->is_unix ? s->nsec_unix : s->nsec_tcp;
 	return c->is_unix ? s->sec_unix : s->sec_tcp;
 }
@@ -2987,6 +3061,12 @@ h_vencrypt_subtype(struct client *c, uint8_t *p, size_t n)
 		    (unsigned long)sub);
 		wr_u8(c, 0);
 		cl_linger(c, "chose a VeNCrypt subtype that was not offered");
+		return rd_used(&r, n);
+	}
+	if (st->tls == TLS_WSS) {
+		/* Plain on wss: no ack byte and no TLS of its own (PROTOCOL
+		 * 6.1); noVNC sends the credentials right behind the subtype */
+		sec_start(c, st);
 		return rd_used(&r, n);
 	}
 	if (r.n > 0) {	/* the viewer must wait for our answer */
@@ -6008,22 +6088,27 @@ srv_resized(void *p)
 	}
 }
 
+static void clip_set(struct server *, const char *, size_t);
+static size_t utf8_of_latin1(const char *, size_t, char *);
+
+/* The source's clipboard, as Latin-1 or as UTF-8 (clip_set()). */
 static void
 srv_cut_text(void *p, const char *text, size_t len)
 {
-	struct server *s = p;
-	struct client *c;
+	char *u;
 
 	if (len > CUT_TEXT_MAX)
 		len = CUT_TEXT_MAX;
-	for (c = s->clients; c != NULL; c = c->next) {
-		if (c->state != ST_NORMAL || c->view_only)
-			continue;
-		wr_u8(c, SMSG_CUT_TEXT);
-		wr_bytes(c, "\0\0\0", 3);
-		wr_u32(c, (uint32_t)len);
-		wr_bytes(c, text, len);
-	}
+	if ((u = malloc(2 * len + 1)) == NULL)
+		return;
+	clip_set(p, u, utf8_of_latin1(text, len, u));
+	free(u);
+}
+
+static void
+srv_cut_text_utf8(void *p, const char *text, size_t len)
+{
+	clip_set(p, text, len);
 }
 
 /* A source's log line, through the server's log (stderr or syslog). */
@@ -6878,6 +6963,8 @@ close_others(struct client *c)
 
 static size_t h_message(struct client *, uint8_t *, size_t);
 static int cl_input_dropped(struct client *, const char *);
+static void ext_announce(struct client *);
+static void clip_message(struct client *, struct rd *, uint32_t);
 
 static size_t
 h_client_init(struct client *c, uint8_t *p, size_t n)
@@ -6971,6 +7058,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
 	c->enc_last_rect = 0;
+	c->enc_qemu_key = c->enc_ext_clip = 0;
 	c->enc_fence = c->enc_cu = 0;
 	c->zasked = 0;
 	c->quality = -1;
@@ -7002,6 +7090,10 @@ msg_set_encodings(struct client *c, struct rd *r)
 			c->enc_cursor = 1;
 		else if (e == ENC_LAST_RECT)
 			c->enc_last_rect = 1;
+		else if (e == ENC_QEMU_KEY)
+			c->enc_qemu_key = 1;
+		else if (e == ENC_EXT_CLIPBOARD)
+			c->enc_ext_clip = 1;
 		else if (e == ENC_FENCE)
 			c->enc_fence = 1;
 		else if (e == ENC_CONT_UPDATES)
@@ -7030,6 +7122,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 		c->size_status = 0;
 	}
 	cu_announce(c);
+	ext_announce(c);
 }
 
 static void
@@ -7214,6 +7307,15 @@ len_cut_text(struct client *c, struct rd *r)
 
 	rd_bytes(r, 3);
 	n = rd_u32(r);
+	if (c->enc_ext_clip && n >= 0x80000000u) {	/* Extended Clipboard */
+		n = 0u - n;
+		if (n < 4 || n > EXT_CLIP_MAX) {
+			cl_fail(c, "Extended Clipboard message of %lu bytes (4 to "
+			    "%d)", (unsigned long)n, EXT_CLIP_MAX);
+			return 0;
+		}
+		return n;
+	}
 	if (n > CUT_TEXT_MAX) {
 		cl_fail(c, "ClientCutText of %lu bytes (limit %d)",
 		    (unsigned long)n, CUT_TEXT_MAX);
@@ -7230,9 +7332,456 @@ msg_cut_text(struct client *c, struct rd *r)
 
 	rd_bytes(r, 3);
 	n = rd_u32(r);
+	if (c->enc_ext_clip && n >= 0x80000000u) {
+		clip_message(c, r, 0u - n);
+		return;
+	}
 	if ((text = rd_bytes(r, n)) != NULL &&
 	    !cl_input_dropped(c, "clipboard"))
 		fb_source.cut_text(c->srv->fb, (const char *)text, n);
+}
+
+/*
+ * -- the clipboard: Latin-1 ServerCutText, or the Extended Clipboard --
+ *
+ * The source's clipboard is kept here as UTF-8 (s->clip).  A viewer
+ * that announced the Extended Clipboard (rfbproto, 0xC0A1E5CE) gets our
+ * caps on every SetEncodings, a notify when the clipboard changes, and
+ * the text (CRLF, NUL-terminated, deflated once for all) when it asks;
+ * its own notify is answered with a request, its provide inflated to
+ * CLIP_MAX at most and given to the source as UTF-8.  Other viewers get
+ * Latin-1, '?' for what it lacks, CUT_TEXT_MAX at most.  View users
+ * neither send nor receive.
+ */
+
+/* The length of the UTF-8 character at s (n bytes there), 0 if it is
+ * not one (overlong, surrogate, past U+10FFFF, cut short). */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	len = s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 :
+	    s[0] < 0xf5 ? 4 : 0;
+	if (len == 0 || len > n)
+		return 0;
+	cp = s[0] & (0x7fu >> len);
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* In place, up to a NUL: CR LF as LF, what is not UTF-8 as '?'. */
+static size_t
+utf8_clean(char *s, size_t n)
+{
+	size_t i = 0, o = 0, k;
+
+	while (i < n && s[i] != '\0') {
+		if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') {
+			i++;
+			continue;
+		}
+		if ((k = utf8_len((unsigned char *)s + i, n - i)) == 0) {
+			s[o++] = '?';
+			i++;
+			continue;
+		}
+		memmove(s + o, s + i, k);
+		o += k;
+		i += k;
+	}
+	return o;
+}
+
+/* Latin-1 as UTF-8: out has room for 2n bytes. */
+static size_t
+utf8_of_latin1(const char *in, size_t n, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch < 0x80) {
+			out[o++] = (char)ch;
+		} else {
+			out[o++] = (char)(0xc0 | ch >> 6);
+			out[o++] = (char)(0x80 | (ch & 0x3f));
+		}
+	}
+	return o;
+}
+
+/* Clean UTF-8 as Latin-1, '?' for the rest: out has room for n. */
+static size_t
+latin1_of_utf8(const char *in, size_t n, char *out)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t i = 0, o = 0, k;
+
+	while (i < n) {
+		k = utf8_len(s + i, n - i);
+		if (k == 2 && s[i] < 0xc4)	/* U+0080 to U+00FF */
+			out[o++] = (char)((s[i] & 0x1f) << 6 | (s[i + 1] & 0x3f));
+		else
+			out[o++] = k == 1 ? (char)s[i] : '?';
+		i += k ? k : 1;
+	}
+	return o;
+}
+
+static void
+wr_ext_clip(struct client *c, uint32_t flags, const void *data, size_t n)
+{
+	wr_u8(c, SMSG_CUT_TEXT);
+	wr_bytes(c, "\0\0\0", 3);
+	wr_u32(c, 0u - (uint32_t)(4 + n));	/* negative: extended */
+	wr_u32(c, flags);
+	wr_bytes(c, data, n);
+}
+
+/* The clipboard as a provide payload: [size][text, CRLF, NUL], deflated. */
+static int
+clip_deflate(struct server *s)
+{
+	size_t n = 4 + 1, i, o = 4;
+	uLongf zlen;
+	uint8_t *raw;
+
+	for (i = 0; i < s->clip_len; i++)
+		n += s->clip[i] == '\n' ? 2 : 1;
+	zlen = compressBound((uLong)n);
+	if ((raw = malloc(n)) == NULL || (s->clip_z = malloc(zlen)) == NULL) {
+		free(raw);
+		return -1;
+	}
+	raw[0] = (uint8_t)((n - 4) >> 24);
+	raw[1] = (uint8_t)((n - 4) >> 16);
+	raw[2] = (uint8_t)((n - 4) >> 8);
+	raw[3] = (uint8_t)(n - 4);
+	for (i = 0; i < s->clip_len; i++) {
+		if (s->clip[i] == '\n')
+			raw[o++] = '\r';
+		raw[o++] = (uint8_t)s->clip[i];
+	}
+	raw[o] = '\0';
+	if (compress2(s->clip_z, &zlen, raw, (uLong)n, Z_DEFAULT_COMPRESSION) !=
+	    Z_OK) {
+		free(s->clip_z);
+		s->clip_z = NULL;
+		zlen = 0;
+	}
+	memset(raw, 0, n);
+	free(raw);
+	s->clip_zlen = zlen;
+	return s->clip_z != NULL ? 0 : -1;
+}
+
+static void
+clip_provide(struct client *c)
+{
+	struct server *s = c->srv;
+
+	if (s->clip_z == NULL && clip_deflate(s) < 0) {
+		logx(s, LOG_ERR, "out of memory for the clipboard");
+		return;
+	}
+	wr_ext_clip(c, CLIP_PROVIDE | CLIP_TEXT, s->clip_z, s->clip_zlen);
+}
+
+/* Tell an Extended Clipboard viewer of new text, as its caps allow. */
+static void
+clip_offer(struct client *c)
+{
+	if (c->clip_flags & CLIP_NOTIFY)
+		wr_ext_clip(c, CLIP_NOTIFY | CLIP_TEXT, NULL, 0);
+	else if ((c->clip_flags & CLIP_PROVIDE) &&
+	    c->srv->clip_len < c->clip_text_max)
+		clip_provide(c);
+}
+
+/* The source's clipboard changed: keep it, and tell every viewer. */
+static void
+clip_set(struct server *s, const char *utf8, size_t len)
+{
+	struct client *c;
+	char *t, *l = NULL;
+	size_t ln = 0;
+
+	if (len > CLIP_MAX)	/* cut at a character */
+		for (len = CLIP_MAX; len > 0 &&
+		    ((unsigned char)utf8[len] & 0xc0) == 0x80; len--)
+			;
+	if ((t = malloc(len + 1)) == NULL)
+		return;
+	memcpy(t, utf8, len);
+	len = utf8_clean(t, len);
+	t[len] = '\0';
+	free(s->clip);
+	free(s->clip_z);
+	s->clip = t;
+	s->clip_len = len;
+	s->clip_z = NULL;
+	s->clip_zlen = 0;
+	for (c = s->clients; c != NULL; c = c->next) {
+		if (c->state != ST_NORMAL || c->view_only || c->dead)
+			continue;
+		if (c->enc_ext_clip) {
+			clip_offer(c);
+			continue;
+		}
+		if (l == NULL) {	/* Latin-1, made once */
+			if ((l = malloc(len + 1)) == NULL)
+				return;
+			ln = latin1_of_utf8(t, len, l);
+			if (ln > CUT_TEXT_MAX)
+				ln = CUT_TEXT_MAX;
+		}
+		wr_u8(c, SMSG_CUT_TEXT);
+		wr_bytes(c, "\0\0\0", 3);
+		wr_u32(c, (uint32_t)ln);
+		wr_bytes(c, l, ln);
+	}
+	free(l);
+}
+
+/* A viewer's text for the source: UTF-8 if it takes it, else Latin-1. */
+static void
+clip_to_source(struct client *c, const char *text, size_t n)
+{
+	char *l;
+
+	if (fb_source.cut_text_utf8 != NULL) {
+		fb_source.cut_text_utf8(c->srv->fb, text, n);
+		return;
+	}
+	if ((l = malloc(n + 1)) == NULL)
+		return;
+	n = latin1_of_utf8(text, n, l);
+	fb_source.cut_text(c->srv->fb, l, n < CUT_TEXT_MAX ? n : CUT_TEXT_MAX);
+	free(l);
+}
+
+/* Exactly n bytes of inflated output, or -1 (bad, or ended early). */
+static int
+clip_inflate(z_stream *zs, void *out, size_t n)
+{
+	int r;
+
+	zs->next_out = out;
+	zs->avail_out = (uInt)n;
+	while (zs->avail_out > 0)
+		if ((r = inflate(zs, Z_NO_FLUSH)) != Z_OK)
+			break;
+	return zs->avail_out == 0 ? 0 : -1;
+}
+
+/* A provide: its text (the first format, when there) for the source.
+ * Inflation stops at the size the stream declares, CLIP_MAX at most:
+ * a small message cannot make a big clipboard (zip bombs). */
+static void
+clip_provided(struct client *c, uint32_t flags, const uint8_t *z, size_t n)
+{
+	z_stream zs;
+	uint8_t hdr[4];
+	uint32_t size;
+	char *text = NULL;
+
+	if (!(flags & CLIP_TEXT))
+		return;		/* only formats we never asked for */
+	memset(&zs, 0, sizeof zs);
+	if (inflateInit(&zs) != Z_OK) {
+		cl_fail(c, "out of memory for zlib");
+		return;
+	}
+	zs.next_in = (Bytef *)(uintptr_t)z;	/* zlib does not write it */
+	zs.avail_in = (uInt)n;
+	if (clip_inflate(&zs, hdr, 4) < 0) {
+		cl_fail(c, "Extended Clipboard provide: bad zlib data");
+	} else if ((size = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+	    (uint32_t)hdr[2] << 8 | hdr[3]) > CLIP_MAX + 1) {
+		logx(c->srv, LOG_NOTICE, "peer=%s clipboard of %lu bytes dropped "
+		    "(limit %d)", c->peer, (unsigned long)size, CLIP_MAX);
+	} else if ((text = malloc((size_t)size + 1)) == NULL) {
+		cl_fail(c, "out of memory for the clipboard");
+	} else if (clip_inflate(&zs, text, size) < 0) {
+		cl_fail(c, "Extended Clipboard provide: text shorter than its "
+		    "size, or bad zlib data");
+	} else {
+		clip_to_source(c, text, utf8_clean(text, size));
+	}
+	inflateEnd(&zs);
+	free(text);
+}
+
+/* A ClientCutText with a negative length: len bytes of flags and data. */
+static void
+clip_message(struct client *c, struct rd *r, uint32_t len)
+{
+	uint32_t flags = rd_u32(r), act = flags & CLIP_ACTIONS;
+	const uint8_t *data = rd_bytes(r, len - 4);
+
+	if (data == NULL)
+		return;		/* len_cut_text saw to it */
+	if (act & CLIP_CAPS) {	/* what it takes; text's size comes first */
+		c->clip_flags = flags;
+		c->clip_text_max = (flags & CLIP_TEXT) && len >= 8 ?
+		    (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 |
+		    (uint32_t)data[2] << 8 | data[3] : 0;
+		return;
+	}
+	if (act == 0 || (act & (act - 1)) != 0) {
+		cl_fail(c, "Extended Clipboard message with actions 0x%08lx "
+		    "(one, or caps)", (unsigned long)act);
+		return;
+	}
+	if (cl_input_dropped(c, "clipboard"))
+		return;
+	switch (act) {
+	case CLIP_REQUEST:
+		if (flags & CLIP_TEXT)
+			clip_provide(c);
+		break;
+	case CLIP_PEEK:
+		wr_ext_clip(c, CLIP_NOTIFY | (c->srv->clip ? CLIP_TEXT : 0),
+		    NULL, 0);
+		break;
+	case CLIP_NOTIFY:	/* it has text: ask for it */
+		if ((flags & CLIP_TEXT) && (c->clip_flags & CLIP_REQUEST))
+			wr_ext_clip(c, CLIP_REQUEST | CLIP_TEXT, NULL, 0);
+		break;
+	case CLIP_PROVIDE:
+		clip_provided(c, flags, data, len - 4);
+		break;
+	}			/* actions 29-31: reserved, nothing to do */
+}
+
+/*
+ * What SetEncodings asks the server to say at once: Extended Clipboard
+ * caps (text; no size unasked, so viewers notify first, as rfbproto
+ * recommends), and for QEMU extended key events the empty pseudo-
+ * rectangle that invites them (as QEMU, unasked), only if the source
+ * takes keycodes.
+ */
+static void
+ext_announce(struct client *c)
+{
+	static const uint8_t no_size[4];
+
+	if (c->enc_ext_clip) {
+		if (c->clip_flags == 0) {	/* rfbproto's defaults */
+			c->clip_flags = CLIP_TEXT | 6 | CLIP_REQUEST |
+			    CLIP_NOTIFY | CLIP_PROVIDE;
+			c->clip_text_max = 20 << 20;
+		}
+		wr_ext_clip(c, CLIP_CAPS | CLIP_REQUEST | CLIP_PEEK | CLIP_NOTIFY |
+		    CLIP_PROVIDE | CLIP_TEXT, no_size, sizeof no_size);
+	}
+	if (c->enc_qemu_key && fb_source.keycode != NULL) {
+		wr_u8(c, SMSG_UPDATE);
+		wr_u8(c, 0);
+		wr_u16(c, 1);
+		wr_rect_header(c, 0, 0, 0, 0, ENC_QEMU_KEY);
+	}
+}
+
+/*
+ * -- QEMU extended key events (message 255, subtype 0) --
+ *
+ * The keycode is QEMU's "qnum": an XT set 1 scancode, 0xe0-prefixed ones
+ * with the top bit set (rfbproto).  It reaches a source that takes
+ * keycodes as a Linux evdev code: below 0x54 the two are the same by
+ * design; the rest as keycodemapdb lists them (its AT set 1 column),
+ * Print/SysRq as 0x54 or 0xb7.  No keycode, or no such key: the keysym.
+ */
+static const uint8_t qnum_evdev[256] = {
+	[0x54] = 99, [0x55] = 186, [0x56] = 86, [0x57] = 87, [0x58] = 88,
+	[0x59] = 117, [0x5a] = 190, [0x5b] = 101, [0x5c] = 95,
+	[0x5d] = 183, [0x5e] = 184, [0x5f] = 185, [0x63] = 169,
+	[0x64] = 134, [0x65] = 135, [0x66] = 141, [0x67] = 144,
+	[0x68] = 145, [0x69] = 146, [0x6a] = 151, [0x6b] = 153,
+	[0x6c] = 161, [0x6d] = 193, [0x6f] = 194, [0x70] = 93, [0x73] = 89,
+	[0x74] = 191, [0x75] = 177, [0x76] = 85, [0x77] = 91, [0x78] = 90,
+	[0x79] = 92, [0x7b] = 94, [0x7d] = 124, [0x7e] = 121, [0x81] = 171,
+	[0x82] = 150, [0x83] = 187, [0x84] = 189, [0x85] = 129,
+	[0x86] = 130, [0x87] = 131, [0x88] = 176, [0x89] = 181,
+	[0x8a] = 182, [0x8b] = 120, [0x8c] = 132, [0x8e] = 233,
+	[0x8f] = 178, [0x90] = 165, [0x92] = 152, [0x93] = 147,
+	[0x94] = 222, [0x97] = 149, [0x98] = 168, [0x99] = 163,
+	[0x9c] = 96, [0x9d] = 97, [0x9e] = 139, [0x9f] = 148, [0xa0] = 113,
+	[0xa1] = 140, [0xa2] = 164, [0xa3] = 160, [0xa4] = 166,
+	[0xa5] = 205, [0xa6] = 154, [0xa8] = 200, [0xa9] = 201,
+	[0xab] = 202, [0xac] = 203, [0xad] = 204, [0xae] = 114,
+	[0xaf] = 206, [0xb0] = 115, [0xb1] = 167, [0xb2] = 172,
+	[0xb3] = 207, [0xb4] = 208, [0xb5] = 98, [0xb6] = 209, [0xb7] = 99,
+	[0xb8] = 100, [0xb9] = 210, [0xba] = 211, [0xbb] = 212,
+	[0xbc] = 137, [0xbd] = 213, [0xbe] = 214, [0xbf] = 215,
+	[0xc0] = 216, [0xc1] = 136, [0xc2] = 218, [0xc3] = 219,
+	[0xc4] = 220, [0xc5] = 221, [0xc6] = 119, [0xc7] = 102,
+	[0xc8] = 103, [0xc9] = 104, [0xca] = 223, [0xcb] = 105,
+	[0xcc] = 224, [0xcd] = 106, [0xce] = 118, [0xcf] = 107,
+	[0xd0] = 108, [0xd1] = 109, [0xd2] = 110, [0xd3] = 111,
+	[0xd4] = 225, [0xd5] = 234, [0xd6] = 227, [0xd7] = 228,
+	[0xd8] = 229, [0xd9] = 230, [0xda] = 231, [0xdb] = 125,
+	[0xdc] = 126, [0xdd] = 127, [0xde] = 116, [0xdf] = 142,
+	[0xe3] = 143, [0xe4] = 232, [0xe5] = 217, [0xe6] = 156,
+	[0xe7] = 173, [0xe8] = 128, [0xe9] = 159, [0xea] = 158,
+	[0xeb] = 157, [0xec] = 155, [0xed] = 226, [0xef] = 112,
+	[0xf0] = 235, [0xf1] = 236, [0xf2] = 237, [0xf3] = 238,
+	[0xf4] = 239, [0xf5] = 138, [0xf6] = 179, [0xf7] = 188,
+	[0xf8] = 133, [0xf9] = 192, [0xfb] = 180, [0xfd] = 162,
+};
+
+static unsigned
+qnum_to_evdev(uint32_t q)
+{
+	if (q >= 1 && q <= 0x53)
+		return q;
+	return q < 256 ? qnum_evdev[q] : 0;
+}
+
+static size_t
+len_qemu(struct client *c, struct rd *r)
+{
+	unsigned sub = rd_u8(r);
+
+	if (!c->enc_qemu_key || sub != 0) {
+		cl_fail(c, !c->enc_qemu_key ? "QEMU message without its "
+		    "pseudo-encoding" : "QEMU submessage %u (only 0, extended "
+		    "key events, is announced)", sub);
+		return 0;
+	}
+	return 10;
+}
+
+static void
+msg_qemu(struct client *c, struct rd *r)
+{
+	int down;
+	uint32_t keysym, code;
+	unsigned evdev;
+
+	rd_u8(r);
+	down = rd_u16(r) != 0;
+	keysym = rd_u32(r);
+	code = rd_u32(r);
+	if (r->err || cl_input_dropped(c, "key events"))
+		return;
+	c->sent_input = 1;
+	if ((evdev = qnum_to_evdev(code)) != 0 && fb_source.keycode != NULL)
+		fb_source.keycode(c->srv->fb, evdev, keysym, down);
+	else if (keysym != 0)
+		fb_source.key(c->srv->fb, keysym, down);
 }
 
 static size_t
@@ -7308,6 +7857,7 @@ static const struct msgtype msgtab[256] = {
 	[MSG_FENCE] = { "ClientFence", 9, len_fence, msg_fence },
 	[MSG_SET_DESKTOP_SIZE] = { "SetDesktopSize", 8, len_set_desktop_size,
 	    msg_set_desktop_size },
+	[MSG_QEMU] = { "QEMU", 2, len_qemu, msg_qemu },
 };
 
 static size_t
@@ -7362,7 +7912,7 @@ static void
 cl_process(struct client *c)
 {
 	while (!c->dead && c->state != ST_CLOSING && c->state != ST_TLS &&
-	    !cl_held(c)) {
+	    c->state != ST_HTTP && !cl_held(c)) {
 		size_t avail = buf_used(&c->in), used, need = c->need;
 		handler_fn fn = c->handler;
 
@@ -7409,6 +7959,19 @@ io_read(struct client *c, void *buf, size_t n)
 	return -2;
 }
 
+/* Room for one read: a chunk, or what the handler waits for. */
+static size_t
+in_room(const struct client *c)
+{
+	size_t room = IN_CHUNK;
+
+	if (c->need > buf_used(&c->in) && c->need - buf_used(&c->in) > room)
+		room = c->need - buf_used(&c->in);
+	return room;
+}
+
+static ssize_t ws_read(struct client *);
+
 static void
 cl_read(struct client *c)
 {
@@ -7430,16 +7993,22 @@ cl_read(struct client *c)
 	if (cl_held(c))		/* not its turn yet */
 		return;
 	do {
-		room = IN_CHUNK;
-		if (c->need > buf_used(&c->in) &&
-		    c->need - buf_used(&c->in) > room)
-			room = c->need - buf_used(&c->in);
-		if (buf_reserve(&c->in, room) < 0) {
-			cl_fail(c, "out of memory for input");
-			return;
+		if (c->ws != NULL) {	/* decodes into c->in itself */
+			r = ws_read(c);
+		} else {
+			room = in_room(c);
+			if (buf_reserve(&c->in, room) < 0) {
+				cl_fail(c, "out of memory for input");
+				return;
+			}
+			if ((r = io_read(c, c->in.data + c->in.len, room)) > 0)
+				c->in.len += (size_t)r;
 		}
-		r = io_read(c, c->in.data + c->in.len, room);
-		if (r == 0 && c->tls_up && c->tls_rx == 0 &&
+		if (r == 0 && c->tls_up && c->tls_rx == 0 && c->ws != NULL)
+			cl_fail(c, "closed after TLS without a request (a "
+			    "browser's spare connection, or it does not trust "
+			    "the certificate)");	/* wss: no type yet */
+		else if (r == 0 && c->tls_up && c->tls_rx == 0 &&
 		    c->sec->tls == TLS_X509)
 			cl_fail(c, "viewer closed after TLS (does it trust the "
 			    "certificate?)");
@@ -7448,13 +8017,45 @@ cl_read(struct client *c)
 			    state_name[c->state]);
 		if (r <= 0)
 			return;
-		c->in.len += (size_t)r;
 		c->tls_rx += c->tls_up ? (size_t)r : 0;
 		cl_process(c);
 		/* records GnuTLS already holds wake no poll(): drain them */
 	} while (c->tls_up && !c->dead && c->state != ST_CLOSING &&
 	    gnutls_record_check_pending(c->tls) > 0);
 }
+
+/* One write through TLS (a record at most) or the socket: bytes
+ * written, or -1 (again later, or failed: then c is dead). */
+static ssize_t
+io_write(struct client *c, const uint8_t *p, size_t n)
+{
+	ssize_t w;
+
+	if (c->tls_up) {
+		/* after E_AGAIN GnuTLS resumes its own copy */
+		w = c->tls_wpending ? gnutls_record_send(c->tls, NULL, 0) :
+		    gnutls_record_send(c->tls, p, n < TLS_RECORD_MAX ? n :
+		    TLS_RECORD_MAX);
+		if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) {
+			c->tls_wpending = 1;
+			return -1;
+		}
+		c->tls_wpending = 0;
+		if (w < 0) {
+			cl_fail(c, "TLS: %s", gnutls_strerror((int)w));
+			return -1;
+		}
+		return w;
+	}
+	w = write(c->wfd, p, n);
+	if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		cl_fail(c, "write: %s", strerror(errno));
+	return w < 0 ? -1 : w;
+}
+
+static ssize_t ws_write(struct client *);
+static int ws_due(const struct client *);
+static void ws_free(struct client *);
 
 /* A gated client's time has come: what it waited for, then its input. */
 static void
@@ -7479,35 +8080,13 @@ cl_flush(struct client *c)
 
 	if (c->state == ST_NORMAL)
 		link_sample(c, mono_ms());
-	while (!c->dead && buf_used(&c->out) > 0) {
-		if (c->tls_up) {
-			size_t n = buf_used(&c->out);
-
-			/* after E_AGAIN GnuTLS resumes its own copy */
-			w = c->tls_wpending ?
-			    gnutls_record_send(c->tls, NULL, 0) :
-			    gnutls_record_send(c->tls, c->out.data + c->out.off,
-			    n < TLS_RECORD_MAX ? n : TLS_RECORD_MAX);
-			if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) {
-				c->tls_wpending = 1;
-				c->lk_left = buf_used(&c->out);
-				return;
-			}
-			c->tls_wpending = 0;
-			if (w < 0) {
-				cl_fail(c, "TLS: %s", gnutls_strerror((int)w));
-				return;
-			}
-		} else {
-			w = write(c->wfd, c->out.data + c->out.off,
-			    buf_used(&c->out));
-			if (w < 0) {
-				if (errno != EAGAIN && errno != EWOULDBLOCK &&
-				    errno != EINTR)
-					cl_fail(c, "write: %s", strerror(errno));
-				c->lk_left = buf_used(&c->out);
-				return;
-			}
+	while (!c->dead && (buf_used(&c->out) > 0 || ws_due(c))) {
+		/* wss: frames of c->out, and control frames, in between */
+		w = c->ws != NULL ? ws_write(c) : io_write(c, c->out.data +
+		    c->out.off, buf_used(&c->out));
+		if (w < 0) {
+			c->lk_left = buf_used(&c->out);
+			return;
 		}
 		c->out.off += (size_t)w;
 		c->wrote += (size_t)w;
@@ -7516,7 +8095,7 @@ cl_flush(struct client *c)
 			link_sent(c, c->last_out);
 	}
 	c->lk_left = buf_used(&c->out);
-	if (buf_used(&c->out) == 0) {
+	if (buf_used(&c->out) == 0 && !ws_due(c)) {
 		c->out.off = c->out.len = 0;
 		if (c->out.cap > OUT_LOW && !cl_waiting(c)) {
 			/* an idle viewer keeps no frame-sized buffer */
@@ -7552,6 +8131,7 @@ cl_free(struct client *c)
 			gnutls_bye(c->tls, GNUTLS_SHUT_WR);
 		gnutls_deinit(c->tls);
 	}
+	ws_free(c);
 	close(c->fd);
 	if (c->wfd != c->fd)
 		close(c->wfd);
@@ -7619,8 +8199,20 @@ set_nonblock(int fd)
 	return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+/* The RFB side begins: our ProtocolVersion, then the viewer's. */
+static void
+rfb_start(struct client *c)
+{
+	c->state = ST_VERSION;
+	cl_expect(c, h_version, 12);
+	/* the greeting goes at once: gtk-vnc waits 2 s for it otherwise */
+	wr_bytes(c, RFB_GREETING, 12);
+	cl_flush(c);
+}
+
+/* A connection, logged and counted; the caller starts its protocol. */
 static struct client *
-cl_new(struct server *s, int fd, int wfd, const struct sockaddr_storage *ss)
+cl_alloc(struct server *s, int fd, int wfd, const struct sockaddr_storage *ss)
 {
 	struct client *c;
 	int one = 1;
@@ -7643,17 +8235,940 @@ cl_new(struct server *s, int fd, int wfd, const struct sockaddr_storage *ss)
 	peer_name(c, ss);
 	if (!c->is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->state = ST_VERSION;
-	cl_expect(c, h_version, 12);
 	s->served++;
 	c->next = s->clients;
 	s->clients = c;
 	s->nclients++;
 	logx(s, LOG_INFO, "connect peer=%s", c->peer);
-	/* the greeting goes at once: gtk-vnc waits 2 s for it otherwise */
-	wr_bytes(c, RFB_GREETING, 12);
-	cl_flush(c);
 	return c;
+}
+
+static struct client *
+cl_new(struct server *s, int fd, int wfd, const struct sockaddr_storage *ss)
+{
+	struct client *c = cl_alloc(s, fd, wfd, ss);
+
+	if (c != NULL)
+		rfb_start(c);
+	return c;
+}
+
+/* ---------------------------------------------------------------------
+ * WebSocket (wss://, -W): RFC 6455 between TLS and the RFB client.
+ *
+ * A -W connection is TLS first (the server certificate; the browser's
+ * TLS is the channel, so no VeNCrypt TLS inside), then HTTP in ST_HTTP:
+ * a GET that asks to upgrade to a WebSocket becomes an ordinary RFB
+ * client (rfb_start(), offered the wss-* security types), a plain GET is
+ * a file of -F (the connection kept for the next), anything else an
+ * error page and the end.  After the upgrade the RFB code never knows:
+ * ws_read() takes TLS plaintext into ws->raw and decodes frames, the
+ * unmasked payload going to c->in; ws_write() sends c->out as binary
+ * frames, one TLS record at a time, and c->out.off moves only once a
+ * frame is out, so backpressure, the stall deadline and the output bound
+ * see what they always saw.  A ping gets a pong (the latest ping's only,
+ * RFC 6455 5.5.3), a close is echoed, and an RFB failure reason is
+ * followed by a close frame.
+ * ------------------------------------------------------------------- */
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"	/* RFC 6455 1.3 */
+
+struct ws {
+	struct buf raw;		/* TLS plaintext not yet decoded */
+	unsigned open : 1;	/* upgraded: frames both ways */
+	unsigned in_frame : 1;	/* a header was read, its payload follows */
+	unsigned in_msg : 1;	/* a fragmented binary message goes on */
+	unsigned close_sent : 1;
+	unsigned stage_plain : 1;	/* the staged record is HTTP */
+	unsigned nreq;		/* HTTP requests on this connection */
+	/* the frame being read */
+	unsigned op, fin, mpos;
+	uint64_t left;		/* its payload bytes still to come */
+	uint8_t mask[4];
+	uint8_t ctl[WS_CTL_MAX];	/* a control frame's payload */
+	size_t ctl_len;
+	/* output */
+	size_t plain;		/* bytes at the head of c->out to send as
+				   they are (HTTP), not framed */
+	uint8_t pong[WS_CTL_MAX];
+	int pong_len;		/* -1: no pong due */
+	unsigned close_code;	/* a close frame due with this code */
+	uint8_t stage[TLS_RECORD_MAX];	/* the record being sent */
+	size_t stage_len, stage_off;
+	size_t staged_out;	/* bytes of c->out in it */
+};
+
+/* What one request says that matters here (pointers into the head). */
+struct http_req {
+	char *method, *target, *version;
+	char *host, *upgrade, *key, *wsver, *origin;
+	int conn_upgrade;	/* Connection lists "upgrade" */
+	int protocols;		/* Sec-WebSocket-Protocol given */
+	int binary;		/* ... and it lists "binary" (noVNC < 1.3) */
+	int body;		/* Content-Length > 0 or Transfer-Encoding */
+};
+
+static const struct {
+	const char *ext, *type;
+} mime_types[] = {	/* what noVNC's pages are made of, nothing else */
+	{ "html", "text/html; charset=utf-8" },
+	{ "js", "text/javascript; charset=utf-8" },
+	{ "mjs", "text/javascript; charset=utf-8" },
+	{ "css", "text/css; charset=utf-8" },
+	{ "svg", "image/svg+xml" },
+	{ "png", "image/png" },
+	{ "ico", "image/x-icon" },
+	{ "json", "application/json" },
+	{ "woff", "font/woff" },
+	{ "woff2", "font/woff2" },
+	{ "ttf", "font/ttf" },
+	{ "oga", "audio/ogg" },
+	{ "mp3", "audio/mpeg" },
+};
+
+static void
+ws_free(struct client *c)
+{
+	if (c->ws == NULL)
+		return;
+	buf_free(&c->ws->raw);
+	free(c->ws);
+	c->ws = NULL;
+}
+
+/* The layer, before its first byte (the caller sets the state). */
+static int
+ws_attach(struct client *c)
+{
+	if ((c->ws = calloc(1, sizeof *c->ws)) == NULL) {
+		cl_fail(c, "out of memory for the WebSocket");
+		return -1;
+	}
+	c->ws->pong_len = -1;
+	cl_expect(c, NULL, 1);	/* nothing for RFB handlers until upgraded */
+	return 0;
+}
+
+/* A -W connection: TLS with the server certificate, no client one. */
+static void
+ws_accept(struct server *s, int fd, const struct sockaddr_storage *ss)
+{
+	/* pages are fetched with h2 if offered; we speak HTTP/1.1 only */
+	static const gnutls_datum_t http11 = { (unsigned char *)"http/1.1", 8 };
+	struct client *c = cl_alloc(s, fd, fd, ss);
+
+	if (c == NULL || ws_attach(c) < 0)
+		return;
+	if (gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0) {
+		c->tls = NULL;
+		cl_fail(c, "cannot start TLS");
+		return;
+	}
+	gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, s->x509);
+	gnutls_priority_set(c->tls, s->prio_x509);
+	gnutls_alpn_set_protocols(c->tls, &http11, 1, 0);
+	/* -T: a browser too shows a certificate (its subject for dn: rules) */
+	if (s->verify_clients)
+		gnutls_certificate_server_set_request(c->tls,
+		    GNUTLS_CERT_REQUIRE);
+	gnutls_transport_set_int2(c->tls, c->fd, c->wfd);
+	c->state = ST_TLS;
+}
+
+static void
+ws_tls_done(struct client *c)
+{
+	char *desc, dn[4 * DN_MAX + 8];
+
+	if (c->srv->verify_clients && tls_verify_client(c) < 0)
+		return;
+	desc = gnutls_session_get_desc(c->tls);
+	logx(c->srv, LOG_INFO, "tls peer=%s wss %s ssf=%d dn=%s", c->peer,
+	    desc ? desc : "?", c->ssf, safe(c->dn, dn, sizeof dn));
+	gnutls_free(desc);
+	c->state = ST_HTTP;
+	cl_read(c);	/* the request may already sit in GnuTLS's buffer */
+}
+
+/* -- HTTP: one request head at a time -- */
+
+static const char *
+http_status_text(int status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 426: return "Upgrade Required";
+	case 431: return "Request Header Fields Too Large";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Bad Request";
+	}
+}
+
+/* A response head; the body (blen bytes) is the caller's to queue. */
+static void
+http_head(struct client *c, int status, const char *extra, const char *type,
+    size_t blen, int keep)
+{
+	char h[768];
+	int n;
+
+	n = snprintf(h, sizeof h, "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: %s\r\nContent-Length: %zu\r\n"
+	    "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+	    "Referrer-Policy: no-referrer\r\n"
+	    "Content-Security-Policy: frame-ancestors 'none'\r\n%s%s\r\n",
+	    status, http_status_text(status), type, blen, extra,
+	    keep ? "" : "Connection: close\r\n");
+	wr_bytes(c, h, n > 0 && (size_t)n < sizeof h ? (size_t)n : 0);
+}
+
+/* An error page; all but 404 end the connection. */
+static void
+http_error(struct client *c, int status, const char *why)
+{
+	char body[256], reason[300];
+	int n, keep = status == 404 && c->ws->nreq < WS_REQUESTS_MAX;
+
+	n = snprintf(body, sizeof body, "vncsasl: %d %s: %s\n", status,
+	    http_status_text(status), why);
+	if (n < 0 || (size_t)n >= sizeof body)
+		n = 0;
+	logx(c->srv, status == 404 ? LOG_DEBUG : LOG_NOTICE,
+	    "http peer=%s %d: %s", c->peer, status, why);
+	http_head(c, status, status == 405 ? "Allow: GET\r\n" : status == 426 ?
+	    "Sec-WebSocket-Version: 13\r\n" : "", "text/plain; charset=utf-8",
+	    (size_t)n, keep);
+	wr_bytes(c, body, (size_t)n);
+	c->ws->plain = buf_used(&c->out);
+	if (!keep) {
+		snprintf(reason, sizeof reason, "http %d: %s", status, why);
+		cl_linger(c, reason);
+	}
+	cl_flush(c);
+}
+
+static int
+http_tchar(int ch)	/* RFC 9110 5.6.2 token characters */
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+	    (ch >= 'A' && ch <= 'Z') ||
+	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* Is tok an item of the comma list (any case, blanks around)? */
+static int
+http_list_has(const char *list, const char *tok)
+{
+	const char *item;
+	size_t len;
+
+	while (list_next(&list, &item, &len)) {
+		while (len > 0 && (*item == ' ' || *item == '\t')) {
+			item++;
+			len--;
+		}
+		while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+			len--;
+		if (len == strlen(tok) && strncasecmp(item, tok, len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* A header that may come only once. */
+static int
+http_once(char **slot, char *value)
+{
+	if (*slot != NULL)
+		return -1;
+	*slot = value;
+	return 0;
+}
+
+static int
+http_header(struct http_req *q, char *line, const char **why)
+{
+	char *colon = strchr(line, ':'), *name = line, *v, *e;
+	int dup = 0;
+
+	/* no blank before the colon, none starting the line (obs-fold) */
+	for (v = line; colon != NULL && v < colon && http_tchar(*v); v++)
+		;
+	if (colon == NULL || colon == line || v != colon) {
+		*why = "malformed header line";
+		return 400;
+	}
+	*colon = '\0';
+	for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+		;
+	for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--)
+		;
+	*e = '\0';
+	for (e = v; *e != '\0'; e++)
+		if (((unsigned char)*e < 0x20 && *e != '\t') || *e == 0x7f) {
+			*why = "control character in a header";
+			return 400;
+		}
+	if (strcasecmp(name, "host") == 0)
+		dup = http_once(&q->host, v);
+	else if (strcasecmp(name, "upgrade") == 0)
+		dup = http_once(&q->upgrade, v);
+	else if (strcasecmp(name, "sec-websocket-key") == 0)
+		dup = http_once(&q->key, v);
+	else if (strcasecmp(name, "sec-websocket-version") == 0)
+		dup = http_once(&q->wsver, v);
+	else if (strcasecmp(name, "origin") == 0)
+		dup = http_once(&q->origin, v);
+	else if (strcasecmp(name, "connection") == 0)
+		q->conn_upgrade |= http_list_has(v, "upgrade");
+	else if (strcasecmp(name, "sec-websocket-protocol") == 0) {
+		q->protocols = 1;
+		q->binary |= http_list_has(v, "binary");
+	} else if (strcasecmp(name, "content-length") == 0)
+		q->body |= strcmp(v, "0") != 0;
+	else if (strcasecmp(name, "transfer-encoding") == 0)
+		q->body = 1;
+	if (dup) {
+		*why = "a header that may come once came twice";
+		return 400;
+	}
+	return 0;
+}
+
+/*
+ * The head (request line, headers, the blank line; len bytes, CRLF
+ * lines) into q, in place: 0, or the status to refuse it with.
+ */
+static int
+http_parse(char *p, size_t len, struct http_req *q, const char **why)
+{
+	char *line, *next, *sp1, *sp2, *t;
+	size_t i;
+	int nh = 0, st;
+
+	memset(q, 0, sizeof *q);
+	*why = "malformed request line";
+	for (i = 0; i < len; i++) {
+		/* a lone CR or LF, or a NUL, is how requests are smuggled */
+		if (p[i] == '\0' || (p[i] == '\r' && (i + 1 == len ||
+		    p[i + 1] != '\n')) || (p[i] == '\n' && (i == 0 ||
+		    p[i - 1] != '\r'))) {
+			*why = "NUL, or a CR or LF alone, in the request";
+			return 400;
+		}
+	}
+	for (i = 0; i < len; i++)
+		if (p[i] == '\r')
+			p[i] = '\0';	/* each line a string */
+	line = p;
+	next = line + strlen(line) + 2;
+	sp1 = strchr(line, ' ');
+	sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
+	if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL ||
+	    sp1 == line || sp1 - line > 16)
+		return 400;
+	*sp1 = *sp2 = '\0';
+	q->method = line;
+	q->target = sp1 + 1;
+	q->version = sp2 + 1;
+	for (t = q->method; *t != '\0'; t++)
+		if (!http_tchar(*t))
+			return 400;
+	if (strcmp(q->version, "HTTP/1.1") != 0) {
+		*why = "HTTP/1.1 only";
+		return strncmp(q->version, "HTTP/", 5) == 0 ? 505 : 400;
+	}
+	if (q->target[0] != '/' || strlen(q->target) > WS_TARGET_MAX) {
+		*why = "request target not a path, or over " XSTR(WS_TARGET_MAX)
+		    " bytes";
+		return 400;
+	}
+	for (t = q->target; *t != '\0'; t++)
+		if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f)
+			return 400;
+	for (line = next; *line != '\0'; line = next) {
+		next = line + strlen(line) + 2;	/* before it is cut up */
+		if (++nh > WS_HEADERS_MAX) {
+			*why = "more than " XSTR(WS_HEADERS_MAX) " header lines";
+			return 431;
+		}
+		if ((st = http_header(q, line, why)) != 0)
+			return st;
+	}
+	return 0;
+}
+
+/* May a page from q's Origin open a WebSocket here (-O)? */
+static int
+origin_allowed(const struct server *s, const struct http_req *q)
+{
+	const char *list = s->origins, *item;
+	size_t len;
+
+	/* no Origin: not a browser (every browser sends one), so no page of
+	 * someone else's is using a visitor's network position */
+	if (q->origin == NULL)
+		return 1;
+	if (list == NULL)	/* default: the page's own origin only */
+		return strncasecmp(q->origin, "https://", 8) == 0 &&
+		    strcasecmp(q->origin + 8, q->host) == 0;
+	while (list_next(&list, &item, &len))
+		if ((len == 1 && *item == '*') || (len == strlen(q->origin) &&
+		    strncasecmp(item, q->origin, len) == 0))
+			return 1;
+	return 0;
+}
+
+/* RFC 6455 4.2: answer the handshake, then RFB begins inside. */
+static void
+ws_upgrade(struct client *c, const struct http_req *q)
+{
+	struct sha1_ctx sha;
+	uint8_t key[32], digest[SHA1_DIGEST_SIZE];
+	char accept[64], head[256], o[4 * 256 + 8], t[4 * 64 + 8];
+	size_t klen;
+	int n;
+
+	if (!http_list_has(q->upgrade, "websocket") || !q->conn_upgrade) {
+		http_error(c, 400, "an Upgrade other than to websocket");
+		return;
+	}
+	if (q->wsver == NULL || strcmp(q->wsver, "13") != 0) {
+		http_error(c, 426, "WebSocket version other than 13");
+		return;
+	}
+	if (q->key == NULL || strlen(q->key) != WS_KEY_LEN ||
+	    b64_decode(q->key, key, sizeof key, &klen) < 0 || klen != 16) {
+		http_error(c, 400, "bad Sec-WebSocket-Key");
+		return;
+	}
+	if (q->protocols && !q->binary) {
+		http_error(c, 400, "subprotocols asked for, none of them binary");
+		return;
+	}
+	if (strlen(q->origin ? q->origin : "") > 256 ||
+	    !origin_allowed(c->srv, q)) {
+		logx(c->srv, LOG_WARNING, "wss peer=%s refused: origin %s is not "
+		    "allowed (-O)", c->peer, safe(q->origin, o, sizeof o));
+		http_error(c, 403, "this page's origin may not connect (-O)");
+		return;
+	}
+	sha1_init(&sha);
+	sha1_update(&sha, WS_KEY_LEN, (const uint8_t *)q->key);
+	sha1_update(&sha, sizeof WS_GUID - 1, (const uint8_t *)WS_GUID);
+	sha1_digest(&sha, sizeof digest, digest);
+	if (b64_encode(digest, sizeof digest, accept, sizeof accept) < 0) {
+		cl_fail(c, "out of memory");
+		return;
+	}
+	n = snprintf(head, sizeof head, "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: %s\r\n%s\r\n", accept, q->binary ?
+	    "Sec-WebSocket-Protocol: binary\r\n" : "");
+	wr_bytes(c, head, (size_t)n);
+	c->ws->plain = buf_used(&c->out);
+	c->ws->open = 1;
+	logx(c->srv, LOG_INFO, "wss peer=%s websocket path=%s origin=%s",
+	    c->peer, safe(q->target, t, sizeof t), safe(q->origin, o, sizeof o));
+	rfb_start(c);
+}
+
+static int
+hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/*
+ * The target as a path relative to -F: percent-decoded, the query
+ * dropped, a directory's "index.html"; every component a plain name
+ * (no "", ".", ".." or other dot names: nothing leaves the directory,
+ * decoded or not).  0, or the status to refuse it with.
+ */
+static int
+http_path(const char *target, char *out, size_t outlen, const char **why)
+{
+	const char *p, *comp, *slash;
+	size_t o = 0, clen;
+
+	for (p = target + 1; *p != '\0' && *p != '?'; p++) {
+		int ch = (unsigned char)*p, hi, lo;
+
+		if (ch == '%') {
+			if ((hi = hexval(p[1])) < 0 || (lo = hexval(p[2])) < 0) {
+				*why = "bad percent-encoding";
+				return 400;
+			}
+			ch = hi << 4 | lo;
+			p += 2;
+		}
+		if (ch < 0x20 || ch == 0x7f || ch == '\\') {
+			*why = "control character or backslash in the path";
+			return 400;
+		}
+		if (o + 1 >= outlen) {
+			*why = "path too long";
+			return 400;
+		}
+		out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	if (o == 0 || out[o - 1] == '/') {
+		if (o + sizeof "index.html" > outlen) {
+			*why = "path too long";
+			return 400;
+		}
+		memcpy(out + o, "index.html", sizeof "index.html");
+	}
+	for (comp = out;; comp = slash + 1) {
+		slash = strchr(comp, '/');
+		clen = slash != NULL ? (size_t)(slash - comp) : strlen(comp);
+		if (clen == 0 || comp[0] == '.' || clen > 255) {
+			*why = "a path component empty, too long, or starting "
+			    "with '.'";
+			return 400;
+		}
+		if (slash == NULL)
+			return 0;
+	}
+}
+
+/* Open a checked relative path under root, one component at a time, no
+ * symbolic link followed (a link could lead anywhere). */
+static int
+www_open(int root, char *path)
+{
+	char *comp = path, *slash;
+	int dir = root, fd;
+
+	while ((slash = strchr(comp, '/')) != NULL) {
+		*slash = '\0';
+		fd = openat(dir, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		*slash = '/';
+		if (dir != root)
+			close(dir);
+		if (fd < 0)
+			return -1;
+		dir = fd;
+		comp = slash + 1;
+	}
+	fd = openat(dir, comp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+	    O_CLOEXEC);
+	if (dir != root)
+		close(dir);
+	return fd;
+}
+
+static const char *
+mime_type(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	size_t i;
+
+	for (i = 0; dot != NULL && i < nitems(mime_types); i++)
+		if (strcmp(dot + 1, mime_types[i].ext) == 0)
+			return mime_types[i].type;
+	return NULL;
+}
+
+/*
+ * GET of a file under -F: a regular file of a known type, at most
+ * WS_FILE_MAX bytes, read at once (a local file that small does not
+ * hold up the loop in any way that matters).
+ */
+static void
+http_file(struct client *c, const struct http_req *q)
+{
+	char path[WS_TARGET_MAX + sizeof "index.html"], t[4 * 64 + 8];
+	const char *type, *why;
+	struct stat st;
+	size_t got = 0;
+	ssize_t r;
+	uint8_t *p;
+	int fd, status, keep = c->ws->nreq < WS_REQUESTS_MAX;
+
+	if (c->srv->www_fd < 0) {
+		http_error(c, 404, "no pages are served here (-F); this port "
+		    "takes WebSocket connections");
+		return;
+	}
+	if ((status = http_path(q->target, path, sizeof path, &why)) != 0) {
+		logx(c->srv, LOG_WARNING, "http peer=%s refused path %s", c->peer,
+		    safe(q->target, t, sizeof t));
+		http_error(c, status, why);
+		return;
+	}
+	if ((type = mime_type(path)) == NULL ||
+	    (fd = www_open(c->srv->www_fd, path)) < 0) {
+		http_error(c, 404, "no such file");
+		return;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > WS_FILE_MAX) {
+		close(fd);
+		http_error(c, 404, "not a regular file, or over "
+		    XSTR(WS_FILE_MAX) " bytes");
+		return;
+	}
+	http_head(c, 200, "", type, (size_t)st.st_size, keep);
+	if ((p = wr_space(c, (size_t)st.st_size)) == NULL) {
+		close(fd);
+		return;
+	}
+	while (got < (size_t)st.st_size && (r = read(fd, p + got,
+	    (size_t)st.st_size - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	if (got < (size_t)st.st_size) {	/* shrank under us: cannot answer */
+		cl_fail(c, "http: %s shorter than its size", path);
+		return;
+	}
+	c->ws->plain = buf_used(&c->out);
+	logx(c->srv, LOG_DEBUG, "http peer=%s GET %s 200 %zu bytes", c->peer,
+	    safe(path, t, sizeof t), got);
+	if (!keep)
+		cl_linger(c, "http: served " XSTR(WS_REQUESTS_MAX) " requests");
+	cl_flush(c);
+}
+
+static void
+http_request(struct client *c, char *head, size_t len)
+{
+	struct http_req q;
+	const char *why;
+	int status = http_parse(head, len, &q, &why);
+
+	c->ws->nreq++;
+	if (status == 0 && strcmp(q.method, "GET") != 0) {
+		status = 405;
+		why = "only GET is served";
+	} else if (status == 0 && q.body) {
+		status = 400;
+		why = "a GET with a body";
+	} else if (status == 0 && q.host == NULL) {
+		status = 400;
+		why = "no Host header";
+	}
+	if (status != 0)
+		http_error(c, status, why);
+	else if (q.upgrade != NULL)
+		ws_upgrade(c, &q);
+	else
+		http_file(c, &q);
+}
+
+/* Whole request heads from ws->raw, while the connection speaks HTTP. */
+static void
+http_input(struct client *c)
+{
+	struct ws *w = c->ws;
+
+	while (!c->dead && c->state == ST_HTTP) {
+		char *p = (char *)w->raw.data + w->raw.off;
+		size_t n = buf_used(&w->raw), i;
+
+		for (i = 3; i < n && i < WS_HEAD_MAX; i++)
+			if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n' &&
+			    p[i - 3] == '\r')
+				break;
+		if (i >= WS_HEAD_MAX) {
+			http_error(c, 431, "request head over " XSTR(WS_HEAD_MAX)
+			    " bytes");
+			return;
+		}
+		if (i >= n)
+			return;		/* not all here yet */
+		http_request(c, p, i + 1);
+		w->raw.off += i + 1;
+	}
+}
+
+/* -- frames -- */
+
+/* A protocol error: a close frame with this code, then the end. */
+static void
+ws_fail(struct client *c, unsigned code, const char *fmt, ...)
+{
+	char why[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	c->ws->close_code = code;
+	cl_linger(c, why);
+}
+
+/*
+ * A frame header (RFC 6455 5.2): 1 with its length in *used, 0 while
+ * more bytes are needed, -1 if refused (the client is closing then).
+ * What two bytes show is checked before waiting for the rest.
+ */
+static int
+ws_header(struct client *c, const uint8_t *p, size_t n, size_t *used)
+{
+	struct ws *w = c->ws;
+	unsigned fin, op, len7;
+	size_t hlen, i;
+	uint64_t len;
+
+	if (n < 2)
+		return 0;
+	fin = p[0] >> 7;
+	op = p[0] & 15;
+	len7 = p[1] & 127;
+	if (p[0] & 0x70) {
+		ws_fail(c, 1002, "WebSocket frame with RSV bits (no extension "
+		    "was agreed)");
+		return -1;
+	}
+	if (!(p[1] & 0x80)) {
+		ws_fail(c, 1002, "unmasked WebSocket frame from the client "
+		    "(RFC 6455 5.1)");
+		return -1;
+	}
+	if (op == 1) {
+		ws_fail(c, 1003, "WebSocket text frame: RFB is binary");
+		return -1;
+	}
+	if ((op == 0 && !w->in_msg) || (op == 2 && w->in_msg)) {
+		ws_fail(c, 1002, "WebSocket %s", op == 0 ? "continuation "
+		    "outside a message" : "message inside a fragmented one");
+		return -1;
+	}
+	if (op >= 8 && op <= 10 && (!fin || len7 > WS_CTL_MAX)) {
+		ws_fail(c, 1002, "WebSocket control frame fragmented or over "
+		    XSTR(WS_CTL_MAX) " bytes");
+		return -1;
+	}
+	if (op > 2 && (op < 8 || op > 10)) {
+		ws_fail(c, 1002, "WebSocket opcode %u", op);
+		return -1;
+	}
+	hlen = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+	if (n < hlen)
+		return 0;
+	len = len7;
+	if (len7 >= 126)
+		for (len = 0, i = 2; i < hlen - 4; i++)
+			len = len << 8 | p[i];
+	if (len >> 63) {
+		ws_fail(c, 1002, "WebSocket frame length with its top bit set "
+		    "(RFC 6455 5.2)");
+		return -1;
+	}
+	if ((len7 == 126 && len < 126) || (len7 == 127 && len < 65536)) {
+		ws_fail(c, 1002, "WebSocket frame length not in its shortest "
+		    "form (RFC 6455 5.2)");
+		return -1;
+	}
+	if (len > WS_FRAME_MAX) {
+		ws_fail(c, 1009, "WebSocket frame of %llu bytes (limit %d)",
+		    (unsigned long long)len, WS_FRAME_MAX);
+		return -1;
+	}
+	memcpy(w->mask, p + hlen - 4, 4);
+	w->mpos = 0;
+	w->op = op;
+	w->fin = fin;
+	w->left = len;
+	w->ctl_len = 0;
+	w->in_frame = 1;
+	*used = hlen;
+	return 1;
+}
+
+static void
+ws_frame_end(struct client *c)
+{
+	struct ws *w = c->ws;
+	char why[64];
+
+	w->in_frame = 0;
+	switch (w->op) {
+	case 0:
+	case 2:
+		w->in_msg = !w->fin;
+		break;
+	case 9:			/* ping: the latest one is answered */
+		memcpy(w->pong, w->ctl, w->ctl_len);
+		w->pong_len = (int)w->ctl_len;
+		break;
+	case 8:
+		if (w->ctl_len == 1) {
+			ws_fail(c, 1002, "WebSocket close frame of 1 byte");
+			break;
+		}
+		/* echoed (RFC 6455 5.5.1); no code given is answered 1000 */
+		w->close_code = w->ctl_len >= 2 ?
+		    (unsigned)w->ctl[0] << 8 | w->ctl[1] : 1000;
+		snprintf(why, sizeof why, "viewer closed the WebSocket (%u) in "
+		    "state %s", w->close_code, state_name[c->state]);
+		cl_linger(c, why);
+		break;
+	}			/* 10, pong: unasked ones are allowed */
+}
+
+/* Frames out of ws->raw: data payload unmasked into c->in, control
+ * frames collected and answered. */
+static void
+ws_frames(struct client *c)
+{
+	struct ws *w = c->ws;
+
+	while (!c->dead && c->state != ST_CLOSING && buf_used(&w->raw) > 0) {
+		uint8_t *p = w->raw.data + w->raw.off, *dst;
+		size_t n = buf_used(&w->raw), k, i;
+
+		if (!w->in_frame) {
+			if (ws_header(c, p, n, &k) <= 0)
+				return;
+			w->raw.off += k;
+			if (w->left == 0)
+				ws_frame_end(c);
+			continue;
+		}
+		k = n < w->left ? n : (size_t)w->left;
+		if (w->op >= 8) {
+			dst = w->ctl + w->ctl_len;	/* left <= WS_CTL_MAX */
+			w->ctl_len += k;
+		} else {
+			if (buf_reserve(&c->in, k) < 0) {
+				cl_fail(c, "out of memory for input");
+				return;
+			}
+			dst = c->in.data + c->in.len;
+			c->in.len += k;
+		}
+		for (i = 0; i < k; i++)
+			dst[i] = p[i] ^ w->mask[(w->mpos + i) & 3];
+		w->mpos += (unsigned)k;
+		w->raw.off += k;
+		w->left -= k;
+		if (w->left == 0)
+			ws_frame_end(c);
+	}
+}
+
+/* One read of TLS plaintext, decoded: >0 bytes read, 0 end, <0 as
+ * io_read(). */
+static ssize_t
+ws_read(struct client *c)
+{
+	struct ws *w = c->ws;
+	size_t room = c->state == ST_HTTP ? IN_CHUNK : in_room(c);
+	ssize_t r;
+
+	if (buf_reserve(&w->raw, room) < 0) {
+		cl_fail(c, "out of memory for input");
+		return -2;
+	}
+	if ((r = io_read(c, w->raw.data + w->raw.len, room)) <= 0)
+		return r;
+	w->raw.len += (size_t)r;
+	if (c->state == ST_HTTP)
+		http_input(c);
+	if (w->open)
+		ws_frames(c);
+	if (w->raw.off == w->raw.len)
+		w->raw.off = w->raw.len = 0;
+	if (ws_due(c))		/* a pong or a close frame */
+		cl_flush(c);
+	return r;
+}
+
+/* Output of the layer's own, besides c->out. */
+static int
+ws_due(const struct client *c)
+{
+	const struct ws *w = c->ws;
+
+	return w != NULL && (w->stage_len > 0 || w->pong_len >= 0 ||
+	    (w->open && !w->close_sent && (w->close_code != 0 ||
+	    c->state == ST_CLOSING)));
+}
+
+/* The next record: a pong, the next piece of c->out (HTTP as it is,
+ * RFB as a binary frame), or at the end the close frame. */
+static void
+ws_stage(struct client *c)
+{
+	struct ws *w = c->ws;
+	uint8_t *st = w->stage;
+	size_t n = buf_used(&c->out), k, h;
+	unsigned code;
+
+	w->stage_off = w->staged_out = 0;
+	w->stage_plain = 0;
+	if (w->pong_len >= 0) {
+		st[0] = 0x8a;
+		st[1] = (uint8_t)w->pong_len;
+		memcpy(st + 2, w->pong, (size_t)w->pong_len);
+		w->stage_len = 2 + (size_t)w->pong_len;
+		w->pong_len = -1;
+	} else if (w->plain > 0) {
+		k = w->plain < sizeof w->stage ? w->plain : sizeof w->stage;
+		memcpy(st, c->out.data + c->out.off, k);
+		w->stage_len = w->staged_out = k;
+		w->stage_plain = 1;
+	} else if (n > 0) {
+		k = n < sizeof w->stage - 4 ? n : sizeof w->stage - 4;
+		st[0] = 0x82;		/* FIN, binary */
+		if (k < 126) {
+			st[1] = (uint8_t)k;
+			h = 2;
+		} else {
+			st[1] = 126;
+			st[2] = (uint8_t)(k >> 8);
+			st[3] = (uint8_t)k;
+			h = 4;
+		}
+		memcpy(st + h, c->out.data + c->out.off, k);
+		w->stage_len = h + k;
+		w->staged_out = k;
+	} else {
+		code = w->close_code ? w->close_code : 1000;
+		st[0] = 0x88;
+		st[1] = 2;
+		st[2] = (uint8_t)(code >> 8);
+		st[3] = (uint8_t)code;
+		w->stage_len = 4;
+		w->close_sent = 1;
+	}
+}
+
+/* Send (some of) the staged record: bytes of c->out now sent, or -1. */
+static ssize_t
+ws_write(struct client *c)
+{
+	struct ws *w = c->ws;
+	size_t done;
+	ssize_t r;
+
+	if (w->stage_len == 0)
+		ws_stage(c);
+	if ((r = io_write(c, w->stage + w->stage_off, w->stage_len -
+	    w->stage_off)) < 0)
+		return -1;
+	w->stage_off += (size_t)r;
+	if (w->stage_off < w->stage_len)
+		return 0;
+	done = w->staged_out;
+	if (w->stage_plain)
+		w->plain -= done;
+	w->stage_len = w->stage_off = w->staged_out = 0;
+	return (ssize_t)done;
 }
 
 /* ---------------------------------------------------------------------
@@ -7762,7 +9277,10 @@ accept_all(struct server *s, const struct listener *l)
 			close(fd);
 			continue;
 		}
-		cl_new(s, fd, fd, &ss);
+		if (l->is_ws)
+			ws_accept(s, fd, &ss);
+		else
+			cl_new(s, fd, fd, &ss);
 	}
 }
 
@@ -8256,6 +9774,21 @@ listen_unix(struct server *s, const char *path)
 	s->unix_path = path;
 }
 
+/* -W PORT: wss:// on the -l addresses (loopback by default). */
+static void
+listen_ws(struct server *s, char **addrs, int naddrs, const char *port)
+{
+	char name[sizeof s->lst[0].name];
+	int i = s->nlst;
+
+	listen_tcp(s, addrs, naddrs, port);
+	for (; i < s->nlst; i++) {
+		s->lst[i].is_ws = 1;
+		snprintf(name, sizeof name, "wss://%s", s->lst[i].name);
+		memcpy(s->lst[i].name, name, sizeof name);
+	}
+}
+
 /*
  * An address from the environment (UCSPI's TCPREMOTEIP, socat's
  * SOCAT_PEERADDR) for -i peers, in every form they use: 192.0.2.1,
@@ -8622,18 +10155,49 @@ default_sectypes(struct server *s)
  * What each transport offers (DESIGN 2).  TCP: SASL only inside
  * VeNCrypt unless -I; UNIX sockets are a trusted local transport.
  */
+/*
+ * -W offers the wss-* types -s names, in its order; if it names none,
+ * wss-plain (noVNC) and wss-sasl.  VNC authentication and None only when
+ * -s names them.
+ */
+static void
+setup_ws_sectypes(struct server *s, const char *list)
+{
+	const struct sectype *v[nitems(sectypes)];
+	int i, n = list != NULL ? parse_seclist(list, v) : 0;
+
+	for (i = 0; i < n; i++)
+		if (v[i]->tls == TLS_WSS) {
+			if (v[i]->start == auth_vnc && !s->have_vnc_key)
+				die(2, "-s %s needs a password file (-w)",
+				    v[i]->name);
+			s->sec_ws[s->nsec_ws++] = v[i];
+		}
+	if (s->nsec_ws == 0) {
+		s->sec_ws[s->nsec_ws++] = sectype_by_name("wss-plain", 9);
+		s->sec_ws[s->nsec_ws++] = sectype_by_name("wss-sasl", 8);
+	}
+}
+
 static void
 setup_sectypes(struct server *s, const char *list, int insecure, int tcp)
 {
 	const struct sectype *v[nitems(sectypes)];
 	int i, n, dropped = 0;
 
+	/* a list of wss-* types alone leaves TCP and UNIX their defaults */
+	for (n = 0, i = list != NULL ? parse_seclist(list, v) : 0; i > 0; i--)
+		n += v[i - 1]->tls != TLS_WSS;
+	if (n == 0)
+		list = NULL;
 	if (list == NULL) {
 		default_sectypes(s);
 		return;
 	}
 	n = parse_seclist(list, v);
 	for (i = 0; i < n; i++) {
+		if (v[i]->tls == TLS_WSS)
+			continue;	/* -W's, setup_ws_sectypes() */
 		if (v[i]->tls == TLS_X509 && s->x509 == NULL)
 			die(2, "-s %s needs a certificate (-C and -K)", v[i]->name);
 		if (v[i]->start == auth_vnc && !s->have_vnc_key)
@@ -9006,11 +10570,19 @@ usage(FILE *f)
 "               [-G keytab]"
 " [-H host] [-w file] [-x arg] [-n name] [-M max]\n"
 "               [-L stderr|syslog] [-Z level] [-D secs]\n"
+"               [-W port [-F dir] [-O origins]]\n"
 "       vncsasl -k file user\n"
 "       vncsasl -A acl -t user [address [dn]]\n"
 "  -l ADDR   listen address, repeatable (default 127.0.0.1 and ::1)\n"
 "  -p PORT   TCP port, 0 for none (default 5900)\n"
 "  -U PATH   also listen on a UNIX socket\n"
+"  -W PORT   also listen for browsers (noVNC): WebSocket over TLS, wss://,\n"
+"            on the -l addresses, with the -C/-K certificate; offers\n"
+"            wss-plain,wss-sasl unless -s names wss-* types\n"
+"  -F DIR    on -W, serve the files of DIR (noVNC's page: GET only, no\n"
+"            listing, no symbolic links, nothing outside DIR)\n"
+"  -O LIST   on -W, page origins allowed to connect (https://host:port,\n"
+"            ..., or *); default: the page's own, https://HOST\n"
 "  -s LIST   security types offered, in order, from: %s\n"
 "            (default TCP: x509plain,x509sasl,tlssasl with -C, tlssasl\n"
 "            without; UNIX: tlssasl,sasl; see the man page)\n"
@@ -9083,8 +10655,10 @@ version(void)
 	printf("encodings: raw hextile zrle tight (zlib %s, -Z level, default "
 	    "%d; JPEG: libjpeg %d); pseudo: DesktopSize ExtendedDesktopSize "
 	    "Cursor LastRect CompressLevel QualityLevel Fence "
-	    "ContinuousUpdates\n", zlibVersion(), ZLEVEL_DEFAULT,
-	    JPEG_LIB_VERSION);
+	    "ContinuousUpdates ExtendedClipboard%s\n", zlibVersion(),
+	    ZLEVEL_DEFAULT, JPEG_LIB_VERSION, fb_source.keycode != NULL ?
+	    " QEMUExtendedKeyEvent" : "");
+	printf("wss: -W (RFC 6455 over TLS), -F pages, -O origins\n");
 }
 
 static long
@@ -9106,6 +10680,7 @@ struct opts {
 	int naddrs;
 	const char *port, *unix_path, *reverse, *fbarg, *seclist, *mechs;
 	const char *vncpass, *cert, *key, *ca, *keytab, *limits, *runas;
+	const char *wsport, *www, *origins;	/* -W, -F, -O */
 	int insecure, kmode, tmode, inetd, log_given, explicit_listen;
 	char **args;		/* operands, for -k and -t */
 	int nargs;
@@ -9127,6 +10702,9 @@ static const struct str_opt {
 	{ 'G', offsetof(struct opts, keytab) },
 	{ 'w', offsetof(struct opts, vncpass) },
 	{ 'x', offsetof(struct opts, fbarg) },
+	{ 'W', offsetof(struct opts, wsport) },
+	{ 'F', offsetof(struct opts, www) },
+	{ 'O', offsetof(struct opts, origins) },
 };
 
 /* Options that set a flag of the command line (o) or of the server (s). */
@@ -9247,7 +10825,8 @@ parse_args(struct server *s, struct opts *o, int argc, char **argv)
 	o->port = "5900";
 	opterr = 0;		/* our own one-line errors, exit status 2 */
 	while ((ch = getopt(argc, argv,
-	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:A:C:K:T:G:H:Ikto:u:ic:Z:D:")) != -1) {
+	    ":1hl:p:U:s:w:x:n:M:L:vVm:P:A:C:K:T:G:H:Ikto:u:ic:Z:D:W:F:O:")) !=
+	    -1) {
 		for (i = 0; i < nitems(str_opts); i++)
 			if (str_opts[i].opt == ch)
 				*(const char **)(void *)((char *)o +
@@ -9257,7 +10836,7 @@ parse_args(struct server *s, struct opts *o, int argc, char **argv)
 				*(int *)(void *)((flag_opts[i].in_server ?
 				    (char *)s : (char *)o) + flag_opts[i].off) =
 				    1;
-		if (strchr("oucsmCKTGwx1vIkti", ch) == NULL)
+		if (strchr("oucsmCKTGwx1vIktiWFO", ch) == NULL)
 			parse_opt(s, o, ch);
 	}
 	o->args = argv + optind;
@@ -9270,12 +10849,42 @@ parse_args(struct server *s, struct opts *o, int argc, char **argv)
 		die(2, "-C and -K go together");
 	if (o->limits != NULL)
 		parse_limits(s, o->limits);
-	if (o->inetd && (o->explicit_listen || o->reverse != NULL))
-		die(2, "-i serves standard input; it takes no -l, -p, -U or -c");
+	if (o->inetd && (o->explicit_listen || o->reverse != NULL ||
+	    o->wsport != NULL))
+		die(2, "-i serves standard input; it takes no -l, -p, -U, -W or "
+		    "-c");
+	if (o->wsport != NULL)
+		parse_num('W', o->wsport, 1, 65535);
+	else if (o->www != NULL || o->origins != NULL)
+		die(2, "-F and -O are for the wss:// port: they need -W");
 	if (o->inetd && !o->log_given)	/* stderr may be the connection */
 		s->use_syslog = 1;
 	if (o->ca != NULL && o->cert == NULL)
 		die(2, "-T needs a server certificate (-C and -K)");
+}
+
+/*
+ * -W, -F, -O: the wss:// port's certificate (the server's, or the one
+ * the ad-hoc mode made in memory),
+ * its security types, the page directory, the Origins allowed.
+ */
+static void setup_ws_sectypes(struct server *, const char *);
+
+static void
+setup_ws(struct server *s, const struct opts *o)
+{
+	s->www_fd = -1;
+	if (o->wsport == NULL)
+		return;
+	if (s->x509 == NULL)	/* none given, and not ad hoc */
+		die(2, "-W needs a certificate (-C and -K): a browser speaks "
+		    "wss:// only to a server with one");
+	setup_ws_sectypes(s, o->seclist);
+	s->origins = o->origins;
+	if (o->www != NULL && (s->www_fd = open(o->www, O_RDONLY |
+	    O_DIRECTORY | O_CLOEXEC)) < 0)
+		die(2, "-F %s: %s", o->www, strerror(errno));
+	s->www_dir = o->www;
 }
 
 /*
@@ -9334,6 +10943,7 @@ setup_auth(struct server *s, const struct opts *o)
 		load_vnc_password(s, o->vncpass);
 	setup_sectypes(s, o->seclist, o->insecure, strcmp(o->port, "0") != 0 ||
 	    o->reverse != NULL);
+	setup_ws(s, o);
 }
 
 /* Step 3: the framebuffer source, with the server's side of its seam. */
@@ -9346,6 +10956,7 @@ setup_source(struct server *s, const char *arg)
 	s->host.damage = srv_damage;
 	s->host.resized = srv_resized;
 	s->host.cut_text = srv_cut_text;
+	s->host.cut_text_utf8 = srv_cut_text_utf8;
 	s->host.cursor = srv_cursor;
 	s->host.log = srv_log;
 	errno = 0;
@@ -9365,11 +10976,13 @@ setup_listeners(struct server *s, const struct opts *o)
 	} else if (inherit_sockets(s) == 0) {
 		if (strcmp(o->port, "0") != 0)
 			listen_tcp(s, (char **)o->addrs, o->naddrs, o->port);
-		else if (o->naddrs > 0)
+		else if (o->naddrs > 0 && o->wsport == NULL)
 			die(2, "-l given but -p 0 disables TCP");
 		if (o->unix_path != NULL)
 			listen_unix(s, o->unix_path);
 	}
+	if (o->wsport != NULL)
+		listen_ws(s, (char **)o->addrs, o->naddrs, o->wsport);
 	if (o->reverse != NULL)
 		reverse_connect(s, o->reverse);
 	if (s->nlst == 0 && s->clients == NULL)
@@ -9401,6 +11014,8 @@ sandbox(const struct server *s)
 		die(1, "unveil: %s", strerror(errno));
 	if (s->unix_path != NULL && unveil(s->unix_path, "c") < 0)
 		die(1, "unveil: %s", strerror(errno));
+	if (s->www_dir != NULL && unveil(s->www_dir, "r") < 0)
+		die(1, "unveil: %s", strerror(errno));
 	if (pledge("stdio rpath cpath inet unix", NULL) < 0)
 		die(1, "pledge: %s", strerror(errno));
 #else
@@ -9418,7 +11033,7 @@ adhoc_announce(struct server *s, const struct opts *o)
 {
 	char fp[3 * 32 + 1], host[260] = "127.0.0.1";
 	gnutls_datum_t pem = { NULL, 0 };
-	int i;
+	int i, tcp = strcmp(o->port, "0") != 0;
 
 	cert_fingerprint(s, fp, sizeof fp);
 	for (i = 0; i < o->naddrs; i++)	/* an address the viewer can use */
@@ -9436,24 +11051,32 @@ adhoc_announce(struct server *s, const struct opts *o)
 	fprintf(stderr, "ad-hoc: user=%s password=%s sha256=%s\n", ADHOC_USER,
 	    s->adhoc_pw, fp[0] ? fp : "-");
 	fprintf(stderr, "vncsasl: ad-hoc: a one-time user and password, in "
-	    "memory only; they end with this process\n"
-	    "vncsasl: ad-hoc: TigerVNC or Remmina (X509Plain; accept the "
-	    "certificate if its SHA-256 fingerprint is the one above):\n"
-	    "    VNC_USERNAME=%s VNC_PASSWORD='%s' vncviewer %s::%s\n",
-	    ADHOC_USER, s->adhoc_pw, host, o->port);
-	if (s->adhoc_crt != NULL && gnutls_x509_crt_export2(s->adhoc_crt,
-	    GNUTLS_X509_FMT_PEM, &pem) == 0) {
+	    "memory only; they end with this process\n");
+	if (tcp)
+		fprintf(stderr, "vncsasl: ad-hoc: TigerVNC or Remmina (X509Plain; "
+		    "accept the certificate if its SHA-256 fingerprint is the "
+		    "one above):\n    VNC_USERNAME=%s VNC_PASSWORD='%s' "
+		    "vncviewer %s::%s\n", ADHOC_USER, s->adhoc_pw, host, o->port);
+	if (o->wsport != NULL)	/* -W: the page of -F, or what to aim one at */
+		fprintf(stderr, "vncsasl: ad-hoc: a browser (accept the "
+		    "certificate if its SHA-256 fingerprint is the one "
+		    "above):\n    %s://%s:%s/%s\n", s->www_fd >= 0 ? "https" :
+		    "wss", host, o->wsport, s->www_fd >= 0 && faccessat(s->www_fd,
+		    "vnc.html", R_OK, 0) == 0 ? "vnc.html" : "");
+	if (tcp && s->adhoc_crt != NULL)
 		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (gtk-vnc "
 		    "trusts no certificate it has not been given): save "
 		    "the certificate below as ~/.pki/CA/cacert.pem, then\n"
-		    "    remote-viewer vnc://%s:%s\n%.*s", host, o->port,
-		    (int)pem.size, (const char *)pem.data);
-		gnutls_free(pem.data);
-	} else {
+		    "    remote-viewer vnc://%s:%s\n", host, o->port);
+	else if (tcp)
 		fprintf(stderr, "vncsasl: ad-hoc: remote-viewer (with the CA "
 		    "of %s in ~/.pki/CA/cacert.pem):\n"
 		    "    remote-viewer vnc://%s:%s\n", s->cert_path ?
 		    s->cert_path : "the certificate", host, o->port);
+	if (s->adhoc_crt != NULL && gnutls_x509_crt_export2(s->adhoc_crt,
+	    GNUTLS_X509_FMT_PEM, &pem) == 0) {
+		fprintf(stderr, "%.*s", (int)pem.size, (const char *)pem.data);
+		gnutls_free(pem.data);
 	}
 	memset(s->adhoc_pw, 0, sizeof s->adhoc_pw);
 }
@@ -9463,7 +11086,8 @@ static void
 announce(struct server *s, const struct opts *o)
 {
 	char line[MAX_LISTENERS * (INET6_ADDRSTRLEN + 24)] = "";
-	char tcp[160] = "", uni[160] = "", ml[SASL_MECHLIST_MAX + 1] = "";
+	char tcp[160] = "", uni[160] = "", wss[160] = "";
+	char ml[SASL_MECHLIST_MAX + 1] = "";
 	size_t off = 0;
 	int i;
 
@@ -9473,11 +11097,14 @@ announce(struct server *s, const struct opts *o)
 	for (i = 0; i < s->nsec_unix; i++)
 		snprintf(uni + strlen(uni), sizeof uni - strlen(uni), "%s%s",
 		    i ? "," : "", s->sec_unix[i]->name);
+	for (i = 0; i < s->nsec_ws; i++)
+		snprintf(wss + strlen(wss), sizeof wss - strlen(wss), "%s%s",
+		    i ? "," : " wss=", s->sec_ws[i]->name);
 	for (i = 0; i < s->nmechs; i++)
 		snprintf(ml + strlen(ml), sizeof ml - strlen(ml), "%s%s",
 		    i ? "," : "", s->mechs[i]);
-	logx(s, LOG_INFO, "security tcp=%s unix=%s sasl=%s records=%zu", tcp,
-	    uni, ml, s->ncreds);
+	logx(s, LOG_INFO, "security tcp=%s unix=%s%s sasl=%s records=%zu", tcp,
+	    uni, wss, ml, s->ncreds);
 	if (s->passwd_path == NULL && s->pam_service == NULL && !s->adhoc)
 		logx(s, LOG_NOTICE, "no password file (-P): password "
 		    "mechanisms refuse everyone");
@@ -9510,10 +11137,14 @@ cleanup(struct server *s)
 	}
 	for (i = 0; i < s->nlst; i++)
 		close(s->lst[i].fd);
+	if (s->www_fd >= 0)
+		close(s->www_fd);
 	if (s->unix_path != NULL && unlink(s->unix_path) < 0)
 		logx(s, LOG_WARNING, "cannot remove %s: %s", s->unix_path,
 		    strerror(errno));
 	fb_source.close(s->fb);
+	free(s->clip);
+	free(s->clip_z);
 	free(s->cu_hold);
 #ifdef HAVE_PAM
 	if (s->pam_fd >= 0) {	/* the broker ends when its socket does */

@@ -455,6 +455,77 @@ def _():
           "the delays add up to %.1f s)" % (t1 - t0, want))
 
 
+EXT_CLIP, QEMU_KEY = -1063131698, -258
+
+
+def ext_session():
+    """A viewer with the Extended Clipboard and QEMU key events: reads the
+    server's caps and the QEMU pseudo-rectangle that SetEncodings brings."""
+    c = after_init()
+    rfb.set_encodings(c, [0, EXT_CLIP, QEMU_KEY])
+    got = set()
+    while got != {"caps", "qemu"}:
+        t = c.u8()
+        if t == 3:
+            c.recv(3)
+            n = struct.unpack(">i", c.recv(4))[0]
+            check(n < 0, "Latin-1 cut text before the caps")
+            flags = c.u32()
+            c.recv(-n - 4)
+            check(flags & (1 << 24) and flags & 1, "caps flags 0x%08x" % flags)
+            got.add("caps")
+        else:
+            check(t == 0, "message %d" % t)
+            c.recv(1)
+            for _ in range(c.u16()):
+                x, y, w, h, e = struct.unpack(">HHHHi", c.recv(12))
+                check(e == QEMU_KEY and w == 0 and h == 0, "rect %r" % ((x, y, w, h, e),))
+            got.add("qemu")
+    return c
+
+
+def ext_cut(flags, data=b""):
+    return struct.pack(">B3xiI", 6, -(4 + len(data)), flags) + data
+
+
+@case("extended-clipboard-and-qemu-abuse")
+def _():
+    import zlib
+    provide = (1 << 28) | 1
+    # a size over the limit is not inflated at all; a stream that would
+    # inflate to 64 MiB is inflated only to the size it declares
+    before = rss_kib()
+    for size, payload in ((0x7fffffff, b"x" * 100), (2 * 1048576 + 1, bytes(64 << 20))):
+        c = ext_session()
+        c.send(ext_cut(provide, zlib.compress(struct.pack(">I", size) + payload, 9)))
+        rfb.request(c, 0)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if c.u8() == 0:
+                break
+        c.close()
+    grown = rss_kib() - before
+    check(grown < 32 * 1024, "server RSS grew by %d KiB" % grown)
+    bad = [ext_cut(provide, b"not zlib at all"),                    # bad stream
+           ext_cut(provide, zlib.compress(struct.pack(">I", 50) + b"short")),  # short
+           ext_cut((1 << 25) | (1 << 27) | 1),                       # two actions
+           ext_cut(1),                                               # no action
+           struct.pack(">B3xi", 6, -3) + b"abc",                      # under 4 bytes
+           struct.pack(">B3xi", 6, -(2 * 1048576 + 65537)),           # over the limit
+           struct.pack(">BBHII", 255, 1, 0, 0, 0),                   # QEMU audio
+           ]
+    for b in bad:
+        c = ext_session()
+        c.send(b)
+        check(c.closes(), "%r kept open" % b[:12])
+    # keycodes no keyboard has, keysym 0: nothing happens
+    c = ext_session()
+    c.send(b"".join(struct.pack(">BBHII", 255, 0, d, 0, k)
+                    for k in (0, 0x7f, 0xff, 0x100, 0xffffffff) for d in (1, 0)))
+    rfb.full_frame(c, 32, NATIVE)
+    c.close()
+
+
 def main():
     global PID, PORT, SOCK
     PID, PORT, SOCK = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

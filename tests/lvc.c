@@ -43,7 +43,7 @@
  *     sets appData.useRemoteCursor.  libvncclient itself decides about
  *     lastrect (asked for with tight) and ExtendedDesktopSize (always
  *     asked for), so those two names change nothing here.  Tight JPEG is
- *     off unless -q asks for it (then -T says how lossy a picture may
+ *     off unless -q asks for it (then -J says how lossy a picture may
  *     be); -q and -c reach the server only with tight (or zlib) listed.
  *   - HOST may be a UNIX socket path with PORT "unix": libvncclient
  *     connects to it when stat() says it is a socket.

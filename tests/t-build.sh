@@ -5,7 +5,7 @@
 # Both makes: install and uninstall into a DESTDIR, an unknown FB
 # refused, "make run" as a newcomer runs it (a real viewer logs in with
 # the printed password), "make static" serving a real viewer, clean.
-# GNU make: clang -std=c99 -Werror builds of both framebuffer sources.
+# GNU make: clang -std=c99 -Werror builds of the framebuffer sources.
 # bmake: all, FB=x11 and back (the objects follow FB), the test programs
 # (its server serves its viewer), asan and fuzz.
 # ports: 4
@@ -133,9 +133,11 @@ check make-unknown-fb-refused refuses_fb make "$G"
 if command -v clang >/dev/null; then
 	check clang-werror-build-dummy builds make "$G" dummy CC=clang
 	check clang-werror-build-x11 builds make "$G" x11 CC=clang
+	check clang-werror-build-linux builds make "$G" linux CC=clang
 else
 	skip clang-werror-build-dummy "clang not installed"
 	skip clang-werror-build-x11 "clang not installed"
+	skip clang-werror-build-linux "clang not installed"
 fi
 statics make "$G" ""
 have_static=$?

@@ -91,7 +91,7 @@ for qm in 0:7 5:5 9:2; do
 			# Tight, and the server may rightly send that
 			how=lossy
 			[ $q = 9 ] && [ $bpp = 16 ] && how=check
-			$how "$name" timeout 40 $bin -a none -e tight -q $q -T $mean,255 -b $bpp $big -f 6 127.0.0.1 $p
+			$how "$name" timeout 40 $bin -a none -e tight -q $q -J $mean,255 -b $bpp $big -f 6 127.0.0.1 $p
 		done
 	done
 done
@@ -121,7 +121,7 @@ stop_server
 start_server refresh -v -s none -p $p -o link-kbit=10000 -x 576x432@0,photo || exit 1
 for v in lvc gvnc; do
 	bin=$LVC; [ $v = gvnc ] && bin=$GVNC
-	if out=$(timeout 40 $bin -a none -e tight -q 5 -T 5,255 -L -F0 -f 1 127.0.0.1 $p 2>&1) &&
+	if out=$(timeout 40 $bin -a none -e tight -q 5 -J 5,255 -L -F0 -f 1 127.0.0.1 $p 2>&1) &&
 	    printf '%s' "$out" | grep -q ' lossy=[1-9][0-9]* exact=[1-9]'; then
 		ok "$v-lossless-refresh"
 	else

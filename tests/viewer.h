@@ -69,8 +69,15 @@ struct opts {
 	const char *enc_list;		/* as given */
 	int encs[16], nencs;		/* ENC_* in the order given */
 	int frames, still;
-	int want_ptr, ptr_x, ptr_y, ptr_btn;
+	int want_ptr, ptr_x, ptr_y, ptr_btn;	/* the last -P */
+	int ptrs[16][3], nptrs;		/* every -P, in order */
 	int want_key;
+	const char *text;		/* -T: typed with Shift as on US keys */
+	uint32_t hold[8];		/* -D: pressed, never released */
+	int nhold;
+	const char *match[8];		/* -M: reference PPMs, in order */
+	int nmatch;
+	double duration;		/* -d: receive for this long */
 	uint32_t keysym;
 	const char *cut;
 	int expect_fail;
@@ -78,7 +85,7 @@ struct opts {
 	int raw;			/* -R: no dummy picture to check */
 	int quality;			/* -q: Tight JPEG quality 0-9, -1 none */
 	int compress;			/* -c: CompressLevel 0-9, -1 none */
-	double tol_mean;		/* -T: lossy pictures pass within this */
+	double tol_mean;		/* -J: lossy pictures pass within this */
 	int tol_max;			/*     mean and max error per channel */
 	int exact_end;			/* -L: the last picture must be exact */
 	double timeout;
@@ -148,7 +155,7 @@ void convert_frame(const uint8_t *buf, size_t stride, int w, int h,
 struct check {
 	int garbled;			/* status strip unreadable */
 	long mismatches;		/* pixels (a lower bound if stopped early) */
-	double mean_err;		/* -T: mean error per channel (0-255) */
+	double mean_err;		/* -J: mean error per channel (0-255) */
 	int max_err;			/*     and the largest */
 	int x, y;			/* first mismatch */
 	unsigned got[3], want[3];	/* its channels, quantised */
@@ -187,12 +194,16 @@ struct progress {
 	size_t server_cut_len;
 	struct check last;		/* last check */
 	int checked;			/* pictures checked */
-	int lossy, exact;		/* -T: verified pictures of each kind */
+	int lossy, exact;		/* -J: verified pictures of each kind */
 	int last_exact;			/* the last verified one was exact */
-	double worst_mean;		/* -T: the worst mean error accepted */
+	double worst_mean;		/* -J: the worst mean error accepted */
 	int worst_max;			/*     and the worst max error */
 	char sec[96];			/* security type chosen */
 	char mech[64];			/* SASL mechanism */
+	int matched;			/* -M references matched so far */
+	long match_diff;		/* pixels off in the last comparison */
+	int match_x, match_y;		/* first of them */
+	double first_at;		/* the first complete picture */
 	int fail_code;			/* nonzero: stop with this */
 	char fail_msg[512];
 };
