@@ -331,6 +331,7 @@ enum {
 	ENC_RAW = 0, ENC_HEXTILE = 5, ENC_TIGHT = 7, ENC_ZRLE = 16,
 	ENC_COMPRESS_0 = -256, ENC_COMPRESS_9 = -247,
 	ENC_QUALITY_0 = -32, ENC_QUALITY_9 = -23,
+	ENC_TIGHT_PNG = -260,
 	ENC_CURSOR = -239,
 	ENC_LAST_RECT = -224,
 	ENC_DESKTOP_SIZE = -223,
@@ -431,6 +432,7 @@ struct variant {
 	uint8_t store;		/* many-coloured data in stored blocks */
 	uint8_t quality;	/* JPEG: 0-9 */
 	uint8_t own;		/* the viewer's own zlib stream (not kept) */
+	uint8_t nograd;		/* Tight without the gradient filter */
 	struct pixfmt pf;	/* not for JPEG: viewers convert */
 };
 
@@ -649,6 +651,7 @@ struct client {
 	unsigned enc_desktop_size : 1, enc_ext_desktop_size : 1;
 	unsigned enc_cursor : 1;
 	unsigned enc_last_rect : 1;	/* may end an update with LastRect */
+	unsigned tight_nograd : 1;	/* noVNC: no gradient filter */
 	unsigned enc_qemu_key : 1;	/* QEMU extended key events */
 	unsigned enc_ext_clip : 1;	/* Extended Clipboard (UTF-8) */
 	uint32_t clip_flags;	/* its caps: what it takes */
@@ -4863,7 +4866,7 @@ enc_tight(struct client *c, struct sub *sb,
 	}
 	sub_smooth(f, sb);
 	stream = v->own ? TS_FULL : TS_SHARED;
-	if (sb->smooth == 1 && v->level > 0) {
+	if (sb->smooth == 1 && v->level > 0 && !v->nograd) {
 		en->kind = K_GRADIENT;
 		ctl[0] = (uint8_t)((v->own ? 0 : 1) | stream << 4 |
 		    TIGHT_EXPLICIT);
@@ -5405,7 +5408,7 @@ guess_bytes(const struct client *c, const struct sub *sb, int m, int hi)
 		if (sb->cls == C_UNKNOWN)
 			break;
 		per = sb->cls == C_FULL ? tp : 1;
-		if (sb->cls == C_FULL && sb->smooth == 1)
+		if (sb->cls == C_FULL && sb->smooth == 1 && !c->tight_nograd)
 			per *= .1;
 		return 20 + sb->ncol * (sb->cls == C_FULL ? 0 : tp) +
 		    n * per * prior_bytes[m][hi][sb->cls];
@@ -5474,6 +5477,7 @@ variant_same(const struct variant *a, const struct variant *b)
 {
 	return a->mode == b->mode && a->level == b->level &&
 	    a->store == b->store && a->quality == b->quality &&
+	    a->nograd == b->nograd &&
 	    (a->mode == M_JPEG || pixfmt_same(&a->pf, &b->pf));
 }
 
@@ -5501,6 +5505,8 @@ variant_of(const struct client *c, int m, int hi, struct variant *v)
 		v->quality = (uint8_t)c->quality;
 	else
 		v->pf = c->pf;
+	if (m == M_TIGHT)
+		v->nograd = c->tight_nograd;
 	if (m == M_ZRLE || m == M_TIGHT) {
 		/* fast: the base level, many-coloured data stored at the
 		 * speed levels; small: deflate all of it, at the viewer's
@@ -5553,6 +5559,7 @@ choice_key(const struct client *c, int lossy)
 		MIX(c->rank[i]);
 	MIX(c->quality);
 	MIX(c->zasked);
+	MIX(c->tight_nograd);
 	MIX(lossy);
 	MIX(c->pf.bpp << 24 | c->pf.depth << 16 | c->pf.bigendian << 8);
 	MIX((uint32_t)c->pf.max[0] << 16 | c->pf.max[1]);
@@ -7057,7 +7064,7 @@ msg_set_encodings(struct client *c, struct rd *r)
 	rd_u8(r);
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
-	c->enc_last_rect = 0;
+	c->enc_last_rect = c->tight_nograd = 0;
 	c->enc_qemu_key = c->enc_ext_clip = 0;
 	c->enc_fence = c->enc_cu = 0;
 	c->zasked = 0;
@@ -7090,6 +7097,10 @@ msg_set_encodings(struct client *c, struct rd *r)
 			c->enc_cursor = 1;
 		else if (e == ENC_LAST_RECT)
 			c->enc_last_rect = 1;
+		/* TightPNG is noVNC's alone, and noVNC before 1.4 (Debian
+		 * 12's) throws at the gradient filter */
+		else if (e == ENC_TIGHT_PNG)
+			c->tight_nograd = 1;
 		else if (e == ENC_QEMU_KEY)
 			c->enc_qemu_key = 1;
 		else if (e == ENC_EXT_CLIPBOARD)
