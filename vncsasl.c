@@ -5978,6 +5978,52 @@ enc_scratch_free(struct server *s)
 }
 
 /*
+ * All the encoders hold, the tile grid's scratch included, freed (the
+ * fuzzer's inputs free what they made); the next ClientInit makes the
+ * grid again.
+ */
+static void
+enc_teardown(struct server *s)
+{
+	struct encscratch *e = &s->enc;
+	struct encoded *en;
+
+	enc_scratch_free(s);
+	free(s->rects);
+	free(s->rkind);
+	free(s->plans);
+	free(s->kgrid);
+	free(s->open_a);
+	free(s->open_b);
+	s->rects = NULL;
+	s->rkind = NULL;
+	s->plans = NULL;
+	s->kgrid = NULL;
+	s->open_a = s->open_b = NULL;
+	s->tw = s->th = 0;
+	while ((en = e->spare) != NULL) {
+		e->spare = en->next;
+		buf_free(&en->b);
+		free(en);
+	}
+	if (e->zlib != NULL)
+		deflateEnd(e->zlib);
+	if (e->zraw != NULL)
+		deflateEnd(e->zraw);
+	free(e->zlib);
+	free(e->zraw);
+	if (e->jpeg != NULL)
+		jpeg_destroy_compress(e->jpeg);
+	free(e->jpeg);
+	free(e->jerr);
+	buf_free(&e->zbuf);
+	buf_free(&e->jbuf);
+	buf_free(&e->tdata);
+	buf_free(&e->obuf);
+	memset(e, 0, sizeof *e);
+}
+
+/*
  * (Re)build the tile grid for the source's current geometry.  All or
  * nothing: on failure the grid is empty (tw = th = 0, no scratch), which
  * every user of it handles, and the next ClientInit tries again.
@@ -11153,6 +11199,7 @@ cleanup(struct server *s)
 	if (s->unix_path != NULL && unlink(s->unix_path) < 0)
 		logx(s, LOG_WARNING, "cannot remove %s: %s", s->unix_path,
 		    strerror(errno));
+	enc_teardown(s);
 	fb_source.close(s->fb);
 	free(s->clip);
 	free(s->clip_z);

@@ -846,18 +846,8 @@ fz_multi_end(void)
 	}
 	fz_source.close(fz.fb);
 	fz.fb = NULL;
-	free(fz.rects);
-	free(fz.open_a);
-	free(fz.open_b);
-	free(fz.enc.tgen);
-	free(fz.enc.zt);
-	free(fz.enc.zbytes);
+	enc_teardown(&fz);
 	free(fz.cursor);
-	fz.rects = NULL;
-	fz.open_a = fz.open_b = NULL;
-	fz.enc.tgen = NULL;
-	fz.enc.zt = NULL;
-	fz.enc.zbytes = NULL;
 	fz.cursor = NULL;
 }
 
