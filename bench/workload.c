@@ -1,20 +1,27 @@
 /*
  * workload.c - a deterministic X client for make bench: it covers the
- * screen with one override-redirect window and draws one of three scenes.
+ * screen with one override-redirect window and draws one of four scenes.
  *
- *   workload -d DISPLAY -s static|cells|full [-r FPS] [-t SECS]
+ *   workload -d DISPLAY -s static|cells|full|scroll [-r FPS] [-t SECS]
  *
  *   static  a desktop-like picture (gradient, windows, text-like glyphs),
  *           drawn once; then nothing changes.
  *   cells   the same picture; every frame CELLS cells of CELL x CELL
  *           pixels (two colours each, positions from a fixed LCG) are
- *           redrawn, like clocks, spinners and terminal cursors.
+ *           drawn, like clocks, spinners and terminal cursors, and the
+ *           last frame's cells give way to the picture again (so every
+ *           frame changes 2 x CELLS cells, and the screen stays the
+ *           picture and CELLS cells however long it runs).
  *   full    every pixel changes every frame: two thirds of the screen are
  *           a text-like document that scrolls by SCROLL rows a frame on a
  *           background whose grey level steps every frame, one third is a
  *           smooth colour gradient that moves.  Few colours per tile in
  *           the document, many in the gradient: desktop content, not
  *           video noise.
+ *   scroll  a page of text scrolling SCROLL rows a frame, as a browser or
+ *           an editor scrolls: dark glyphs on white under a still title
+ *           bar, moved with XCopyArea and the new rows drawn below, so
+ *           almost every pixel changes but two colours make up the page.
  *
  * Frames are drawn at absolute deadlines, FPS a second (default 30), with
  * MIT-SHM when the display allows it; each frame ends with XSync, so the
@@ -43,6 +50,7 @@
 #define LINE_H	20		/* text line height */
 #define GLYPH_W	10		/* glyph cell width */
 #define GLYPHS	80		/* shapes in the alphabet */
+#define TITLE_H	24		/* still title bar of the scroll scene */
 #define FPS_MAX	240
 #define SECS_MAX 3600
 
@@ -92,20 +100,63 @@ static_pixel(int w, int h, int x, int y)
 	    (uint32_t)(160 + (x + y) * 64 / (w + h));
 }
 
-static uint32_t
-full_pixel(int w, uint32_t f, int x, int y)
-{
-	if (x < 2 * w / 3) {
-		uint32_t yy = (uint32_t)y + f * SCROLL;
-		uint32_t bg = 200 + f % 40, fg = f % 2 ? 0x101010 : 0x303030;
+/*
+ * The document rows of the full and scroll scenes, as glyph masks: row yy
+ * of the endless document lives at yy % h of a ring of h rows, so a frame
+ * that scrolls by SCROLL rows computes SCROLL new rows, not h (glyph_on
+ * for every pixel of a 1920x1080 frame cost a third of a core).
+ */
+struct doc {
+	uint8_t *mask;		/* h rows of w bytes: 1 = glyph pixel */
+	int w, h, margin;	/* margin: blank pixels left of a column */
+	int cols;		/* text columns across the width */
+	uint32_t next;		/* first document row not yet computed */
+};
 
-		if (x % (w / 3) >= 8 && glyph_on(yy / LINE_H, x / GLYPH_W,
-		    x % GLYPH_W, (int)(yy % LINE_H)))
-			return fg;
-		return bg << 16 | bg << 8 | bg;
+static void
+doc_row(struct doc *d, uint32_t yy)
+{
+	uint8_t *row = d->mask + (size_t)(yy % (uint32_t)d->h) * d->w;
+	int x;
+
+	for (x = 0; x < d->w; x++)
+		row[x] = x % (d->w / d->cols) >= d->margin && glyph_on(yy / LINE_H,
+		    x / GLYPH_W, x % GLYPH_W, (int)(yy % LINE_H));
+}
+
+/* make rows [top, top + h) of the document available */
+static const uint8_t *
+doc_rows(struct doc *d, uint32_t top)
+{
+	uint32_t yy = d->next > top ? d->next : top;
+
+	for (; yy < top + (uint32_t)d->h; yy++)
+		doc_row(d, yy);
+	d->next = yy;
+	return d->mask;
+}
+
+static void
+full_frame(uint32_t *px, size_t stride, int w, int h, struct doc *d,
+    uint32_t f)
+{
+	uint32_t top = f * SCROLL, bg = 200 + f % 40;
+	uint32_t fg = f % 2 ? 0x101010 : 0x303030, bgpx = bg << 16 | bg << 8 | bg;
+	const uint8_t *mask = doc_rows(d, top);
+	int x, y;
+
+	for (y = 0; y < h; y++) {
+		uint32_t *row = px + (size_t)y * stride;
+		const uint8_t *m = mask + (size_t)((top + (uint32_t)y) %
+		    (uint32_t)h) * w;
+
+		for (x = 0; x < 2 * w / 3; x++)
+			row[x] = m[x] ? fg : bgpx;
+		for (; x < w; x++)
+			row[x] = ((uint32_t)x * 2 + f * 3) % 256 << 16 |
+			    ((uint32_t)y * 2 + f * 5) % 256 << 8 |
+			    ((uint32_t)(x + y) + f * 7) % 256;
 	}
-	return ((uint32_t)x * 2 + f * 3) % 256 << 16 |
-	    ((uint32_t)y * 2 + f * 5) % 256 << 8 | ((uint32_t)(x + y) + f * 7) % 256;
 }
 
 struct canvas {
@@ -162,15 +213,34 @@ canvas_image(struct canvas *cv)
 	}
 }
 
+/* rows [y, y + n) of the image to the window */
+static void
+canvas_put_rows(struct canvas *cv, int y, int n)
+{
+	if (cv->use_shm)
+		XShmPutImage(cv->dpy, cv->win, cv->gc, cv->img, 0, y, 0, y,
+		    (unsigned)cv->w, (unsigned)n, False);
+	else
+		XPutImage(cv->dpy, cv->win, cv->gc, cv->img, 0, y, 0, y,
+		    (unsigned)cv->w, (unsigned)n);
+}
+
+/* an area of the image to the window */
+static void
+canvas_put_area(struct canvas *cv, int x, int y, int w, int h)
+{
+	if (cv->use_shm)
+		XShmPutImage(cv->dpy, cv->win, cv->gc, cv->img, x, y, x, y,
+		    (unsigned)w, (unsigned)h, False);
+	else
+		XPutImage(cv->dpy, cv->win, cv->gc, cv->img, x, y, x, y,
+		    (unsigned)w, (unsigned)h);
+}
+
 static void
 canvas_put(struct canvas *cv)
 {
-	if (cv->use_shm)
-		XShmPutImage(cv->dpy, cv->win, cv->gc, cv->img, 0, 0, 0, 0,
-		    (unsigned)cv->w, (unsigned)cv->h, False);
-	else
-		XPutImage(cv->dpy, cv->win, cv->gc, cv->img, 0, 0, 0, 0,
-		    (unsigned)cv->w, (unsigned)cv->h);
+	canvas_put_rows(cv, 0, cv->h);
 }
 
 static void
@@ -195,17 +265,55 @@ px_static(int w, int h, int x, int y, uint32_t f)
 	return static_pixel(w, h, x, y);
 }
 
-static uint32_t
-px_full(int w, int h, int x, int y, uint32_t f)
+/*
+ * Scroll: move the page up by SCROLL rows in the X server, then draw the
+ * SCROLL new rows at the bottom (from the image, rows h - SCROLL..h).
+ */
+static void
+scroll_frame(struct canvas *cv, struct doc *d, uint32_t f)
 {
-	(void)h;
-	return full_pixel(w, f, x, y);
+	int page = cv->h - TITLE_H, x, y;
+	uint32_t top = f * SCROLL;
+	const uint8_t *mask = doc_rows(d, top);
+
+	for (y = page - SCROLL; y < page; y++) {
+		uint32_t *row = (uint32_t *)(void *)(cv->img->data +
+		    (size_t)(TITLE_H + y) * cv->img->bytes_per_line);
+		const uint8_t *m = mask + (size_t)((top + (uint32_t)y) %
+		    (uint32_t)d->h) * d->w;
+
+		for (x = 0; x < cv->w; x++)
+			row[x] = x >= cv->w - 16 ? 0xc8c8c8 :	/* scroll bar */
+			    m[x] ? 0x202020 : 0xffffff;
+	}
+	XCopyArea(cv->dpy, cv->win, cv->win, cv->gc, 0, TITLE_H + SCROLL,
+	    (unsigned)cv->w, (unsigned)(page - SCROLL), 0, TITLE_H);
+	canvas_put_rows(cv, cv->h - SCROLL, SCROLL);
+}
+
+/* the scroll scene's first picture: title bar and the first page */
+static void
+scroll_first(struct canvas *cv, struct doc *d)
+{
+	int x, y;
+	const uint8_t *mask = doc_rows(d, 0);
+
+	for (y = 0; y < cv->h; y++) {
+		uint32_t *row = (uint32_t *)(void *)(cv->img->data +
+		    (size_t)y * cv->img->bytes_per_line);
+		const uint8_t *m = mask + (size_t)(y < TITLE_H ? 0 :
+		    y - TITLE_H) * d->w;
+
+		for (x = 0; x < cv->w; x++)
+			row[x] = y < TITLE_H ? 0x3060a0 : x >= cv->w - 16 ?
+			    0xc8c8c8 : m[x] ? 0x202020 : 0xffffff;
+	}
 }
 
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: workload -d DISPLAY -s static|cells|full "
+	fprintf(stderr, "usage: workload -d DISPLAY -s static|cells|full|scroll "
 	    "[-r FPS] [-t SECS]\n");
 	exit(2);
 }
@@ -216,9 +324,11 @@ main(int argc, char **argv)
 	const char *display = NULL, *scene = NULL;
 	int fps = 30, secs = 900, ch, i;
 	struct canvas cv;
+	struct doc doc;
 	XSetWindowAttributes wa;
 	struct timespec next;
 	uint32_t f, lcg = 12345;
+	int cell_x[CELLS], cell_y[CELLS];
 	long long frames;
 
 	while ((ch = getopt(argc, argv, "d:s:r:t:")) != -1) {
@@ -240,7 +350,8 @@ main(int argc, char **argv)
 		}
 	}
 	if (scene == NULL || (strcmp(scene, "static") != 0 &&
-	    strcmp(scene, "cells") != 0 && strcmp(scene, "full") != 0) ||
+	    strcmp(scene, "cells") != 0 && strcmp(scene, "full") != 0 &&
+	    strcmp(scene, "scroll") != 0) ||
 	    fps < 1 || fps > FPS_MAX || secs < 1 || secs > SECS_MAX)
 		usage();
 	memset(&cv, 0, sizeof cv);
@@ -261,9 +372,26 @@ main(int argc, char **argv)
 	    (unsigned)cv.w, (unsigned)cv.h, 0, CopyFromParent, InputOutput,
 	    CopyFromParent, CWOverrideRedirect | CWBackPixel, &wa);
 	cv.gc = XCreateGC(cv.dpy, cv.win, 0, NULL);
+	XSetGraphicsExposures(cv.dpy, cv.gc, False);	/* no NoExpose queue */
 	XMapRaised(cv.dpy, cv.win);
 	canvas_image(&cv);
-	fill(&cv, px_static, 0);
+	doc.w = cv.w;
+	doc.h = cv.h;
+	doc.next = 0;
+	doc.mask = malloc((size_t)cv.w * cv.h);
+	if (doc.mask == NULL) {
+		fprintf(stderr, "workload: out of memory\n");
+		return 1;
+	}
+	if (scene[1] == 'c') {		/* scroll: one column of text */
+		doc.margin = 40;
+		doc.cols = 1;
+		scroll_first(&cv, &doc);
+	} else {
+		doc.margin = 8;
+		doc.cols = 3;
+		fill(&cv, px_static, 0);
+	}
 	canvas_put(&cv);
 	XSync(cv.dpy, False);
 	printf("workload: %s %dx%d at %d frames/s%s\n", scene, cv.w, cv.h, fps,
@@ -280,19 +408,28 @@ main(int argc, char **argv)
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next,
 		    NULL) == EINTR)
 			;
-		if (scene[0] == 's')
+		if (scene[0] == 's' && scene[1] == 't')
 			continue;
 		if (scene[0] == 'f') {
-			fill(&cv, px_full, f);
+			full_frame((uint32_t *)(void *)cv.img->data,
+			    (size_t)cv.img->bytes_per_line / 4, cv.w, cv.h, &doc, f);
 			canvas_put(&cv);
+		} else if (scene[1] == 'c') {
+			scroll_frame(&cv, &doc, f);
 		} else {
 			for (i = 0; i < CELLS; i++) {
 				int x, y;
 
+				/* last frame's cell goes back to the desktop, so
+				 * the screen stays the desktop and CELLS cells: what
+				 * a frame costs does not drift as cells pile up */
+				if (f > 1)
+					canvas_put_area(&cv, cell_x[i], cell_y[i],
+					    CELL, CELL);
 				lcg = lcg * 1103515245u + 12345u;
-				x = (int)(lcg >> 8) % (cv.w / CELL) * CELL;
+				x = cell_x[i] = (int)(lcg >> 8) % (cv.w / CELL) * CELL;
 				lcg = lcg * 1103515245u + 12345u;
-				y = (int)(lcg >> 8) % (cv.h / CELL) * CELL;
+				y = cell_y[i] = (int)(lcg >> 8) % (cv.h / CELL) * CELL;
 				XSetForeground(cv.dpy, cv.gc, mix(f * 64 + (uint32_t)i) & 0xffffff);
 				XFillRectangle(cv.dpy, cv.win, cv.gc, x, y, CELL, CELL);
 				XSetForeground(cv.dpy, cv.gc, mix(f * 64 + (uint32_t)i + 32) & 0xffffff);
