@@ -9,7 +9,8 @@ TEST="$BUILD clang python3 gnutls-bin libvncserver-dev libgvnc-1.0-dev
  libsasl2-modules libsasl2-modules-gssapi-mit krb5-kdc krb5-admin-server
  krb5-user xvfb x11-utils x11-apps x11-xkb-utils x11-xserver-utils xauth socat
  procps valgrind mandoc libclang-rt-14-dev libunistring-dev"
-BENCH="$BUILD xvfb x11-utils x11vnc procps python3"
+BENCH="$BUILD xvfb x11-utils x11vnc tigervnc-scraping-server iproute2 procps
+ python3"
 case "${1:-build}" in
 build) want=$BUILD ;;
 test) want=$TEST ;;
