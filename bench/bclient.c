@@ -188,7 +188,6 @@ struct conn {
 	double t0, ttff;
 	uint8_t *cover;		/* pixels seen, until the picture is whole */
 	size_t uncovered;
-	int first_done;		/* the first update is over (TigerVNC CU) */
 	int srv_cu, srv_fence, cu_on;
 	uint32_t fence_flags;	/* of the Fence being read */
 	double req_oldest;	/* unanswered request, 0: none */
@@ -442,16 +441,15 @@ update_done(struct conn *c)
 		c->lat[c->nlat++] = t - c->upd_req;
 	c->upd_req = 0;
 	c->upd_pixels = 0;
-	if (!c->first_done) {
-		c->first_done = 1;
-		if (prof->cu && c->srv_cu && !c->cu_on) {
-			uint8_t m[10] = { 150, 1, 0, 0, 0, 0,
-			    (uint8_t)(c->w >> 8), (uint8_t)c->w,
-			    (uint8_t)(c->h >> 8), (uint8_t)c->h };
+	/* TigerVNC turns continuous updates on when its first update ends,
+	 * if EndOfContinuousUpdates has come by then (servers send it at
+	 * once, answering SetEncodings); here also if it comes later */
+	if (prof->cu && c->srv_cu && !c->cu_on && !draining) {
+		uint8_t m[10] = { 150, 1, 0, 0, 0, 0, (uint8_t)(c->w >> 8),
+		    (uint8_t)c->w, (uint8_t)(c->h >> 8), (uint8_t)c->h };
 
-			send_all(c, m, sizeof m);
-			c->cu_on = 1;
-		}
+		send_all(c, m, sizeof m);
+		c->cu_on = 1;
 	}
 	if (prof->pace == PACE_UPDATE)
 		request(c, 1);

@@ -104,7 +104,7 @@ if [ "${1:-}" != --inside ]; then
 	make -s vncsasl-x11 >/dev/null ||
 	    { echo "bench: make vncsasl-x11 failed" >&2; exit 1; }
 	cc -std=gnu99 -O2 -Wall -o "$OUT/workload" bench/workload.c \
-	    $(pkg-config --cflags --libs x11 xext) &&
+	    $(pkg-config --cflags --libs x11 xext) -lm &&
 	    cc -std=c99 -O2 -Wall -o "$OUT/bclient" bench/bclient.c &&
 	    cc -std=c99 -O2 -Wall -o "$OUT/relay" bench/relay.c ||
 	    { echo "bench: building the bench tools failed" >&2; exit 1; }
@@ -113,7 +113,12 @@ if [ "${1:-}" != --inside ]; then
 	# is every process in it)
 	for ns in $(ip netns list 2>/dev/null | sed -n 's/^\(vncbench-[0-9]*\).*/\1/p'); do
 		kill -0 "${ns#vncbench-}" 2>/dev/null && continue
-		[ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && ip netns del "$ns"
+		if [ -z "$(ip netns pids "$ns" 2>/dev/null)" ]; then
+			ip netns del "$ns"
+		else
+			echo "bench: $ns is left from a killed run, with processes" \
+			    "in it: $(ip netns pids "$ns" | tr '\n' ' ')" >&2
+		fi
 	done
 
 	NS=vncbench-$$

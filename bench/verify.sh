@@ -44,7 +44,7 @@ trap 'exit 1' INT TERM
 
 make -s vncsasl-x11 >/dev/null || exit 1
 cc -std=gnu99 -O2 -Wall -o "$T/workload" bench/workload.c \
-    $(pkg-config --cflags --libs x11 xext) &&
+    $(pkg-config --cflags --libs x11 xext) -lm &&
     cc -std=c99 -O2 -Wall -o "$T/bclient" bench/bclient.c || exit 1
 
 for d in $(seq 60 99); do

@@ -18,10 +18,11 @@
  *           smooth colour gradient that moves.  Few colours per tile in
  *           the document, many in the gradient: desktop content, not
  *           video noise.
- *   scroll  a page of text scrolling SCROLL rows a frame, as a browser or
- *           an editor scrolls: dark glyphs on white under a still title
- *           bar, moved with XCopyArea and the new rows drawn below, so
- *           almost every pixel changes but two colours make up the page.
+ *   scroll  a web page scrolling SCROLL rows a frame: dark glyphs on
+ *           white with a photo-like picture now and then, under a still
+ *           title bar, moved with XCopyArea and the new rows drawn below
+ *           as browsers do; almost every pixel changes every frame, most
+ *           of the page has two colours, the pictures many.
  *
  * Frames are drawn at absolute deadlines, FPS a second (default 30), with
  * MIT-SHM when the display allows it; each frame ends with XSync, so the
@@ -31,6 +32,7 @@
 #define _XOPEN_SOURCE 700
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,9 @@
 #define GLYPH_W	10		/* glyph cell width */
 #define GLYPHS	80		/* shapes in the alphabet */
 #define TITLE_H	24		/* still title bar of the scroll scene */
+#define PIC_EVERY 720		/* scroll: a picture every this many rows, */
+#define PIC_TOP	120		/* starting this far down, */
+#define PIC_H	300		/* this high */
 #define FPS_MAX	240
 #define SECS_MAX 3600
 
@@ -266,6 +271,34 @@ px_static(int w, int h, int x, int y, uint32_t f)
 }
 
 /*
+ * A pixel of the scroll scene's page: dark glyphs on white, and every
+ * PIC_EVERY rows an illustration (a photo-like picture: smooth colour
+ * waves with grain, many colours per tile) in the right half.
+ */
+static uint32_t
+page_pixel(int w, int x, uint32_t yy, int glyph)
+{
+	uint32_t py = yy % PIC_EVERY;
+
+	if (x >= w - 16)
+		return 0xc8c8c8;		/* scroll bar */
+	if (py >= PIC_TOP && py < PIC_TOP + PIC_H && x >= w / 2 &&
+	    x < w / 2 + w / 3) {
+		double fx = x, fy = yy;
+		int grain = (int)(mix((uint32_t)x * 7919u + yy) & 15) - 8;
+		int r = 128 + (int)(90 * sin(fx * 0.021 + fy * 0.013)) + grain;
+		int g = 128 + (int)(90 * sin(fx * 0.017 - fy * 0.019 + 1)) + grain;
+		int b = 128 + (int)(90 * sin((fx + fy) * 0.011 + 2)) + grain;
+
+		r = r < 0 ? 0 : r > 255 ? 255 : r;
+		g = g < 0 ? 0 : g > 255 ? 255 : g;
+		b = b < 0 ? 0 : b > 255 ? 255 : b;
+		return (uint32_t)r << 16 | (uint32_t)g << 8 | (uint32_t)b;
+	}
+	return glyph ? 0x202020 : 0xffffff;
+}
+
+/*
  * Scroll: move the page up by SCROLL rows in the X server, then draw the
  * SCROLL new rows at the bottom (from the image, rows h - SCROLL..h).
  */
@@ -283,8 +316,7 @@ scroll_frame(struct canvas *cv, struct doc *d, uint32_t f)
 		    (uint32_t)d->h) * d->w;
 
 		for (x = 0; x < cv->w; x++)
-			row[x] = x >= cv->w - 16 ? 0xc8c8c8 :	/* scroll bar */
-			    m[x] ? 0x202020 : 0xffffff;
+			row[x] = page_pixel(cv->w, x, top + (uint32_t)y, m[x]);
 	}
 	XCopyArea(cv->dpy, cv->win, cv->win, cv->gc, 0, TITLE_H + SCROLL,
 	    (unsigned)cv->w, (unsigned)(page - SCROLL), 0, TITLE_H);
@@ -305,8 +337,8 @@ scroll_first(struct canvas *cv, struct doc *d)
 		    y - TITLE_H) * d->w;
 
 		for (x = 0; x < cv->w; x++)
-			row[x] = y < TITLE_H ? 0x3060a0 : x >= cv->w - 16 ?
-			    0xc8c8c8 : m[x] ? 0x202020 : 0xffffff;
+			row[x] = y < TITLE_H ? 0x3060a0 : page_pixel(cv->w, x,
+			    (uint32_t)(y - TITLE_H), m[x]);
 	}
 }
 
