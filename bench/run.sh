@@ -44,10 +44,10 @@
 #                     MULTI_SCENES)
 #   BENCH_MULTI_SIZE  [1280x800]    BENCH_MULTI_PROFILES [zrle gtk]
 #   BENCH_MULTI_SCENES [full cells]
-#   BENCH_RUNS [3]    BENCH_SECS [1.5] window, BENCH_SLOW_SECS [2.5] on
-#                     10mbit (a frame there takes seconds)
+#   BENCH_RUNS [3]    BENCH_SECS [1.5] window, BENCH_LOOP_SECS [1] on
+#                     loopback, BENCH_SLOW_SECS [2] on 10mbit
 #   BENCH_PORT [37900]    BENCH_LIMIT [4500] seconds for all of it
-# About 37 minutes on 2 cores (BENCH_QUICK: 3).
+# About 35 minutes on 2 cores (BENCH_QUICK: 3).
 # Results: bench/out/results.txt (one line per run), table.md, logs.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -62,7 +62,8 @@ if [ -n "${BENCH_QUICK:-}" ]; then
 fi
 RTT_SIZES=${BENCH_RTT_SIZES:-1920x1080}
 MULTI_SCENES=${BENCH_MULTI_SCENES:-full cells}
-SLOW_SECS=${BENCH_SLOW_SECS:-2.5}
+SLOW_SECS=${BENCH_SLOW_SECS:-2}
+LOOP_SECS=${BENCH_LOOP_SECS:-1}
 SIZES=${BENCH_SIZES:-1280x800 1920x1080}
 SCENES=${BENCH_SCENES:-full scroll cells}
 LINKS=${BENCH_LINKS:-loopback 50mbit 10mbit 50mbit-rtt40}
@@ -78,7 +79,8 @@ export BENCH_SIZES=$SIZES BENCH_SCENES=$SCENES BENCH_LINKS=$LINKS \
     BENCH_PROFILES=$PROFILES BENCH_SERVERS=$SERVERS BENCH_VIEWERS=$VIEWERS \
     BENCH_MULTI_SIZE=$MULTI_SIZE BENCH_MULTI_PROFILES=$MULTI_PROFILES \
     BENCH_RUNS=$RUNS BENCH_SECS=$SECS BENCH_RTT_SIZES=$RTT_SIZES \
-    BENCH_MULTI_SCENES=$MULTI_SCENES BENCH_SLOW_SECS=$SLOW_SECS
+    BENCH_MULTI_SCENES=$MULTI_SCENES BENCH_SLOW_SECS=$SLOW_SECS \
+    BENCH_LOOP_SECS=$LOOP_SECS
 
 # end PID...: TERM, up to 5 s to go, then KILL; never waits unbounded
 end() {
@@ -98,7 +100,7 @@ end() {
 # ---------------------------------------------------------------- outside
 if [ "${1:-}" != --inside ]; then
 	mkdir -p "$OUT"
-	rm -f "$OUT"/results.txt "$OUT"/*.log "$OUT"/*.sock
+	rm -f "$OUT"/results.txt "$OUT"/*.log "$OUT"/*.sock "$OUT"/table.md
 	sh tests/deps.sh bench || exit 1
 	echo "bench: building" >&2
 	make -s vncsasl-x11 >/dev/null ||
@@ -133,6 +135,9 @@ if [ "${1:-}" != --inside ]; then
 		ip netns del "$NS" 2>/dev/null
 	}
 	t0=$(date +%s)
+	# what else the machine was doing: the table says so
+	echo "# cpus=$(nproc) load_before=$(cut -d' ' -f1 /proc/loadavg)" \
+	    "date=$(date -u +%Y-%m-%dT%H:%MZ)" >"$OUT/results.txt"
 	if [ "$(id -u)" -eq 0 ] && ip netns add "$NS" 2>/dev/null; then
 		trap ns_cleanup EXIT
 		trap 'exit 130' INT
@@ -151,7 +156,9 @@ if [ "${1:-}" != --inside ]; then
 		rc=$?
 	fi
 	echo "bench: $(( $(date +%s) - t0 )) s" >&2
-	[ -s "$OUT/results.txt" ] || { echo "bench: no results" >&2; exit 1; }
+	echo "# seconds=$(( $(date +%s) - t0 ))" >>"$OUT/results.txt"
+	grep -q '^size=' "$OUT/results.txt" ||
+	    { echo "bench: no results" >&2; exit 1; }
 	python3 bench/table.py "$OUT/results.txt" | tee "$OUT/table.md"
 	exit "$rc"
 fi
@@ -272,6 +279,7 @@ measure() {
 	local tag="$1 prof=$3 n=$2" n=$2 prof=$3 r line to warm secs=$SECS
 	warm=$(warm_for "$link")
 	[ "$link" = 10mbit ] && secs=$SLOW_SECS
+	[ "$link" = loopback ] && secs=$LOOP_SECS
 	to=$((warm + ${secs%.*} + 30))
 	for r in $(seq 1 "$RUNS"); do
 		if [ "$link" = 50mbit-rtt40 ]; then
@@ -299,8 +307,8 @@ command -v x11vnc >/dev/null 2>&1 ||
 echo "bench: $(nproc) CPUs; $(x11vnc -version 2>/dev/null | head -n 1);" \
     "$(X0tigervnc -version 2>&1 | sed -n 's/^TigerVNC Server version \([^,]*\).*/x0vncserver \1/p')" >&2
 echo "bench: sizes: $SIZES; scenes: $SCENES; links: $LINKS; profiles:" \
-    "$PROFILES; servers: $SERVERS; $RUNS runs of $SECS s ($SLOW_SECS s on" \
-    "10mbit)" >&2
+    "$PROFILES; servers: $SERVERS; $RUNS runs of $SECS s ($LOOP_SECS s on" \
+    "loopback, $SLOW_SECS s on 10mbit)" >&2
 
 for size in $SIZES; do
 	start_xvfb "$size"

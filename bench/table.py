@@ -34,11 +34,14 @@ NUM = ("fps", "fps_min", "ups", "ups_min", "mpxs", "mbs", "kbf", "kbu", "lat",
        "cpu", "xcpu", "rss", "ttff", "ttff_max")
 
 
-def load(path):
+def load(path, meta):
     runs = {}
     for line in open(path):
         f = line.split()
         kv = dict(x.split("=", 1) for x in f if "=" in x)
+        if line.startswith("#"):
+            meta.update(kv)
+            continue
         if "srv" not in kv or kv.get("link", "-") == "-":
             continue
         key = (kv["size"], kv["scene"], kv["link"], kv["prof"], int(kv["n"]),
@@ -330,9 +333,18 @@ def targets(c, out):
 
 
 def main():
-    c = Cases(load(sys.argv[1]))
+    meta = {}
+    c = Cases(load(sys.argv[1], meta))
     out = []
     runs = {len(r) for r in c.runs.values()}
+    if "load_before" in meta:
+        busy = float(meta["load_before"]) >= 0.5
+        out.append("%s: %s CPUs, load average %s before the run%s%s." % (
+            meta.get("date", "?"), meta.get("cpus", "?"), meta["load_before"],
+            " - other work shared the machine, so these figures are noisy"
+            if busy else " (a quiet machine)",
+            ", %.0f minutes" % (int(meta["seconds"]) / 60)
+            if "seconds" in meta else ""))
     out.append("Medians of %s runs; each cell: vncsasl / x11vnc / x0vncserver, "
                "(ratio) = vncsasl / the best peer of the row; '-': nothing "
                "measured, 'fail': every run failed." %
