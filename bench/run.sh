@@ -231,21 +231,35 @@ warm_for() {
 	esac
 }
 
+# start_xvfb WxH: sets DISP.  Xvfb picks a free display number (lock files
+# are system-wide) and listens only on its abstract socket, which belongs
+# to this network namespace: a client elsewhere that guesses the number
+# (/tmp/.X11-unix is shared by every namespace) cannot draw on our screen.
 start_xvfb() {
-	local d i
-	for d in $(seq 40 99); do
-		[ -e /tmp/.X11-unix/X$d ] || [ -e /tmp/.X$d-lock ] || break
-	done
-	Xvfb :$d -screen 0 "$1"x24 -nolisten tcp >"$OUT/xvfb.log" 2>&1 &
+	local i d=
+	rm -f "$OUT/xvfb.fd"
+	Xvfb -displayfd 5 -screen 0 "$1"x24 -nolisten tcp -nolisten unix \
+	    5>"$OUT/xvfb.fd" >"$OUT/xvfb.log" 2>&1 &
 	XPID=$!
 	PIDS="$PIDS $XPID"
 	for i in $(seq 1 100); do
-		[ -e /tmp/.X11-unix/X$d ] && break
+		d=$(cat "$OUT/xvfb.fd" 2>/dev/null)
+		[ -n "$d" ] && break
 		sleep 0.1
 	done
-	[ -e /tmp/.X11-unix/X$d ] ||
-	    { echo "bench: Xvfb :$d did not start" >&2; exit 1; }
+	[ -n "$d" ] || { echo "bench: Xvfb did not start:" \
+	    "$(tail -n 2 "$OUT/xvfb.log")" >&2; exit 1; }
 	DISP=:$d
+}
+
+# changing: does the screen change (the workload draws)?  Two pictures
+# of the root window a fifth of a second apart must differ.
+changing() {
+	local a b
+	a=$(xwd -root -display $DISP -silent 2>/dev/null | md5sum)
+	sleep 0.2
+	b=$(xwd -root -display $DISP -silent 2>/dev/null | md5sum)
+	[ "$a" != "$b" ]
 }
 
 # start SERVER: sets SPID and PORT
@@ -313,14 +327,23 @@ echo "bench: sizes: $SIZES; scenes: $SCENES; links: $LINKS; profiles:" \
 for size in $SIZES; do
 	start_xvfb "$size"
 	for scene in $SCENES; do
+		wlog=$OUT/workload-$size-$scene.log
 		"$OUT/workload" -d $DISP -s "$scene" -r $FPS -t 3600 \
-		    >"$OUT/workload.log" 2>&1 &
+		    >"$wlog" 2>&1 &
 		wpid=$!
 		PIDS="$PIDS $wpid"
 		sleep 1
 		for srv in $SERVERS; do
 			printf 'bench: %s %s %-11s ' "$size" "$scene" "$srv" >&2
 			tag="size=$size scene=$scene srv=$srv"
+			if ! kill -0 $wpid 2>/dev/null || ! changing; then
+				echo "the screen does not change: workload" \
+				    "$(ps -o stat=,wchan= -p $wpid 2>/dev/null ||
+				    echo gone), $(tail -n 2 "$wlog" | tr '\n' ' ')" >&2
+				echo "$tag link=- prof=- n=1 run=1 failed=1 why=workload" \
+				    >>"$OUT/results.txt"
+				continue
+			fi
 			if ! start_server "$srv"; then
 				echo "$tag link=- prof=- n=1 run=1 failed=1 why=start" \
 				    >>"$OUT/results.txt"

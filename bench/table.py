@@ -134,7 +134,8 @@ def cell(c, key5, col, f, best):
                       for s, v in zip(SERVERS, vals))
     b = c.med(key5 + (best,), col) if best else None
     if vals[0] is not None and b and vals[0] < 1e8 and b < 1e8:
-        text += " (%.2f)" % (vals[0] / b)
+        r = vals[0] / b
+        text += " (%.2f)" % r if r < 100 else " (>99)"
     return text
 
 

@@ -47,12 +47,16 @@ cc -std=gnu99 -O2 -Wall -o "$T/workload" bench/workload.c \
     $(pkg-config --cflags --libs x11 xext) -lm &&
     cc -std=c99 -O2 -Wall -o "$T/bclient" bench/bclient.c || exit 1
 
-for d in $(seq 60 99); do
-	[ -e /tmp/.X11-unix/X$d ] || [ -e /tmp/.X$d-lock ] || break
-done
-Xvfb :$d -screen 0 1280x800x24 -nolisten tcp >"$T/xvfb.log" 2>&1 &
+# a display of our own, on its abstract socket only (see bench/run.sh)
+Xvfb -displayfd 5 -screen 0 1280x800x24 -nolisten tcp -nolisten unix \
+    5>"$T/xvfb.fd" >"$T/xvfb.log" 2>&1 &
 PIDS="$PIDS $!"
-for _ in $(seq 1 100); do [ -e /tmp/.X11-unix/X$d ] && break; sleep 0.1; done
+for _ in $(seq 1 100); do
+	d=$(cat "$T/xvfb.fd" 2>/dev/null)
+	[ -n "$d" ] && break
+	sleep 0.1
+done
+[ -n "$d" ] || { echo "verify: Xvfb did not start" >&2; exit 1; }
 
 bad=0
 # bclient_totals FILE: "rects pixels bytes" of the data rectangles

@@ -57,6 +57,7 @@
 #define PIC_TOP	120		/* starting this far down, */
 #define PIC_H	300		/* this high */
 #define FPS_MAX	240
+#define OPEN_TRIES 100		/* XOpenDisplay, 0.1 s apart */
 #define SECS_MAX 3600
 
 static uint32_t
@@ -387,11 +388,20 @@ main(int argc, char **argv)
 	    fps < 1 || fps > FPS_MAX || secs < 1 || secs > SECS_MAX)
 		usage();
 	memset(&cv, 0, sizeof cv);
-	if ((cv.dpy = XOpenDisplay(display)) == NULL) {
-		fprintf(stderr, "workload: cannot open display %s\n",
-		    display ? display : "$DISPLAY");
-		return 1;
+	/* a display busy with a server that just left can turn a connection
+	 * away (seen in make bench after x0vncserver ends): try for a while */
+	for (i = 0; (cv.dpy = XOpenDisplay(display)) == NULL; i++) {
+		struct timespec pause = { 0, 100 * 1000 * 1000 };
+
+		if (i == OPEN_TRIES) {
+			fprintf(stderr, "workload: cannot open display %s: %s\n",
+			    display ? display : "$DISPLAY", strerror(errno));
+			return 1;
+		}
+		nanosleep(&pause, NULL);
 	}
+	if (i > 0)
+		fprintf(stderr, "workload: display open after %d tries\n", i + 1);
 	if (DefaultDepth(cv.dpy, DefaultScreen(cv.dpy)) != 24) {
 		fprintf(stderr, "workload: want a 24-bit display\n");
 		return 1;
