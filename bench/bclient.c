@@ -41,7 +41,7 @@
  *
  *   n=N prof=P fps=F fps_min=F ups=U ups_min=U mpxs=M mbs=M kbf=K kbu=K
  *   lat=MS lat_n=C cpu=PCT xcpu=PCT rss=MIB ttff=MS ttff_max=MS cu=0|1
- *   fence=0|1 used=ENC:PCT,...
+ *   fence=0|1 noinit=K used=ENC:PCT,...
  *
  * fps: frames a second *equivalent* per connection - pixels of finished
  * rectangles a second over the screen's pixels (servers split a frame
@@ -56,7 +56,9 @@
  * lat_n samples; -1 none.  ttff: milliseconds from connect() to the end of
  * the update that completed the first picture (median and slowest;
  * 1e9 = never).  cu, fence: continuous updates were on, the server spoke
- * Fence.  used: share of the pixels per encoding ("jpeg" for Tight JPEG).
+ * Fence.  noinit: connections that never got their ServerInit (counted as
+ * delivering nothing).  used: share of the pixels per encoding ("jpeg" for
+ * Tight JPEG, "fill" for its solid rectangles).
  * Exit 1 with a reason if a connection fails or the server sends what this
  * does not parse.  Every wait is bounded.
  */
@@ -1140,14 +1142,19 @@ report(struct conn *conns, int n, double t_win, double cpu, double xcpu,
 	double ttff[CONNS_MAX], ttff_max = 0, fps_sum = 0, fps_min = 1e9;
 	double ups_sum = 0, ups_min = 1e9, screen;
 	uint64_t bytes = 0, pixels = 0, updates = 0, used[U_N] = { 0 }, shown;
-	int i, k, nlat = 0, cu = 1, fence = 1;
+	int i, k, nlat = 0, cu = 1, fence = 1, noinit = 0;
 
+	for (i = 0, screen = 0; i < n; i++)
+		if (conns[i].w > 0)
+			screen = (double)conns[i].w * conns[i].h;
 	for (i = 0; i < n; i++) {
 		struct conn *c = &conns[i];
 		double f, u;
 
-		screen = (double)c->w * c->h;
-		f = c->pixels / screen / t_win;
+		/* a connection the server never got to (no ServerInit in
+		 * time, as an overloaded server does) delivered nothing */
+		noinit += c->w == 0;
+		f = screen > 0 ? c->pixels / screen / t_win : 0;
 		u = c->updates / t_win;
 		fps_sum += f;
 		fps_min = f < fps_min ? f : fps_min;
@@ -1165,18 +1172,18 @@ report(struct conn *conns, int n, double t_win, double cpu, double xcpu,
 		cu &= c->cu_on;
 		fence &= c->srv_fence;
 	}
-	screen = (double)conns[0].w * conns[0].h;
 	qsort(ttff, (size_t)n, sizeof ttff[0], cmp_double);
 	qsort(lat, (size_t)nlat, sizeof lat[0], cmp_double);
 	printf("n=%d prof=%s fps=%.3f fps_min=%.3f ups=%.2f ups_min=%.2f "
 	    "mpxs=%.3f mbs=%.3f kbf=%.1f kbu=%.2f lat=%.1f lat_n=%d cpu=%.1f "
-	    "xcpu=%.1f rss=%.1f ttff=%.1f ttff_max=%.1f cu=%d fence=%d used=",
+	    "xcpu=%.1f rss=%.1f ttff=%.1f ttff_max=%.1f cu=%d fence=%d "
+	    "noinit=%d used=",
 	    n, prof->name, fps_sum / n, fps_min, ups_sum / n, ups_min,
 	    pixels / t_win / 1e6, bytes / t_win / 1e6,
-	    pixels > 0 ? bytes / (pixels / screen) / 1e3 : -1,
+	    pixels > 0 && screen > 0 ? bytes / (pixels / screen) / 1e3 : -1,
 	    updates > 0 ? (double)bytes / updates / 1e3 : -1,
 	    nlat > 0 ? lat[(nlat - 1) / 2] : -1, nlat, cpu, xcpu, rss,
-	    ttff[(n - 1) / 2], ttff_max, cu, fence);
+	    ttff[(n - 1) / 2], ttff_max, cu, fence, noinit);
 	for (k = 0, shown = 0; k < U_N; k++)
 		if (used[k] > 0)
 			printf("%s%s:%.0f", shown++ ? "," : "", used_name[k],

@@ -47,7 +47,7 @@
 #   BENCH_RUNS [3]    BENCH_SECS [1.5] window, BENCH_LOOP_SECS [1] on
 #                     loopback, BENCH_SLOW_SECS [2] on 10mbit
 #   BENCH_PORT [37900]    BENCH_LIMIT [4500] seconds for all of it
-# About 35 minutes on 2 cores (BENCH_QUICK: 3).
+# About 30 minutes on 2 cores (BENCH_QUICK: 2).
 # Results: bench/out/results.txt (one line per run), table.md, logs.
 set -u
 cd "$(dirname "$0")/.." || exit 1

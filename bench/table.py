@@ -50,6 +50,7 @@ def load(path, meta):
             runs.setdefault(key, []).append(None)
             continue
         v = {k: float(kv[k]) for k in NUM if k in kv}
+        v = {k: x for k, x in v.items() if x == x}	# no NaN
         for k in ("kbf", "kbu", "lat"):	# -1: nothing measured
             if v.get(k, -1) < 0:
                 v[k] = None
@@ -346,6 +347,7 @@ def main():
             if busy else " (a quiet machine)",
             ", %.0f minutes" % (int(meta["seconds"]) / 60)
             if "seconds" in meta else ""))
+        out.append("")
     out.append("Medians of %s runs; each cell: vncsasl / x11vnc / x0vncserver, "
                "(ratio) = vncsasl / the best peer of the row; '-': nothing "
                "measured, 'fail': every run failed." %

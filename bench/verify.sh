@@ -62,7 +62,7 @@ bad=0
 # bclient_totals FILE: "rects pixels bytes" of the data rectangles
 bclient_totals() {
 	awk '/^check   / { r += $4; p += $(NF - 2); b += $NF }
-	    END { print r + 0, p + 0, b + 0 }' "$1"
+	    END { printf "%.0f %.0f %.0f\n", r, p, b }' "$1"
 }
 # x0_totals LOG: the last connection's EncodeManager Total, in units
 x0_totals() {
@@ -78,7 +78,7 @@ x0_totals() {
 	}
 	/EncodeManager:   Total:/ { r = num($3, $4); p = num($5, $6);
 		getline; b = num($2, $3) }
-	END { print r + 0, p + 0, b + 0 }' "$1"
+	END { printf "%.0f %.0f %.0f\n", r, p, b }' "$1"
 }
 # x11vnc_totals LOG: rects, pixels (from the raw equivalent), bytes of the
 # data encodings in the last Transmit statistics
@@ -93,7 +93,7 @@ x11vnc_totals() {
 		split(line, x, "/")
 		r += $5; b += x[1]; raw += x[2]
 	}
-	END { print r + 0, (raw - 12 * r) / 4, b + 0 }' "$1"
+	END { printf "%.0f %.0f %.0f\n", r, (raw - 12 * r) / 4, b }' "$1"
 }
 # same A B [MASK]: "rects pixels bytes" equal, to the digits the server
 # prints (x0vncserver: 4 for rectangles, 5 for pixels, 6 for bytes), for
