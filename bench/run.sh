@@ -84,10 +84,10 @@ export BENCH_SIZES=$SIZES BENCH_SCENES=$SCENES BENCH_LINKS=$LINKS \
 
 # end PID...: TERM, up to 5 s to go, then KILL; never waits unbounded
 end() {
-	local p i alive
+	local p alive
 	[ $# -eq 0 ] && return 0
 	for p in "$@"; do kill "$p" 2>/dev/null; done
-	for i in $(seq 1 50); do
+	for _ in $(seq 1 50); do
 		alive=
 		for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
 		[ -z "$alive" ] && break
@@ -182,8 +182,7 @@ listening() {
 
 # next_port: advance $port to one no socket uses (TIME_WAIT of the last)
 next_port() {
-	local i
-	for i in $(seq 1 200); do
+	for _ in $(seq 1 200); do
 		grep -q ":$(printf '%04X' $port) " /proc/net/tcp /proc/net/tcp6 \
 		    2>/dev/null || return 0
 		port=$((port + 1))
@@ -192,8 +191,7 @@ next_port() {
 
 # wait_for PID PORT LOG: the server listens within 10 s, or give up
 wait_for() {
-	local i
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		listening "$2" && return 0
 		kill -0 "$1" 2>/dev/null || break
 		sleep 0.1
@@ -236,13 +234,13 @@ warm_for() {
 # to this network namespace: a client elsewhere that guesses the number
 # (/tmp/.X11-unix is shared by every namespace) cannot draw on our screen.
 start_xvfb() {
-	local i d=
+	local d=
 	rm -f "$OUT/xvfb.fd"
 	Xvfb -displayfd 5 -screen 0 "$1"x24 -nolisten tcp -nolisten unix \
 	    5>"$OUT/xvfb.fd" >"$OUT/xvfb.log" 2>&1 &
 	XPID=$!
 	PIDS="$PIDS $XPID"
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		d=$(cat "$OUT/xvfb.fd" 2>/dev/null)
 		[ -n "$d" ] && break
 		sleep 0.1

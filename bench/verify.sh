@@ -17,18 +17,18 @@
 # case: ok, or MISMATCH with both sides' figures; exit 1 on any mismatch.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-TOP=$(pwd)
 PORT=${1:-23500}
 SECS=${SECS:-2}
 T=$(mktemp -d)
 PIDS=
+# stop PID...: TERM, up to 3 s to go, then KILL
 stop() {
-	local p
+	local p alive
 	for p in "$@"; do kill "$p" 2>/dev/null; done
 	for _ in $(seq 1 30); do
-		for p in "$@"; do kill -0 "$p" 2>/dev/null && break; done ||
-		    break
-		kill -0 "$p" 2>/dev/null || break
+		alive=
+		for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ -z "$alive" ] && break
 		sleep 0.1
 	done
 	for p in "$@"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
