@@ -7836,26 +7836,14 @@ poll_set(struct server *s, struct pollfd *pfd)
 	return n;
 }
 
-/* What poll() found, then the deadlines, the updates, the flushes and
- * the dead. */
+/* Each client's events of this turn: writes, then reads (through rd:
+ * cl_read, or a fuzzer's wrapper of it). */
 static void
-poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
+clients_dispatch(struct server *s, const struct pollfd *pfd,
+    void (*rd)(struct client *))
 {
 	struct client *c;
-	int i;
 
-	for (i = 0; s->polled_lst && i < s->nlst; i++)
-		if (pfd[i].revents & POLLIN)
-			accept_all(s, &s->lst[i]);
-#ifdef HAVE_PAM
-	if (s->polled_pam >= 0 &&
-	    (pfd[s->polled_pam].revents & (POLLIN | POLLHUP | POLLERR)))
-		pam_readable(s);
-#endif
-	if (s->polled_fb >= 0 && (pfd[s->polled_fb].revents & POLLIN)) {
-		fb_source.readable(s->fb);
-		s->grab_due = now;
-	}
 	for (c = s->clients; c != NULL; c = c->next) {
 		short rev;
 
@@ -7870,15 +7858,46 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 			cl_fail(c, "viewer went away while its login waited");
 		if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
 		    (c->state == ST_TLS && (rev & POLLOUT))))
-			cl_read(c);
+			rd(c);
 		c->pfd = c->pfdw = -1;
 	}
+}
+
+/* The end of every turn: deadlines, updates, flushes, the dead. */
+static void
+turn_end(struct server *s, long long now)
+{
+	struct client *c;
+
 	check_deadlines(s, now);
 	send_updates(s, now);
 	for (c = s->clients; c != NULL; c = c->next)
 		if (!c->dead && buf_used(&c->out) > 0)
 			cl_flush(c);
 	reap(s);
+}
+
+/* What poll() found, then the deadlines, the updates, the flushes and
+ * the dead. */
+static void
+poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
+{
+	int i;
+
+	for (i = 0; s->polled_lst && i < s->nlst; i++)
+		if (pfd[i].revents & POLLIN)
+			accept_all(s, &s->lst[i]);
+#ifdef HAVE_PAM
+	if (s->polled_pam >= 0 &&
+	    (pfd[s->polled_pam].revents & (POLLIN | POLLHUP | POLLERR)))
+		pam_readable(s);
+#endif
+	if (s->polled_fb >= 0 && (pfd[s->polled_fb].revents & POLLIN)) {
+		fb_source.readable(s->fb);
+		s->grab_due = now;
+	}
+	clients_dispatch(s, pfd, cl_read);
+	turn_end(s, now);
 }
 
 /* The loop: build the pollfd set, wait, dispatch.  0 when told to stop
