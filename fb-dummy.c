@@ -22,7 +22,9 @@
  * (default 10, 0 for a still picture), and the noise bands.  The frame number is derived from the monotonic
  * clock, so nothing runs while no viewer asks for an update: the server
  * only calls grab() for waiting clients.  A client's ClientCutText is
- * echoed back as the source's clipboard, so every viewer sees it.
+ * echoed back as the source's clipboard, so every viewer sees it (in
+ * UTF-8 when it came so).  Keys by position (QEMU extended key events)
+ * show their keysym like any key, and their evdev code in the -v log.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 
 #include "vncsasl.h"
@@ -417,6 +420,16 @@ dummy_key(struct fb *fb, uint32_t keysym, int down)
 	fb->st.nkeys++;
 }
 
+/* A key by its position (QEMU extended key events): shown by its keysym
+ * like any key; the evdev code goes to the log (-v), for tests. */
+static void
+dummy_keycode(struct fb *fb, unsigned evdev, uint32_t keysym, int down)
+{
+	fb->host->log(fb->host->srv, LOG_DEBUG, "dummy: keycode %u keysym "
+	    "0x%lx %s", evdev, (unsigned long)keysym, down ? "down" : "up");
+	dummy_key(fb, keysym, down);
+}
+
 static void
 dummy_pointer(struct fb *fb, int x, int y, unsigned buttons)
 {
@@ -433,6 +446,17 @@ dummy_cut_text(struct fb *fb, const char *text, size_t len)
 		len = CUT_MAX;
 	memcpy(fb->cut, text, len);
 	fb->host->cut_text(fb->host->srv, fb->cut, len);
+}
+
+/* UTF-8 from an Extended Clipboard viewer: echoed the same way. */
+static void
+dummy_cut_text_utf8(struct fb *fb, const char *text, size_t len)
+{
+	fb->st.ncut = (uint16_t)len;
+	if (len > CUT_MAX)
+		len = CUT_MAX;
+	memcpy(fb->cut, text, len);
+	fb->host->cut_text_utf8(fb->host->srv, fb->cut, len);
 }
 
 static int
@@ -478,8 +502,10 @@ const struct fb_source fb_source = {
 	.readable = dummy_readable,
 	.grab = dummy_grab,
 	.key = dummy_key,
+	.keycode = dummy_keycode,
 	.pointer = dummy_pointer,
 	.cut_text = dummy_cut_text,
+	.cut_text_utf8 = dummy_cut_text_utf8,
 	.resize = dummy_resize,
 	.release = dummy_release,
 };

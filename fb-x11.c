@@ -46,11 +46,17 @@
  * the cursor is blended into px at the pointer position, polled every
  * CURSOR_MS.
  *
- * Clipboard: ClientCutText (Latin-1) makes an unmapped window of ours the
- * owner of CLIPBOARD and PRIMARY, answering TARGETS, UTF8_STRING, STRING,
- * TEXT and TIMESTAMP.  XFixes tells when another client takes either
- * selection; it is converted (UTF8_STRING, else STRING; INCR transfers
- * too), capped at CUT_MAX, and given to the server as Latin-1.
+ * Keys by position (QEMU extended key events, keycode()): with an evdev
+ * keymap (Xorg's evdev driver, Xvfb) the X keycode is the evdev code + 8,
+ * pressed as it is, so the display's layout decides what it types; other
+ * keymaps, and keys the keymap leaves empty, go the keysym way.
+ *
+ * Clipboard: a viewer's text (ClientCutText in Latin-1, or UTF-8 from the
+ * Extended Clipboard) makes an unmapped window of ours the owner of
+ * CLIPBOARD and PRIMARY, answering TARGETS, UTF8_STRING, STRING (Latin-1,
+ * '?' for the rest), TEXT and TIMESTAMP.  XFixes tells when another client
+ * takes either selection; it is converted (UTF8_STRING, else STRING; INCR
+ * transfers too), capped at SEL_IN_MAX, and given to the server as UTF-8.
  *
  * Size: RandR (and the root's ConfigureNotify) report a new screen size;
  * the buffers are rebuilt, the screen captured whole, and host->resized()
@@ -195,6 +201,7 @@ struct fb {
 	uint8_t kcmods[256];	/* modifiers each keycode sets (modmap) */
 	int setter[8];		/* keycode to press for each modifier */
 	int map_stale;
+	int evdev;		/* keycodes are evdev's + 8 (xkb "evdev") */
 	struct held held[HELD_MAX];
 	int nheld;
 	struct spare spare[SPARE_MAX];
@@ -211,7 +218,9 @@ struct fb {
 	Time cut_time;
 	int own_clipboard, own_primary;
 	uint64_t sent_hash;	/* the last text given to the server, */
-	size_t sent_len;	/* to know its echo from a viewer */
+	size_t sent_len;	/* to know its echo from a viewer: */
+	uint64_t sent_hash8;	/* as Latin-1 (old viewers), and as */
+	size_t sent_len8;	/* UTF-8 (Extended Clipboard) */
 	int sent;
 	Atom in_sel, in_target;	/* a conversion in progress */
 	Time in_time;
@@ -953,9 +962,21 @@ keymap_load(struct fb *fb)
 	if (fb->have_xkb)
 		fb->xkb = XkbGetMap(fb->dpy, XkbKeyTypesMask | XkbKeySymsMask,
 		    XkbUseCoreKbd);
+	fb->evdev = 0;
 	if (fb->xkb != NULL) {
 		fb->min_kc = fb->xkb->min_key_code;
 		fb->max_kc = fb->xkb->max_key_code;
+		/* Xorg's evdev driver, Xvfb, Xwayland: X keycode = evdev + 8;
+		 * the older "xfree86" numbering is not that */
+		if (XkbGetNames(fb->dpy, XkbKeycodesNameMask, fb->xkb) ==
+		    Success && fb->xkb->names != NULL &&
+		    fb->xkb->names->keycodes != None) {
+			char *n = XGetAtomName(fb->dpy, fb->xkb->names->keycodes);
+
+			fb->evdev = n != NULL && strncmp(n, "evdev", 5) == 0;
+			if (n != NULL)
+				XFree(n);
+		}
 	} else {
 		fb->core = XGetKeyboardMapping(fb->dpy, (KeyCode)fb->min_kc,
 		    fb->max_kc - fb->min_kc + 1, &fb->core_per);
@@ -1480,21 +1501,43 @@ text_hash(const char *s, size_t n)
 	return h;
 }
 
+/*
+ * The selection's text goes to the server as UTF-8 (which viewers with
+ * the Extended Clipboard get whole, the others as Latin-1); its hashes in
+ * both forms tell a viewer's echo of it.
+ */
 static void
 sel_in_done(struct fb *fb)
 {
 	size_t n = fb->in_len;
+	char *u = fb->in, *l;
 
-	if (fb->in != NULL) {
-		if (fb->in_utf8)
-			n = utf8_to_latin1(fb->in, n);
-		if (n > CUT_MAX)
-			n = CUT_MAX;
-		fb->sent = 1;
-		fb->sent_len = n;
-		fb->sent_hash = text_hash(fb->in, n);
-		fb->host->cut_text(fb->host->srv, fb->in, n);
+	if (fb->in == NULL) {
+		sel_in_reset(fb);
+		return;
 	}
+	if (!fb->in_utf8 && (u = malloc(2 * n + 1)) != NULL)
+		n = latin1_to_utf8(fb->in, n, u);	/* STRING is Latin-1 */
+	if (u != NULL && (l = malloc(n + 1)) != NULL) {
+		size_t ln;
+
+		memcpy(l, u, n);
+		ln = utf8_to_latin1(l, n);
+		if (ln > CUT_MAX)
+			ln = CUT_MAX;
+		fb->sent = 1;
+		fb->sent_len = ln;
+		fb->sent_hash = text_hash(l, ln);
+		fb->sent_len8 = n;
+		fb->sent_hash8 = text_hash(u, n);
+		if (fb->host->cut_text_utf8 != NULL)
+			fb->host->cut_text_utf8(fb->host->srv, u, n);
+		else
+			fb->host->cut_text(fb->host->srv, l, ln);
+		free(l);
+	}
+	if (u != fb->in)
+		free(u);
 	sel_in_reset(fb);
 }
 
@@ -1940,6 +1983,52 @@ x11_key(struct fb *fb, uint32_t keysym, int down)
 	events(fb);
 }
 
+/*
+ * A key by its position (QEMU extended key events): with an evdev
+ * keymap the X keycode is evdev + 8, pressed as it is, no modifier
+ * planned around it (the viewer sends its Shift and AltGr as keys too),
+ * so the display's own layout decides what it types.  Otherwise, or for
+ * a key the keymap leaves empty, the keysym the viewer meant.
+ */
+static void
+x11_keycode(struct fb *fb, unsigned evdev, uint32_t keysym, int down)
+{
+	int kc = (int)evdev + 8, i;
+
+	if (!fb->have_xtest)
+		return;
+	XSync(fb->dpy, False);
+	events(fb);
+	if (fb->map_stale)
+		keymap_load(fb);
+	if (!fb->evdev || kc < fb->min_kc || kc > fb->max_kc || kc > 255 ||
+	    key_unbound(fb, kc)) {
+		if (keysym == 0)
+			return;
+		if (down)
+			key_down(fb, keysym);
+		else
+			key_up(fb, keysym);
+		events(fb);
+		return;
+	}
+	for (i = 0; i < fb->nheld; i++)
+		if (fb->held[i].kc == kc)
+			break;
+	if (down && i == fb->nheld && fb->nheld < HELD_MAX) {
+		/* downs of a held key are the viewer's auto-repeat: dropped,
+		 * X repeats by itself */
+		XTestFakeKeyEvent(fb->dpy, (unsigned)kc, True, CurrentTime);
+		fb->held[fb->nheld].keysym = keysym;
+		fb->held[fb->nheld].kc = kc;
+		fb->nheld++;
+	} else if (!down && i < fb->nheld) {
+		XTestFakeKeyEvent(fb->dpy, (unsigned)kc, False, CurrentTime);
+		fb->held[i] = fb->held[--fb->nheld];
+	}
+	events(fb);
+}
+
 static void
 x11_pointer(struct fb *fb, int x, int y, unsigned buttons)
 {
@@ -1960,6 +2049,52 @@ x11_pointer(struct fb *fb, int x, int y, unsigned buttons)
 			    buttons & 1u << i ? True : False, CurrentTime);
 	fb->buttons = buttons & ((1u << BUTTONS) - 1);
 	events(fb);
+}
+
+/* Own CLIPBOARD and PRIMARY with this text (l: Latin-1, u: UTF-8). */
+static void
+sel_own(struct fb *fb, char *l, size_t ln, char *u, size_t un)
+{
+	free(fb->cut);
+	free(fb->cut_utf8);
+	fb->cut = l;
+	fb->cut_len = ln;
+	fb->cut_utf8 = u;
+	fb->cut_utf8_len = un;
+	fb->cut_time = server_time(fb);
+	XSetSelectionOwner(fb->dpy, fb->a_clipboard, fb->win, fb->cut_time);
+	XSetSelectionOwner(fb->dpy, XA_PRIMARY, fb->win, fb->cut_time);
+	fb->own_clipboard = XGetSelectionOwner(fb->dpy, fb->a_clipboard) ==
+	    fb->win;
+	fb->own_primary = XGetSelectionOwner(fb->dpy, XA_PRIMARY) == fb->win;
+	events(fb);
+}
+
+/* UTF-8 from a viewer with the Extended Clipboard (LF line ends). */
+static void
+x11_cut_text_utf8(struct fb *fb, const char *text, size_t len)
+{
+	char *l, *u;
+	size_t ln;
+
+	if (len > SEL_IN_MAX)	/* at a character */
+		for (len = SEL_IN_MAX; len > 0 &&
+		    ((unsigned char)text[len] & 0xc0) == 0x80; len--)
+			;
+	if (fb->sent && len == fb->sent_len8 &&
+	    text_hash(text, len) == fb->sent_hash8)
+		return;		/* its echo: see x11_cut_text() */
+	l = malloc(len + 1);
+	u = malloc(len + 1);
+	if (l == NULL || u == NULL) {
+		free(l);
+		free(u);
+		return;
+	}
+	memcpy(u, text, len);
+	memcpy(l, text, len);
+	ln = utf8_to_latin1(l, len);
+	sel_own(fb, l, ln, u, len);
 }
 
 static void
@@ -1985,19 +2120,7 @@ x11_cut_text(struct fb *fb, const char *text, size_t len)
 		return;
 	}
 	memcpy(l, text, len);
-	free(fb->cut);
-	free(fb->cut_utf8);
-	fb->cut = l;
-	fb->cut_len = len;
-	fb->cut_utf8 = u;
-	fb->cut_utf8_len = latin1_to_utf8(text, len, u);
-	fb->cut_time = server_time(fb);
-	XSetSelectionOwner(fb->dpy, fb->a_clipboard, fb->win, fb->cut_time);
-	XSetSelectionOwner(fb->dpy, XA_PRIMARY, fb->win, fb->cut_time);
-	fb->own_clipboard = XGetSelectionOwner(fb->dpy, fb->a_clipboard) ==
-	    fb->win;
-	fb->own_primary = XGetSelectionOwner(fb->dpy, XA_PRIMARY) == fb->win;
-	events(fb);
+	sel_own(fb, l, len, u, latin1_to_utf8(text, len, u));
 }
 
 /* A viewer may not resize someone's real screen. */
@@ -2028,8 +2151,10 @@ const struct fb_source fb_source = {
 	.readable = x11_readable,
 	.grab = x11_grab,
 	.key = x11_key,
+	.keycode = x11_keycode,
 	.pointer = x11_pointer,
 	.cut_text = x11_cut_text,
+	.cut_text_utf8 = x11_cut_text_utf8,
 	.resize = x11_resize,
 	.release = x11_release,
 	.draw_cursor = x11_draw_cursor,

@@ -43,6 +43,9 @@ struct fb_host {
 	void (*resized)(void *srv);
 	/* the source's clipboard changed (Latin-1, as RFB carries it) */
 	void (*cut_text)(void *srv, const char *text, size_t len);
+	/* ... or as UTF-8 (LF line ends), for a source that has it: viewers
+	 * with the Extended Clipboard get it whole, the others as Latin-1 */
+	void (*cut_text_utf8)(void *srv, const char *text, size_t len);
 	/* the pointer's shape changed: w*h pixels 0xAARRGGBB, alpha 0 is
 	 * transparent; hotspot inside; w == 0 hides it */
 	void (*cursor)(void *srv, int w, int h, int hotx, int hoty,
@@ -85,6 +88,10 @@ struct fb_source {
 	void (*keycode)(struct fb *, unsigned evdev, uint32_t keysym, int down);
 	void (*pointer)(struct fb *, int x, int y, unsigned buttons);
 	void (*cut_text)(struct fb *, const char *text, size_t len);
+	/* optional: a viewer's clipboard as UTF-8 (Extended Clipboard; LF
+	 * line ends, no NUL); NULL: the server converts it to Latin-1 ('?'
+	 * for what Latin-1 lacks) and calls cut_text */
+	void (*cut_text_utf8)(struct fb *, const char *text, size_t len);
 	/* a client asked for a new size; 0 if done, -1 if refused */
 	int (*resize)(struct fb *, int w, int h);
 	void (*release)(struct fb *);

@@ -12,7 +12,7 @@ for it, exiting with its status.
 -a is Accept=yes: wait (at most 30 s) for one connection on the first
 socket and pass that connected socket alone, as fd 3, instead.
 
-Used by tests/t-ops.sh; needs nothing beyond the standard library.
+Used by tests/t-activation.sh; needs nothing beyond the standard library.
 """
 import fcntl
 import os

@@ -66,6 +66,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "tool.h"
+
 enum {
 	EX_SUCCESS = 0, EX_REFUSED = 1, EX_USAGE = 2, EX_PROTO = 3,
 	EX_TIMEOUT = 4, EX_UNEXPECTED = 5
@@ -242,7 +244,7 @@ rd_u16(const char *what)
 	uint8_t b[2];
 
 	rd(b, 2, what);
-	return (uint16_t)(b[0] << 8 | b[1]);
+	return (uint16_t)be16(b);
 }
 
 static uint32_t
@@ -251,24 +253,7 @@ rd_u32(const char *what)
 	uint8_t b[4];
 
 	rd(b, 4, what);
-	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-	    (uint32_t)b[2] << 8 | b[3];
-}
-
-static void
-put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void
-put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
+	return be32(b);
 }
 
 static void
@@ -398,7 +383,7 @@ vencrypt(void)
 	if (!found)
 		die(EX_PROTO, "server does not offer subtype %u: %s", o.sub,
 		    list);
-	put_u32(b, o.sub);
+	put32(b, o.sub);
 	wr(b, 4, "chose the VeNCrypt subtype");
 	if ((ack = rd_u8("read the VeNCrypt subtype ack")) != 1)
 		die(EX_PROTO, "VeNCrypt subtype %u refused (%u)", o.sub, ack);
@@ -704,7 +689,7 @@ sasl_send(const char *prefix, size_t plen, const char *data, size_t len,
 	if ((buf = malloc(n)) == NULL)
 		die(EX_PROTO, "out of memory");
 	memcpy(buf, prefix, plen);
-	put_u32(buf + plen, data ? (uint32_t)len + 1 : 0);
+	put32(buf + plen, data ? (uint32_t)len + 1 : 0);
 	if (data) {
 		memcpy(buf + plen + 4, data, len);
 		buf[n - 1] = '\0';
@@ -790,7 +775,7 @@ sasl_auth(void)
 
 	/* ClientStart: mechname, then the initial response */
 	in_auth = 1;
-	put_u32(prefix, (uint32_t)nlen);
+	put32(prefix, (uint32_t)nlen);
 	memcpy(prefix + 4, o.wire_mech, nlen);
 	sasl_send((const char *)prefix, 4 + nlen, out, outlen,
 	    "sent ClientStart");
@@ -888,14 +873,14 @@ rfb_session(void)
 	/* SetEncodings: Raw only */
 	memset(msg, 0, sizeof msg);
 	msg[0] = 2;
-	put_u16(msg + 2, 1);
-	put_u32(msg + 4, 0);
+	put16(msg + 2, 1);
+	put32(msg + 4, 0);
 	wr(msg, 8, "sent SetEncodings");
 	/* FramebufferUpdateRequest, not incremental, whole screen */
 	memset(msg, 0, sizeof msg);
 	msg[0] = 3;
-	put_u16(msg + 6, w);
-	put_u16(msg + 8, h);
+	put16(msg + 6, w);
+	put16(msg + 8, h);
 	wr(msg, 10, "sent FramebufferUpdateRequest");
 
 	need = (uint64_t)w * h;

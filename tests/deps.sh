@@ -3,12 +3,14 @@
 # as root), or print the exact command to run.  Used by make run, ./test.sh
 # and make bench.
 set -u
-BUILD="gcc make pkg-config libgnutls28-dev nettle-dev libgsasl-dev gsasl zlib1g-dev
+BUILD="gcc make pkg-config libgnutls28-dev nettle-dev libgsasl-dev gsasl zlib1g-dev libpam0g-dev
  libx11-dev libxext-dev libxtst-dev libxdamage-dev libxfixes-dev libxrandr-dev"
 TEST="$BUILD clang python3 gnutls-bin libvncserver-dev libgvnc-1.0-dev
  libsasl2-modules libsasl2-modules-gssapi-mit krb5-kdc krb5-admin-server
  krb5-user xvfb x11-utils x11-apps x11-xkb-utils x11-xserver-utils xauth socat
- procps valgrind mandoc libclang-rt-14-dev libunistring-dev"
+ procps valgrind mandoc libclang-rt-14-dev libunistring-dev bmake
+ tigervnc-tools tigervnc-viewer xtightvncviewer passwd
+ qemu-system-x86 busybox-static libdrm-dev chromium nodejs"
 BENCH="$BUILD xvfb x11-utils x11vnc tigervnc-scraping-server iproute2 procps
  python3"
 case "${1:-build}" in

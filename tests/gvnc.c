@@ -63,12 +63,19 @@
 
 #include "viewer.h"
 
+/* -W: choose as gtk-vnc's VncDisplay widget (remote-viewer, gvncviewer)
+ * does: by its own order of preference (vncdisplay.c, vnc_display_init),
+ * not the server's. */
+static int widget_choice;
+
 static int
 lib_opt(int c, const char *arg)
 {
-	(void)c;
 	(void)arg;
-	return -1;
+	if (c != 'W')
+		return -1;
+	widget_choice = 1;
+	return 0;
 }
 
 static void
@@ -77,7 +84,10 @@ usage_extra(void)
 	fprintf(stderr,
 "gvnc: Cyrus SASL picks the mechanism (there is no -m).  -C CAFILE is staged\n"
 "as <tmpdir>/.pki/CA/cacert.pem for gtk-vnc; without -C, $HOME/.pki/CA/\n"
-"cacert.pem is used if it exists, else GnuTLS's system trust.\n");
+"cacert.pem is used if it exists, else GnuTLS's system trust.\n"
+"  -W         choose the security type and VeNCrypt subtype as remote-viewer\n"
+"             does (gtk-vnc's widget: X509SASL, X509Plain, X509Vnc, X509None,\n"
+"             TLSSASL, TLSPlain, TLSVnc, TLSNone), not in the server's order\n");
 }
 
 /* seconds a mismatching picture may stay without any update coming in */
@@ -374,10 +384,29 @@ on_connected(VncConnection *c, gpointer d)
 	update_status("authenticating");
 }
 
+/* tests/viewer.h's encodings as gtk-vnc's (a cursor: both its kinds) */
+static const struct {
+	int enc;
+	gint32 gvnc;
+} gvnc_encs[] = {
+	{ ENC_RAW, VNC_CONNECTION_ENCODING_RAW },
+	{ ENC_COPYRECT, VNC_CONNECTION_ENCODING_COPY_RECT },
+	{ ENC_RRE, VNC_CONNECTION_ENCODING_RRE },
+	{ ENC_HEXTILE, VNC_CONNECTION_ENCODING_HEXTILE },
+	{ ENC_TIGHT, VNC_CONNECTION_ENCODING_TIGHT },
+	{ ENC_ZRLE, VNC_CONNECTION_ENCODING_ZRLE },
+	{ ENC_DESKTOPSIZE, VNC_CONNECTION_ENCODING_DESKTOP_RESIZE },
+	{ ENC_LASTRECT, VNC_CONNECTION_ENCODING_LAST_RECT },
+	{ ENC_CURSOR, VNC_CONNECTION_ENCODING_RICH_CURSOR },
+	{ ENC_CURSOR, VNC_CONNECTION_ENCODING_XCURSOR },
+	{ ENC_EXTDESKTOPSIZE, VNC_CONNECTION_ENCODING_EXTENDED_DESKTOP_RESIZE },
+};
+
 static void
 on_initialized(VncConnection *c, gpointer d)
 {
 	gint32 encs[24];
+	size_t j;
 	int i, n = 0;
 
 	(void)d;
@@ -398,41 +427,11 @@ on_initialized(VncConnection *c, gpointer d)
 	}
 	setup_framebuffer(vnc_connection_get_width(c),
 	    vnc_connection_get_height(c));
-	for (i = 0; i < O.nencs; i++) {
-		switch (O.encs[i]) {
-		case ENC_RAW:
-			encs[n++] = VNC_CONNECTION_ENCODING_RAW;
-			break;
-		case ENC_COPYRECT:
-			encs[n++] = VNC_CONNECTION_ENCODING_COPY_RECT;
-			break;
-		case ENC_RRE:
-			encs[n++] = VNC_CONNECTION_ENCODING_RRE;
-			break;
-		case ENC_HEXTILE:
-			encs[n++] = VNC_CONNECTION_ENCODING_HEXTILE;
-			break;
-		case ENC_TIGHT:
-			encs[n++] = VNC_CONNECTION_ENCODING_TIGHT;
-			break;
-		case ENC_ZRLE:
-			encs[n++] = VNC_CONNECTION_ENCODING_ZRLE;
-			break;
-		case ENC_DESKTOPSIZE:
-			encs[n++] = VNC_CONNECTION_ENCODING_DESKTOP_RESIZE;
-			break;
-		case ENC_LASTRECT:
-			encs[n++] = VNC_CONNECTION_ENCODING_LAST_RECT;
-			break;
-		case ENC_CURSOR:
-			encs[n++] = VNC_CONNECTION_ENCODING_RICH_CURSOR;
-			encs[n++] = VNC_CONNECTION_ENCODING_XCURSOR;
-			break;
-		case ENC_EXTDESKTOPSIZE:
-			encs[n++] = VNC_CONNECTION_ENCODING_EXTENDED_DESKTOP_RESIZE;
-			break;
-		}
-	}
+	for (i = 0; i < O.nencs; i++)
+		for (j = 0; j < sizeof gvnc_encs / sizeof gvnc_encs[0]; j++)
+			if (gvnc_encs[j].enc == O.encs[i] &&
+			    n < (int)(sizeof encs / sizeof encs[0]))
+				encs[n++] = gvnc_encs[j].gvnc;
 	vnc_connection_set_encodings(c, n, encs);
 	request_update(0);
 	last_update_at = now_s();
@@ -555,15 +554,23 @@ on_choose_subtype(VncConnection *c, unsigned int type, GValueArray *subs,
 	int pick = 0;
 	guint i;
 
+	static const int widget[] = { 263, 262, 261, 260, 264, 259, 258, 257 };
+	guint k;
+
 	(void)d;
 	for (i = 0; i < subs->n_values; i++) {
 		int t = value_at(subs, i);
 
 		snprintf(offered + strlen(offered),
 		    sizeof offered - strlen(offered), "%s%d", i ? "," : "", t);
-		if (!pick && type == 19 && allowed(O.subtypes, O.nsubtypes, t))
+		if (!pick && !widget_choice && type == 19 &&
+		    allowed(O.subtypes, O.nsubtypes, t))
 			pick = t;
 	}
+	for (k = 0; widget_choice && !pick && k < G_N_ELEMENTS(widget); k++)
+		for (i = 0; i < subs->n_values; i++)
+			if (value_at(subs, i) == widget[k] && type == 19)
+				pick = widget[k];
 	vlog(1, "server offers subtypes %s of type %u; choosing %d", offered,
 	    type, pick);
 	if (!pick) {
@@ -576,6 +583,21 @@ on_choose_subtype(VncConnection *c, unsigned int type, GValueArray *subs,
 	vnc_connection_set_auth_subtype(c, (unsigned)pick);
 }
 
+/* Hand gtk-vnc the credential it asked for (WHAT, from option OPT); 0 if
+ * the command line has none, and the session is given up. */
+static int
+credential(VncConnection *c, int cred, const char *what, const char *v,
+    const char *opt)
+{
+	vlog(1, "gtk-vnc asks for the %s", what);
+	if (!v) {
+		give_up(c, "gtk-vnc asks for a %s: give %s", what, opt);
+		return 0;
+	}
+	vnc_connection_set_credential(c, cred, v);
+	return 1;
+}
+
 static void
 on_credential(VncConnection *c, GValueArray *creds, gpointer d)
 {
@@ -585,24 +607,14 @@ on_credential(VncConnection *c, GValueArray *creds, gpointer d)
 	for (i = 0; i < creds->n_values; i++) {
 		switch (value_at(creds, i)) {
 		case VNC_CONNECTION_CREDENTIAL_USERNAME:
-			vlog(1, "gtk-vnc asks for the user name");
-			if (!O.user) {
-				give_up(c, "gtk-vnc asks for a user name: "
-				    "give -u");
+			if (!credential(c, VNC_CONNECTION_CREDENTIAL_USERNAME,
+			    "user name", O.user, "-u"))
 				return;
-			}
-			vnc_connection_set_credential(c,
-			    VNC_CONNECTION_CREDENTIAL_USERNAME, O.user);
 			break;
 		case VNC_CONNECTION_CREDENTIAL_PASSWORD:
-			vlog(1, "gtk-vnc asks for the password");
-			if (!O.pass) {
-				give_up(c, "gtk-vnc asks for a password: "
-				    "give -p");
+			if (!credential(c, VNC_CONNECTION_CREDENTIAL_PASSWORD,
+			    "password", O.pass, "-p"))
 				return;
-			}
-			vnc_connection_set_credential(c,
-			    VNC_CONNECTION_CREDENTIAL_PASSWORD, O.pass);
 			break;
 		case VNC_CONNECTION_CREDENTIAL_CLIENTNAME:
 			vlog(1, "gtk-vnc asks for the X509 client name");
@@ -707,7 +719,7 @@ send_cut(const char *text, size_t len)
 }
 
 static const struct viewer_lib gvnc_lib = {
-	.name = "gvnc", .optstring = "", .opt = lib_opt,
+	.name = "gvnc", .optstring = "W", .opt = lib_opt,
 	.usage_extra = usage_extra, .send_pointer = send_pointer,
 	.send_key = send_key, .send_cut = send_cut,
 };

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -26,14 +27,24 @@ class Closed(Exception):
 
 
 class Conn:
-    def __init__(self, where, timeout=5.0):
+    """where: a TCP port on host (127.0.0.1, or e.g. "::1"), or a UNIX
+    socket path.  src: the source address (Linux lets a socket bind any
+    127/8 address, and ::1): a test can be many peers at once."""
+    def __init__(self, where, timeout=5.0, src=None, host="127.0.0.1"):
         if isinstance(where, str):
             self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         else:
-            self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            where = ("127.0.0.1", where)
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self.s = socket.socket(fam, socket.SOCK_STREAM)
+            where = (host, where)
+            if src is not None:
+                self.s.bind((src, 0))
         self.s.settimeout(timeout)
-        self.s.connect(where)
+        try:
+            self.s.connect(where)
+        except BaseException:
+            self.s.close()
+            raise
 
     def send(self, b):
         self.s.sendall(b)
@@ -65,10 +76,10 @@ class Conn:
             while time.time() < end:
                 if not self.s.recv(4096):
                     return True
-        except ConnectionResetError:
-            return True
         except socket.timeout:
             return False
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+            return True     # reset, or TLS ended without close_notify
         return False
 
     def close(self):
@@ -92,10 +103,11 @@ def sectypes(c):
     return list(c.recv(n))
 
 
-def vencrypt(where, ver=b"\x00\x02"):
+def vencrypt(where, ver=b"\x00\x02", **kw):
     """Pick VeNCrypt and send its version.  Returns (conn, subtypes), or
-    (conn, None) when the server refuses the version (its ack byte)."""
-    c = Conn(where)
+    (conn, None) when the server refuses the version (its ack byte).
+    kw: Conn's (src, host, timeout)."""
+    c = Conn(where, **kw)
     version(c)
     check(19 in sectypes(c), "VeNCrypt not offered")
     c.send(bytes([19]))
@@ -104,6 +116,71 @@ def vencrypt(where, ver=b"\x00\x02"):
     if c.u8() != 0:
         return c, None
     return c, [c.u32() for _ in range(c.u8())]
+
+
+# ---- VeNCrypt TLS (PROTOCOL.md 6.1) ------------------------------------
+
+SUBTYPES = {"plain": 256, "tlsnone": 257, "tlsvnc": 258, "tlsplain": 259,
+            "x509none": 260, "x509vnc": 261, "x509plain": 262,
+            "x509sasl": 263, "tlssasl": 264}
+ANON_SUBTYPES = (257, 258, 259, 264)
+
+
+def tls_context(cafile=None, cert=None, key=None, version=None):
+    """A client TLS context: anonymous (EC)DH when cafile is None (TLS 1.2
+    at most: anonymous suites end there), else the server's certificate
+    verified against cafile (host name 127.0.0.1), with cert/key as the
+    client certificate.  version (an ssl.TLSVersion) pins one version;
+    security level 0 lets OpenSSL speak TLS 1.0 and 1.1 at all."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_ciphers("aNULL:@SECLEVEL=0")
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    else:
+        ctx.load_verify_locations(cafile)
+        if version is not None and version < ssl.TLSVersion.TLSv1_2:
+            ctx.set_ciphers("ALL:@SECLEVEL=0")
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
+    if version is not None:
+        if cafile is None:
+            ctx.set_ciphers("aNULL:@SECLEVEL=0")
+        ctx.minimum_version = version
+        ctx.maximum_version = version
+    return ctx
+
+
+def start_tls(c, ctx):
+    """The TLS handshake on c's socket; c then reads and writes through it."""
+    c.s = ctx.wrap_socket(c.s, server_hostname="127.0.0.1"
+                          if ctx.check_hostname else None)
+    return c
+
+
+def vencrypt_tls(where, sub, ctx=None, **kw):
+    """VeNCrypt up to an established TLS session in subtype sub (a number
+    or a SUBTYPES name); ctx defaults to anonymous TLS.  kw: Conn's."""
+    sub = SUBTYPES.get(sub, sub)
+    c, subs = vencrypt(where, **kw)
+    check(subs is not None and sub in subs, "subtype %d not offered: %r" % (sub, subs))
+    c.send(struct.pack(">I", sub))
+    check(c.u8() == 1, "subtype %d refused" % sub)
+    return start_tls(c, ctx or tls_context())
+
+
+def plain_login(c, user, password):
+    """VeNCrypt Plain credentials (inside TLSPlain/X509Plain); returns the
+    SecurityResult word (0 ok) and the failure reason."""
+    c.send(struct.pack(">II", len(user), len(password)) + user + password)
+    r = c.u32()
+    return r, (c.recv(c.u32()) if r else b"")
+
+
+def mechlist(c):
+    """The SASL mechanism list the server sends first (type 20 framing)."""
+    return c.recv(c.u32()).decode().split(",")
 
 
 def login_none(where):
@@ -533,21 +610,31 @@ def scram(where, user, password, mech=b"SCRAM-SHA-256", pad=b"\0"):
     return scram_on(c, user, password, mech, pad)
 
 
-def scram_on(c, user, password, mech=b"SCRAM-SHA-256", pad=b"\0"):
-    """SCRAM after the mechlist was read, then SecurityResult and, if it
-    succeeded, ServerInit; closes the connection."""
-    hname = "sha256" if b"256" in mech else "sha1"
+def scram_start(c, user, mech=b"SCRAM-SHA-256", pad=b"\0"):
+    """After the mechlist: the mechanism name and client-first.  Returns
+    the state scram_finish needs; state["sfirst"] is the server-first
+    message and state["f"] its fields (r, s, i)."""
     nonce = base64.b64encode(os.urandom(18))
     first_bare = b"n=" + user + b",r=" + nonce
     c.send(struct.pack(">I", len(mech)) + mech)
     sasl_send(c, b"n,," + first_bare, pad)
     sfirst, done = sasl_reply(c)
-    check(done == 0 and sfirst.startswith(b"r=" + nonce), "server-first %r" % sfirst)
+    check(done == 0 and sfirst is not None and sfirst.startswith(b"r=" + nonce),
+          "server-first %r" % sfirst)
     f = dict(kv.split(b"=", 1) for kv in sfirst.split(b","))
+    return {"mech": mech, "first_bare": first_bare, "sfirst": sfirst, "f": f}
+
+
+def scram_finish(c, st, password, pad=b"\0"):
+    """client-final with the proof for password; returns (SecurityResult
+    word, reason).  On success the server's signature has been checked
+    and the connection stands at ClientInit."""
+    hname = "sha256" if b"256" in st["mech"] else "sha1"
+    f = st["f"]
     salted = hashlib.pbkdf2_hmac(hname, password, base64.b64decode(f[b"s"]), int(f[b"i"]))
     ck = hmac.new(salted, b"Client Key", hname).digest()
     final_wo = b"c=biws,r=" + f[b"r"]
-    authmsg = first_bare + b"," + sfirst + b"," + final_wo
+    authmsg = st["first_bare"] + b"," + st["sfirst"] + b"," + final_wo
     sig = hmac.new(hashlib.new(hname, ck).digest(), authmsg, hname).digest()
     proof = bytes(a ^ b for a, b in zip(ck, sig))
     sasl_send(c, final_wo + b",p=" + base64.b64encode(proof), pad)
@@ -559,10 +646,19 @@ def scram_on(c, user, password, mech=b"SCRAM-SHA-256", pad=b"\0"):
         sk = hmac.new(salted, b"Server Key", hname).digest()
         check(sfinal == b"v=" + base64.b64encode(hmac.new(sk, authmsg, hname).digest()),
               "server signature")
+    return result, reason
+
+
+def scram_on(c, user, password, mech=b"SCRAM-SHA-256", pad=b"\0"):
+    """SCRAM after the mechlist was read, then SecurityResult and, if it
+    succeeded, ServerInit; closes the connection."""
+    st = scram_start(c, user, mech, pad)
+    result, reason = scram_finish(c, st, password, pad)
+    if result == 0:
         w, h, _, _ = server_init(c)
         check((w, h) == (W, H), "ServerInit after SASL")
     c.close()
-    return sfirst, result, reason
+    return st["sfirst"], result, reason
 
 
 def case_sasl_mechlist(P):
@@ -650,19 +746,24 @@ CASES = [
 ]
 
 
-def main():
-    P = {"none": int(sys.argv[1]), "vnc": int(sys.argv[2]),
-         "unix": sys.argv[3], "moving": int(sys.argv[4])}
-    want = sys.argv[5:]
-    for case in CASES:
+def run_cases(cases, P, want, prefix=""):
+    """Run each case_NAME(P) whose name contains one of want (all if
+    empty); a case that raises prints one FAIL line."""
+    for case in cases:
         name = case.__name__[5:].replace("_", "-")
         if want and not any(w in name for w in want):
             continue
         try:
             case(P)
         except Exception as e:          # one line per failed case
-            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
+            print("FAIL %s%s: %s: %s" % (prefix, name, type(e).__name__, e))
         sys.stdout.flush()
+
+
+def main():
+    P = {"none": int(sys.argv[1]), "vnc": int(sys.argv[2]),
+         "unix": sys.argv[3], "moving": int(sys.argv[4])}
+    run_cases(CASES, P, sys.argv[5:])
 
 
 if __name__ == "__main__":

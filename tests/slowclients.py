@@ -118,18 +118,18 @@ def main():
     time.sleep(1.0)
     rss0 = rss(pid)
 
-    stopped = []
-    for _ in range(STOPPED):
-        v = Viewer(port, [0], rcvbuf=4096)
-        for _ in range(20):
-            v.request(0)
-        stopped.append(v)
-    slow = []
-    for _ in range(SLOW):
-        v = Viewer(port, [0], rcvbuf=4096)
-        for _ in range(20):
-            v.request(0)
-        slow.append(v)
+    def backlogged(n):
+        """n viewers with small receive buffers and 20 requests each"""
+        vs = []
+        for _ in range(n):
+            v = Viewer(port, [0], rcvbuf=4096)
+            for _ in range(20):
+                v.request(0)
+            vs.append(v)
+        return vs
+
+    stopped = backlogged(STOPPED)
+    slow = backlogged(SLOW)
 
     # the stuck viewers sit there; the slow ones sip
     t0 = time.monotonic()

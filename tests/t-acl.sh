@@ -2,9 +2,9 @@
 # The ACL: the matcher through "vncsasl -A FILE -t ..." (the same code
 # the server runs), every parse error, then real viewers over TLS:
 # allow, deny, no rule, view-only, and SIGHUP reloads.
+# ports: 1
 . "$(dirname "$0")/lib.sh"
 set -u
-LVC="$TOP/tests/lvc" GVNC="$TOP/tests/gvnc"
 
 # decide NAME WANT FILE USER [ADDR [DN]]: the ACL answers WANT (a prefix
 # of "ACTION rule=...")

@@ -2,6 +2,7 @@
 # Backpressure: stopped and slow viewers beside a normal one.  The normal
 # viewer keeps the picture's rate, the server's memory stays bounded, and
 # a viewer that reads nothing for -D seconds is dropped with a reason.
+# ports: 1
 . "$(dirname "$0")/lib.sh"
 set -u
 p=$PORT

@@ -7,6 +7,7 @@
 # not offered, a wrong password, and the GS2 "y" flag (downgrade
 # detection, RFC 5802 6).  Every case is bounded: the client has -t 20 and
 # runs under timeout 30.
+# ports: 2
 . "$(dirname "$0")/lib.sh"
 
 CB=$TOP/tests/cbclient
@@ -36,42 +37,33 @@ cbrun() {
 logmark() { LOGN=$(wc -l <"$SRV_LOG"); }
 newlog() { tail -n +"$((LOGN + 1))" "$SRV_LOG"; }
 waitlog() {
-	local i
-	for i in $(seq 1 30); do
-		newlog | grep -aqE "$1" && return 0
-		sleep 0.1
-	done
+	wait_for -t 3 -n "$LOGN" -E "$1" "$SRV_LOG" && return 0
+	echo "no server log line /$1/: $(newlog | tail -n 2 | tr '\n' ' ')"
 	return 1
 }
-lastauth() { newlog | grep -a 'auth peer=' | tail -n 1; }
-
+# session WANT LOG-ERE CLIENT-ARGS...: the client's last line starts with
+# WANT, and a new server log line matches LOG-ERE
+session() {
+	local want=$1 pat=$2; shift 2
+	logmark
+	cbrun "$@"
+	if [ "$RC" -ne 0 ] || [ "${OUT#"$want"}" = "$OUT" ]; then
+		echo "client exit $RC: $OUT $(tail -n 2 "$T/cb.err" | tr '\n' ' ')"
+		return 1
+	fi
+	waitlog "$pat"
+}
 # expect_ok NAME LOG-ERE CLIENT-ARGS...: authenticated, whole screen read,
 # and a new server log line matching LOG-ERE.
 expect_ok() {
-	local name=$1 pat=$2; shift 2
-	logmark
-	cbrun "$@"
-	if [ "$RC" -ne 0 ] || [ "${OUT#ok: }" = "$OUT" ]; then
-		fail "$name" "client exit $RC: $OUT $(tail -n 2 "$T/cb.err" | tr '\n' ' ')"
-	elif ! waitlog "$pat"; then
-		fail "$name" "no server log line /$pat/: $(newlog | tail -n 2 | tr '\n' ' ')"
-	else
-		ok "$name"
-	fi
+	local name=$1; shift
+	check "$name" session "ok: " "$@"
 }
 # expect_refused NAME LOG-ERE CLIENT-ARGS...: the server refused (failed
 # SecurityResult or close during authentication), logged as LOG-ERE.
 expect_refused() {
 	local name=$1 pat=$2; shift 2
-	logmark
-	cbrun -E "$@"
-	if [ "$RC" -ne 0 ] || [ "${OUT#ok: refused}" = "$OUT" ]; then
-		fail "$name" "client exit $RC: $OUT $(tail -n 2 "$T/cb.err" | tr '\n' ' ')"
-	elif ! waitlog "$pat"; then
-		fail "$name" "no server log line /$pat/: $(newlog | tail -n 2 | tr '\n' ' ')"
-	else
-		ok "$name"
-	fi
+	check "$name" session "ok: refused" "$pat" -E "$@"
 }
 
 X509=(-S x509sasl -C "$CERTS/ca-cert.pem")
@@ -100,11 +92,7 @@ logmark
 cbrun "${CRED[@]}" "${X509[@]}"
 case "$RC:$OUT" in
 0:*"tls=TLS1.3 cb=tls-exporter"*)
-	if waitlog 'sec=x509sasl mech=SCRAM-SHA-256-PLUS user=alice .*result=ok'; then
-		ok cb-tls-exporter-ok
-	else
-		fail cb-tls-exporter-ok "no result=ok log line: $(newlog | tail -n 2 | tr '\n' ' ')"
-	fi
+	check cb-tls-exporter-ok waitlog 'sec=x509sasl mech=SCRAM-SHA-256-PLUS user=alice .*result=ok'
 	expect_refused cb-tls-exporter-bad 'sec=x509sasl mech=SCRAM-SHA-256-PLUS .*result=fail' \
 	    "${CRED[@]}" "${X509[@]}" -B
 	;;

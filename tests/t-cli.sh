@@ -1,10 +1,10 @@
 #!/bin/bash
 # The command-line contract (DESIGN.md 3): one-line errors with status 2,
 # -V, secret files refused when others can read them, password-file
-# errors naming file and line, -k, -1, and "make run" as a newcomer runs it.
+# errors naming file and line, -k, -1, -u.  ("make run": tests/t-build.sh.)
+# ports: 2
 . "$(dirname "$0")/lib.sh"
 set -u
-LVC="$TOP/tests/lvc"
 
 # usage NAME ARGS...: exit status 2 and exactly one line naming the option
 usage_error() {
@@ -19,7 +19,8 @@ usage_error bad-port -p 70000
 usage_error bad-port-text -p http
 usage_error bad-sectype -s none,bogus
 usage_error duplicate-sectype -s none,none
-usage_error x509-without-cert -s x509sasl
+printf 'secret\n' | "$VNCSASL" -k "$T/pw0" alice 2>/dev/null
+usage_error x509-without-cert -P "$T/pw0" -s x509sasl
 usage_error vnc-without-password -s vnc
 usage_error bad-mech -m SCRAM-SHA-256,CRAM-MD5
 usage_error gssapi-without-keytab -m GSSAPI
@@ -44,6 +45,21 @@ printf 'secret\n' | "$VNCSASL" -k "$T/pw" alice 2>/dev/null
 chmod 644 "$T/pw"
 usage_error passwd-file-readable -P "$T/pw"
 chmod 600 "$T/pw"
+chown nobody "$T/pw" 2>/dev/null && usage_error passwd-file-owned-by-another -P "$T/pw"
+chown "$(id -u)" "$T/pw"
+
+# -w: plain text, or TigerVNC's vncpasswd format (8 DES-obfuscated bytes)
+if command -v vncpasswd >/dev/null; then
+	printf 'sekrit\n' | vncpasswd -f >"$T/vncpw-tiger" 2>/dev/null; chmod 600 "$T/vncpw-tiger"
+	start_server vncpasswd -s vnc -w "$T/vncpw-tiger" -p $((PORT + 1)) -x 320x200@0 &&
+	    check cli-w-vncpasswd-format "$TOP/tests/lvc" -a vnc -p sekrit -F0 127.0.0.1 $((PORT + 1)) &&
+	    check cli-w-vncpasswd-wrong-refused "$TOP/tests/lvc" -a vnc -p wrong -E 127.0.0.1 $((PORT + 1))
+	stop_server
+else
+	skip cli-w-vncpasswd-format "no vncpasswd (tigervnc-tools)"
+fi
+printf '\001\002\003\n' >"$T/vncpw-bad"; chmod 600 "$T/vncpw-bad"
+usage_error w-refuses-binary -s vnc -w "$T/vncpw-bad"
 
 # password file errors: FILE:LINE: reason
 pwbad() {	# pwbad NAME LINE TEXT (file body on stdin)
@@ -73,40 +89,22 @@ check_fails cli-k-bad-user sh -c "printf 'x\n' | '$VNCSASL' -k '$T/pw2' 'a:b'"
 check_fails cli-k-empty-password sh -c "printf '\n' | '$VNCSASL' -k '$T/pw2' carol"
 
 # -1: the server exits after its first client leaves
-"$VNCSASL" -1 -s none -p $PORT -x 1024x768@0 2>"$T/once.log" & once=$!
-for _ in $(seq 1 50); do grep -q listening "$T/once.log" && break; sleep 0.1; done
+start_server once -1 -s none -p $PORT -x 1024x768@0 || exit 1
 timeout 20 $LVC -a none -F0 127.0.0.1 $PORT >/dev/null 2>&1
-for _ in $(seq 1 50); do kill -0 $once 2>/dev/null || break; sleep 0.1; done
-if kill -0 $once 2>/dev/null; then fail cli-run-once "still running"; kill $once
-else wait $once; rc=$?; [ $rc -eq 0 ] && ok cli-run-once || fail cli-run-once "exit $rc"; fi
-
-# make run, as the README says, then a real viewer with the printed password
-if ss -ltn 2>/dev/null | grep -q '127.0.0.1:5900 '; then
-	skip make-run "port 5900 is taken on this machine"
-else
-	(cd "$TOP" && exec make run) >"$T/makerun.log" 2>&1 & mr=$!
-	for _ in $(seq 1 300); do grep -q 'listening on' "$T/makerun.log" && break; sleep 0.1; done
-	pw=$(sed -n "s/.*password '\([0-9a-f]*\)'.*/\1/p" "$T/makerun.log")
-	if [ -n "$pw" ] && timeout 30 $LVC -u demo -p "$pw" -m SCRAM-SHA-256 -f 2 127.0.0.1 5900 >"$T/mr.out" 2>&1 &&
-	    grep -q 'sec=tlssasl mech=SCRAM-SHA-256 user=demo' "$T/makerun.log"; then ok make-run
-	else fail make-run "$(tail -n 3 "$T/makerun.log" | tr '\n' ' ') $(cat "$T/mr.out")"; fi
-	pkill -f -- "-P demo/passwd -n vncsasl demo" 2>/dev/null
-	wait $mr 2>/dev/null
-	if grep -q "^demo:{SCRAM" "$TOP/demo/passwd" && ! grep -q "$pw" "$TOP/demo/passwd"; then ok make-run-no-password-stored
-	else fail make-run-no-password-stored "demo/passwd"; fi
-fi
+check cli-run-once exits $SRV_PID 0
+SRV_PID=
 
 # -u: privileges dropped after everything is open; the server still serves
 if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
-	start_server runas -s tlssasl -P "$T/pw" -u nobody -p $((PORT + 2)) -x 1024x768@0 || exit 1
+	start_server runas -s tlssasl -P "$T/pw" -u nobody -p $((PORT + 1)) -x 1024x768@0 || exit 1
 	uid=$(awk '/^Uid:/ {print $2, $3, $4, $5}' /proc/$SRV_PID/status)
 	nobody=$(id -u nobody)
 	if [ "$uid" = "$nobody $nobody $nobody $nobody" ] &&
-	    timeout 30 $LVC -u alice -p secret -m SCRAM-SHA-256 -F0 127.0.0.1 $((PORT + 2)) >/dev/null 2>&1 &&
+	    timeout 30 $LVC -u alice -p secret -m SCRAM-SHA-256 -F0 127.0.0.1 $((PORT + 1)) >/dev/null 2>&1 &&
 	    grep -q "running as nobody" "$SRV_LOG"; then ok cli-u-drops-privileges
 	else fail cli-u-drops-privileges "uids '$uid', log: $(tail -n 2 "$SRV_LOG" | tr '\n' ' ')"; fi
 	stop_server
-	usage_error u-unknown-user -s none -p $((PORT + 3)) -u no-such-user-here
+	usage_error u-unknown-user -s none -p $((PORT + 1)) -u no-such-user-here
 else
 	skip cli-u-drops-privileges "not root"
 fi

@@ -5,9 +5,9 @@
 # picture moves at 30 frames/s and its ",noise" quarter makes the encoders
 # use every way they have (random colours, palettes, runs, solid tiles),
 # new every frame, so several updates run through one zlib stream.
+# ports: 1
 . "$(dirname "$0")/lib.sh"
 set -u
-LVC="$TOP/tests/lvc" GVNC="$TOP/tests/gvnc"
 p=$PORT
 
 # encoded_as NAME ENC COMMAND...: the viewer verifies its pixels, and the

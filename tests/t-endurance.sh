@@ -1,5 +1,6 @@
 #!/bin/bash
 # 1,000 SCRAM-over-TLS logins in a row: descriptors and memory must not grow.
+# ports: 1
 . "$(dirname "$0")/lib.sh"
 set -u
 mkcerts "$T/pki"

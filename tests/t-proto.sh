@@ -2,6 +2,7 @@
 # Protocol cases with a raw-socket client of our own (tests/rfb.py):
 # versions, security types, pixel formats, client messages, SASL type 20
 # byte by byte on a UNIX socket, VeNCrypt edge cases.
+# ports: 3
 . "$(dirname "$0")/lib.sh"
 set -u
 printf 'sekrit\n' >"$T/vncpw"; chmod 600 "$T/vncpw"

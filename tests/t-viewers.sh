@@ -1,9 +1,9 @@
 #!/bin/bash
 # Real viewers against the real server: libvncclient (tests/lvc) and
 # gtk-vnc (tests/gvnc), each verifying every pixel of the dummy picture.
+# ports: 1
 . "$(dirname "$0")/lib.sh"
 set -u
-LVC="$TOP/tests/lvc" GVNC="$TOP/tests/gvnc"
 mkcerts "$T/pki"
 CA="$T/pki/ca-cert.pem" CERT="$T/pki/server-cert.pem" KEY="$T/pki/server-key.pem"
 printf 'sekrit\n' >"$T/vncpw"; chmod 600 "$T/vncpw"
@@ -60,13 +60,14 @@ for sub in x509sasl tlssasl; do
 	check "gvnc-$sub-unknown-user-refused" timeout 30 $GVNC -C "$CA" -u mallory -p secret -E 127.0.0.1 $p
 	stop_server
 done
-# gtk-vnc with each other mechanism: the server's list decides what Cyrus may pick
+# gtk-vnc with each other mechanism: the server's list decides what Cyrus may pick;
+# the default security list, chosen from as remote-viewer does (-W: X509SASL)
 for m in SCRAM-SHA-1 PLAIN LOGIN; do
 	start_server gvnc-$m -C "$CERT" -K "$KEY" -P "$T/pw" -m $m -p $p -x 1024x768@0 || exit 1
-	if timeout 30 $GVNC -u bob -p hunter2 -F0 127.0.0.1 $p >"$T/out" 2>&1 &&
+	if timeout 30 $GVNC -W -u bob -p hunter2 -F0 127.0.0.1 $p >"$T/out" 2>&1 &&
 	    logged bob $m x509sasl; then ok "gvnc-x509sasl-$m"
 	else fail "gvnc-x509sasl-$m" "$(tail -n 2 "$T/out" | tr '\n' ' ')"; fi
-	check "gvnc-x509sasl-$m-wrong-password-refused" timeout 30 $GVNC -u bob -p nope -E 127.0.0.1 $p
+	check "gvnc-x509sasl-$m-wrong-password-refused" timeout 30 $GVNC -W -u bob -p nope -E 127.0.0.1 $p
 	stop_server
 done
 

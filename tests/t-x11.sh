@@ -9,6 +9,7 @@
 # pointer and wheel, the clipboard both ways (capped, and by INCR), RandR
 # resizes, the cursor as a pseudo-encoding and drawn into the picture.
 # Every wait is bounded; helper programs run under timeout.
+# ports: 3
 . "$(dirname "$0")/lib.sh"
 
 VNCSASL=${VNCSASL_X11:-$TOP/vncsasl-x11}	# VNCSASL_X11: e.g. a sanitizer build
@@ -37,23 +38,12 @@ if ! make -s -C "$TOP" WERROR=1 vncsasl-x11 tests/x11-tool tests/x11-rfb \
 	exit 0
 fi
 
-# A display number of our own, from the port block test.sh gave us.
-D=$((PORT % 600 + 200))
-while [ -e "/tmp/.X$D-lock" ] || [ -e "/tmp/.X11-unix/X$D" ]; do
-	D=$((D + 1))
-done
-export DISPLAY=:$D
-Xvfb ":$D" -screen 0 1280x800x24 +extension RANDR -nolisten tcp -noreset \
-    >"$T/xvfb.log" 2>&1 &
-XPIDS="$XPIDS $!"
-for _ in $(seq 1 100); do
-	xdpyinfo >/dev/null 2>&1 && break
-	sleep 0.1
-done
-if ! xdpyinfo >/dev/null 2>&1; then
-	fail x11-xvfb "Xvfb :$D did not start: $(tail -n 2 "$T/xvfb.log" | tr '\n' ' ')"
+if ! xvfb "$T/xvfb.log" -screen 0 1280x800x24 +extension RANDR; then
+	fail x11-xvfb "Xvfb did not start: $(tailof "$T/xvfb.log" 2)"
 	exit 0
 fi
+D=$XD
+export DISPLAY=:$D
 
 # rfb ARGS...: tests/x11-rfb against our server; output in $T/rfb.out
 rfb() {
@@ -63,15 +53,6 @@ rfbc() {
 	timeout -k 5 40 "$RFB" -c -t 15 127.0.0.1 "$PORT" "$@" >"$T/rfb.out" 2>&1
 }
 rfb_why() { tail -n 2 "$T/rfb.out" | tr '\n' ' '; }
-# wait_line FILE LINE SECS: LINE (exactly) appears in FILE
-wait_line() {
-	local i
-	for i in $(seq 1 $(($3 * 10))); do
-		grep -aqxF -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # dump FILE: the screen as XWD, by xwd (x11-apps) or else by x11-tool
 dump() {
 	if [ "$HAVE_XWD" = 1 ]; then xwd -root -silent >"$1"
@@ -105,14 +86,14 @@ mkfifo "$T/draw.fifo"
 timeout 600 "$TOOL" draw 40 30 900 600 <"$T/draw.fifo" >"$T/draw.out" 2>&1 &
 XPIDS="$XPIDS $!"
 exec 7>"$T/draw.fifo"
-if ! wait_line "$T/draw.out" ready 10; then
+if ! wait_for -xF ready "$T/draw.out"; then
 	fail x11-draw "x11-tool draw: $(tail -n 1 "$T/draw.out")"
 	exit 0
 fi
 # a window recording input, away from the drawing
 timeout 600 "$TOOL" events 960 560 300 220 >>"$T/ev.out" 2>&1 &
 XPIDS="$XPIDS $!"
-if ! wait_line "$T/ev.out" ready 10; then
+if ! wait_for -xF ready "$T/ev.out"; then
 	fail x11-events "x11-tool events: $(tail -n 1 "$T/ev.out")"
 	exit 0
 fi
@@ -187,23 +168,22 @@ else
 	fail x11-cursor-moved "$(rfb_why)"
 fi
 
+# typed LINE RFB-ARGS...: after the viewer's RFB-ARGS, the events window
+# has read LINE (ended by Return)
+typed() {
+	local line=$1; shift
+	: >"$T/ev.out"
+	rfb "$@" && wait_for -xF "line $line" "$T/ev.out" && return 0
+	echo "$(grep -a '^line' "$T/ev.out" | tail -n 1) $(rfb_why)"
+	return 1
+}
 # --- keys, US layout: shifted symbols typed as keysyms alone
-: >"$T/ev.out"
 text='Hello, World! ~{}|:"<>? 1+1=2'
-if rfb type "$text
-" sleep 200 && wait_line "$T/ev.out" "line $text" 10; then
-	ok x11-keys-us
-else
-	fail x11-keys-us "$(grep -a '^line' "$T/ev.out" | tail -n 1) $(rfb_why)"
-fi
+check x11-keys-us typed "$text" type "$text
+" sleep 200
 # the viewer holds Shift (as real viewers do) and sends a lowercase keysym
-: >"$T/ev.out"
-if rfb down 0xffe1 type 'aB1
-' up 0xffe1 sleep 200 && wait_line "$T/ev.out" "line aB1" 10; then
-	ok x11-keys-held-shift
-else
-	fail x11-keys-held-shift "$(grep -a '^line' "$T/ev.out" | tail -n 1) $(rfb_why)"
-fi
+check x11-keys-held-shift typed aB1 down 0xffe1 type 'aB1
+' up 0xffe1 sleep 200
 
 # a viewer's auto-repeat (downs without ups) is not passed on: X repeats
 # held keys itself, and both would double the rate
@@ -218,26 +198,16 @@ fi
 
 # --- keys, German layout: AltGr (ISO_Level3_Shift) and shifted symbols
 if setxkbmap de 2>"$T/xkb.err"; then
-	: >"$T/ev.out"
 	text='@€{[]}\~|µ²³ !"§$%&/()=? äöüß ÄÖÜ yz YZ'
-	if rfb type "$text
-" sleep 200 && wait_line "$T/ev.out" "line $text" 10; then
-		ok x11-keys-de
-	else
-		fail x11-keys-de "$(grep -a '^line' "$T/ev.out" | tail -n 1) $(rfb_why)"
-	fi
+	check x11-keys-de typed "$text" type "$text
+" sleep 200
 else
 	skip x11-keys-de "setxkbmap de: $(head -n 1 "$T/xkb.err")"
 fi
 
 # --- keysyms no key produces: bound to a spare keycode, then restored
-: >"$T/ev.out"
-if rfb type '☺ŭ→
-' sleep 3000 && wait_line "$T/ev.out" "line ☺ŭ→" 10; then
-	ok x11-keys-unbound
-else
-	fail x11-keys-unbound "$(grep -a '^line' "$T/ev.out" | tail -n 1) $(rfb_why)"
-fi
+check x11-keys-unbound typed '☺ŭ→' type '☺ŭ→
+' sleep 3000
 if xmodmap -pke | grep -qE 'U263A|U016D|U2192'; then
 	fail x11-keys-spare-restored "still bound: $(xmodmap -pke | grep -E 'U263A|U016D|U2192' | tr '\n' ' ')"
 else
@@ -351,21 +321,20 @@ xr() {
 	( sleep 1; exec xrandr --output screen --mode "$1" ) >"$T/xrandr.out" 2>&1 &
 	XR=$!
 }
+# resized NAME MODE: after xrandr's switch to MODE the raw viewer gets the
+# new size and a picture equal to xwd's
+resized() {
+	xr "$2"
+	if rfbc wait-size "$2" frame "$T/$1.ppm"; then
+		same_as_xwd "$1" "$T/$1.ppm"
+	else
+		fail "$1" "$(rfb_why) $(cat "$T/xrandr.out")"
+	fi
+	wait "$XR"
+}
 "$TOOL" addmode 1024 768 >/dev/null 2>&1
-xr 1024x768
-if rfbc wait-size 1024x768 frame "$T/r1.ppm"; then
-	same_as_xwd x11-resize-smaller "$T/r1.ppm"
-else
-	fail x11-resize-smaller "$(rfb_why) $(cat "$T/xrandr.out")"
-fi
-wait "$XR"
-xr 1280x800
-if rfbc wait-size 1280x800 frame "$T/r2.ppm"; then
-	same_as_xwd x11-resize-back "$T/r2.ppm"
-else
-	fail x11-resize-back "$(rfb_why) $(cat "$T/xrandr.out")"
-fi
-wait "$XR"
+resized x11-resize-smaller 1024x768
+resized x11-resize-back 1280x800
 # a real viewer follows too (gtk-vnc): the screen keeps changing so that it
 # counts updates after the resize; its last picture is 1024x768.  (tests/lvc
 # is not used here: libvncclient 0.9.14 keeps its old size when the server
@@ -397,17 +366,8 @@ fi
 
 # --- a 16-bit display with neither DAMAGE nor MIT-SHM: XGetImage captures,
 # changes found by scan lines alone
-D2=$((D + 1))
-while [ -e "/tmp/.X$D2-lock" ] || [ -e "/tmp/.X11-unix/X$D2" ]; do
-	D2=$((D2 + 1))
-done
-Xvfb ":$D2" -screen 0 800x600x16 -extension DAMAGE -extension MIT-SHM \
-    -nolisten tcp -noreset >"$T/xvfb2.log" 2>&1 &
-XPIDS="$XPIDS $!"
-for _ in $(seq 1 100); do
-	DISPLAY=:$D2 xdpyinfo >/dev/null 2>&1 && break
-	sleep 0.1
-done
+xvfb "$T/xvfb2.log" -screen 0 800x600x16 -extension DAMAGE -extension MIT-SHM
+D2=$XD
 mkfifo "$T/draw2.fifo"
 DISPLAY=:$D2 timeout 300 "$TOOL" draw 20 20 500 400 <"$T/draw2.fifo" \
     >"$T/draw2.out" 2>&1 &
@@ -415,15 +375,11 @@ XPIDS="$XPIDS $!"
 exec 6>"$T/draw2.fifo"
 # drawn before the server starts: without DAMAGE, what changes later is
 # found by scan lines within a few passes, not at once
-wait_line "$T/draw2.out" ready 10
+wait_for -xF ready "$T/draw2.out"
 "$VNCSASL" -s none -p "$((PORT + 2))" -x ":$D2" 2>"$T/x11b.log" &
 S2=$!
 XPIDS="$XPIDS $S2"
-for _ in $(seq 1 100); do
-	grep -q 'listening on' "$T/x11b.log" 2>/dev/null && break
-	sleep 0.1
-done
-if ! wait_line "$T/draw2.out" ready 10 || ! grep -q 'listening on' "$T/x11b.log"; then
+if ! wait_for -xF ready "$T/draw2.out" || ! wait_for -p $S2 'listening on' "$T/x11b.log"; then
 	fail x11-fallback "no second display or server: $(tail -n 1 "$T/x11b.log") $(tail -n 1 "$T/draw2.out")"
 else
 	rfb2() {

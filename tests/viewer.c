@@ -207,9 +207,18 @@ usage(const char *why, ...)
 "             desktopsize,lastrect,cursor,extdesktopsize\n"
 "  -f N       verified frames to receive (default 1); N>1 also wants motion\n"
 "  -F0        the server shows a still picture: do not require motion\n"
-"  -P X,Y,BTN send a pointer event, wait until the picture shows it\n"
+"  -P X,Y,BTN send a pointer event, wait until the picture shows it (several\n"
+"             -P: sent in order, the last one checked)\n"
 "  -K KEYSYM  send key down+up (0x.. hex or decimal), wait until shown\n"
 "  -X TEXT    send ClientCutText, wait until shown (and echoed)\n"
+"  -T TEXT    type TEXT as a US keyboard does: key down+up for each\n"
+"             character, Shift_L around those that need Shift (-R only)\n"
+"  -D KEYSYM  press a key and hold it until the end (-R only; repeatable)\n"
+"  -M FILE    -R: wait until a complete picture equals this PPM (P6); with\n"
+"             several -M, each in turn; a file that is not there yet is\n"
+"             waited for; prints \"match N FILE\" as each one matches\n"
+"  -d SECS    -R: after the first complete picture, receive for SECS and\n"
+"             report the complete updates counted (updates=N rate=N/s)\n"
 "  -N         the input of -P/-K/-X must not arrive (view-only): after sending\n"
 "             it, verify frames for 2s; fail (3) if one shows it, or if the\n"
 "             cut text is echoed\n"
@@ -303,7 +312,7 @@ parse_args(int argc, char **argv)
 	for (i = 0; vencrypt_subtypes[i].name; i++)
 		O.subtypes[O.nsubtypes++] = vencrypt_subtypes[i].num;
 	snprintf(optstring, sizeof optstring,
-	    "a:S:u:p:C:b:Be:f:F:P:K:X:NREt:w:vh%s", lib->optstring);
+	    "a:S:u:p:C:b:Be:f:F:P:K:X:NREt:w:vhT:D:M:d:%s", lib->optstring);
 	while ((c = getopt(argc, argv, optstring)) != -1) {
 		unsigned long v;
 		char *end;
@@ -360,7 +369,31 @@ parse_args(int argc, char **argv)
 			    O.ptr_y < 0 || O.ptr_y > 65535 || O.ptr_btn < 0 ||
 			    O.ptr_btn > 255)
 				usage("bad -P '%s': want X,Y,BUTTONS", optarg);
+			if (O.nptrs == 16)
+				usage("at most 16 -P");
+			O.ptrs[O.nptrs][0] = O.ptr_x;
+			O.ptrs[O.nptrs][1] = O.ptr_y;
+			O.ptrs[O.nptrs++][2] = O.ptr_btn;
 			O.want_ptr = 1;
+			break;
+		case 'T':
+			O.text = optarg;
+			break;
+		case 'D':
+			if (parse_uint(optarg, 0xffffffffUL, &v) < 0 ||
+			    O.nhold == 8)
+				usage("bad -D '%s' (at most 8)", optarg);
+			O.hold[O.nhold++] = (uint32_t)v;
+			break;
+		case 'M':
+			if (O.nmatch == 8)
+				usage("at most 8 -M");
+			O.match[O.nmatch++] = optarg;
+			break;
+		case 'd':
+			O.duration = strtod(optarg, &end);
+			if (*end != '\0' || !(O.duration > 0) || O.duration > 1e5)
+				usage("bad -d '%s'", optarg);
 			break;
 		case 'K':
 			if (parse_uint(optarg, 0xffffffffUL, &v) < 0)
@@ -414,6 +447,8 @@ parse_args(int argc, char **argv)
 		usage("bad -e '%s'", O.enc_list);
 	if (O.nogo && O.raw)
 		usage("-N checks the dummy picture: not with -R");
+	if ((O.text || O.nhold || O.nmatch || O.duration > 0) && !O.raw)
+		usage("-T, -D, -M and -d are for -R");
 	if (O.nogo && !O.want_ptr && !O.want_key && !O.cut)
 		usage("-N wants the input to send: -P, -K or -X");
 	pixfmt_init(O.bpp, O.big_endian);
@@ -453,6 +488,9 @@ static uint32_t *conv_raw;		/* raw pixel values, w*h */
 static uint32_t *conv_xrgb;		/* the same, widened to XRGB */
 static size_t conv_cap;
 static int conv_w, conv_h;		/* what they hold */
+/* -M: the reference being waited for, loaded once it is there */
+static uint32_t *ref_px;
+static int ref_w, ref_h, ref_for = -1;
 
 /* Read pixel x of a row in format PF; `native`: host-order pixels. */
 static inline uint32_t
@@ -698,6 +736,20 @@ update_status(const char *phase)
 		if (O.cut && !G.cut_ok)
 			strncat(what, " cut-text", sizeof what - strlen(what) - 1);
 	}
+	if (O.nmatch && G.matched < O.nmatch) {
+		size_t l = strlen(what);
+
+		if (G.match_diff < 0)
+			snprintf(what + l, sizeof what - l, " match %d/%d (size "
+			    "differs: %dx%d, reference %dx%d)", G.matched + 1,
+			    O.nmatch, conv_w, conv_h, ref_w, ref_h);
+		else
+			snprintf(what + l, sizeof what - l, " match %d/%d (%s: "
+			    "%ld pixel(s) differ, first at %d,%d)", G.matched + 1,
+			    O.nmatch, ref_for == G.matched ? "last picture" :
+			    "no reference yet", G.match_diff, G.match_x,
+			    G.match_y);
+	}
 	if (G.checked && G.verified == 0) {
 		char d[300];
 
@@ -716,10 +768,34 @@ update_status(const char *phase)
 		    G.sec[0] ? G.sec : "?", G.mech[0] ? " mech=" : "", G.mech);
 }
 
+/* -T: what a US keyboard sends for each character */
+static void
+type_text(const char *t)
+{
+	static const char shifted[] = "~!@#$%^&*()_+{}|:\"<>?";
+
+	vlog(1, "typing '%s'", t);
+	for (; *t; t++) {
+		unsigned char c = (unsigned char)*t;
+		uint32_t ks = c == '\n' ? 0xff0d : c;
+		int shift = (c >= 'A' && c <= 'Z') ||
+		    (c != '\0' && strchr(shifted, c) != NULL);
+
+		if (shift)
+			lib->send_key(0xffe1, 1);
+		lib->send_key(ks, 1);
+		lib->send_key(ks, 0);
+		if (shift)
+			lib->send_key(0xffe1, 0);
+	}
+}
+
 /* The first picture: send -P/-K/-X.  -1 if -N could not tell them. */
 static int
 send_actions(const struct dummy_state *st)
 {
+	int i;
+
 	G.actions_sent = 1;
 	if (O.nogo && O.want_ptr && st->ptr_x == O.ptr_x &&
 	    st->ptr_y == O.ptr_y && st->buttons == O.ptr_btn) {
@@ -734,15 +810,21 @@ send_actions(const struct dummy_state *st)
 		    "length of -X", st->frame, strlen(O.cut));
 		return -1;
 	}
-	if (O.want_ptr) {
-		vlog(1, "sending pointer %d,%d buttons %d", O.ptr_x, O.ptr_y,
-		    O.ptr_btn);
-		lib->send_pointer(O.ptr_x, O.ptr_y, O.ptr_btn);
+	for (i = 0; i < O.nptrs; i++) {
+		vlog(1, "sending pointer %d,%d buttons %d", O.ptrs[i][0],
+		    O.ptrs[i][1], O.ptrs[i][2]);
+		lib->send_pointer(O.ptrs[i][0], O.ptrs[i][1], O.ptrs[i][2]);
 	}
 	if (O.want_key) {
 		vlog(1, "sending key 0x%x down+up", O.keysym);
 		lib->send_key(O.keysym, 1);
 		lib->send_key(O.keysym, 0);
+	}
+	if (O.text)
+		type_text(O.text);
+	for (i = 0; i < O.nhold; i++) {
+		vlog(1, "sending key 0x%x down, to hold", O.hold[i]);
+		lib->send_key(O.hold[i], 1);
 	}
 	if (O.cut) {
 		vlog(1, "sending cut text (%zu bytes)", strlen(O.cut));
@@ -779,6 +861,83 @@ input_shown(const struct dummy_state *st)
 	return buf[0] ? buf + 2 : NULL;
 }
 
+/* a P6 PPM with maxval 255 into ref_px; -1 if absent or not that */
+static int
+load_ref(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	int w, h, max, c;
+	size_t i, n;
+
+	if (f == NULL)
+		return -1;
+	if (fscanf(f, "P6 %d %d %d", &w, &h, &max) != 3 || max != 255 ||
+	    w < 1 || h < 1 || w > 16384 || h > 16384 ||
+	    (c = fgetc(f)) == EOF || !(c == ' ' || c == '\n' || c == '\t' || c == '\r')) {
+		fclose(f);
+		return -1;
+	}
+	n = (size_t)w * h;
+	free(ref_px);
+	if ((ref_px = malloc(n * sizeof *ref_px)) == NULL) {
+		fclose(f);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		uint8_t rgb[3];
+
+		if (fread(rgb, 1, 3, f) != 3) {
+			fclose(f);
+			free(ref_px);
+			ref_px = NULL;
+			return -1;
+		}
+		ref_px[i] = (uint32_t)rgb[0] << 16 | (uint32_t)rgb[1] << 8 |
+		    rgb[2];
+	}
+	fclose(f);
+	ref_w = w;
+	ref_h = h;
+	return 0;
+}
+
+/* Compare the last picture with the -M references still to match. */
+static void
+try_match(void)
+{
+	while (G.matched < O.nmatch && conv_xrgb != NULL) {
+		size_t i, n = (size_t)conv_w * conv_h;
+
+		if (ref_for != G.matched) {
+			if (load_ref(O.match[G.matched]) < 0)
+				return;		/* not there yet */
+			ref_for = G.matched;
+		}
+		G.match_diff = 0;
+		if (ref_w != conv_w || ref_h != conv_h) {
+			G.match_diff = -1;
+			return;
+		}
+		for (i = 0; i < n; i++) {
+			uint32_t r = ref_px[i], g = conv_raw[i];
+
+			if (QR[r >> 16 & 0xff] == (g >> PF.rshift & PF.rmax) &&
+			    QG[r >> 8 & 0xff] == (g >> PF.gshift & PF.gmax) &&
+			    QB[r & 0xff] == (g >> PF.bshift & PF.bmax))
+				continue;
+			if (G.match_diff++ == 0) {
+				G.match_x = (int)(i % (size_t)conv_w);
+				G.match_y = (int)(i / (size_t)conv_w);
+			}
+		}
+		if (G.match_diff)
+			return;
+		printf("match %d %s\n", G.matched + 1, O.match[G.matched]);
+		fflush(stdout);
+		G.matched++;
+	}
+}
+
 /* A picture matched (st; NULL for -R): account for it. */
 static int
 frame_counted(const struct dummy_state *st)
@@ -786,6 +945,10 @@ frame_counted(const struct dummy_state *st)
 	G.verified++;
 	if (!st) {
 		vlog(1, "complete update %d (raw)", G.verified);
+		if (G.verified == 1)
+			G.first_at = now_s();
+		if (O.nmatch)
+			try_match();
 		if (!G.actions_sent)
 			send_actions(&(struct dummy_state){ 0 });
 		update_status("receiving");
@@ -833,6 +996,13 @@ frame_counted(const struct dummy_state *st)
 int
 goals_met(void)
 {
+	if (O.nmatch && G.verified) {
+		try_match();	/* a reference may have come meanwhile */
+		if (G.matched < O.nmatch)
+			return 0;
+	}
+	if (O.duration > 0)
+		return G.verified && now_s() - G.first_at >= O.duration;
 	if (G.verified < O.frames)
 		return 0;
 	if (O.frames > 1 && !O.still && !O.raw && !G.motion)
@@ -945,6 +1115,16 @@ print_ok(void)
 	if (O.nogo)
 		snprintf(extra + strlen(extra), sizeof extra - strlen(extra),
 		    " input=dropped(%.0fs)", NOGO_WINDOW);
+	if (O.nmatch)
+		snprintf(extra + strlen(extra), sizeof extra - strlen(extra),
+		    " matched=%d", G.matched);
+	if (O.duration > 0) {
+		double t = now_s() - G.first_at;
+
+		snprintf(extra + strlen(extra), sizeof extra - strlen(extra),
+		    " updates=%d secs=%.1f rate=%.1f/s", G.verified - 1, t,
+		    t > 0 ? (G.verified - 1) / t : 0.0);
+	}
 	if (O.raw)
 		snprintf(frames, sizeof frames, "(raw)");
 	else

@@ -69,8 +69,15 @@ struct opts {
 	const char *enc_list;		/* as given */
 	int encs[16], nencs;		/* ENC_* in the order given */
 	int frames, still;
-	int want_ptr, ptr_x, ptr_y, ptr_btn;
+	int want_ptr, ptr_x, ptr_y, ptr_btn;	/* the last -P */
+	int ptrs[16][3], nptrs;		/* every -P, in order */
 	int want_key;
+	const char *text;		/* -T: typed with Shift as on US keys */
+	uint32_t hold[8];		/* -D: pressed, never released */
+	int nhold;
+	const char *match[8];		/* -M: reference PPMs, in order */
+	int nmatch;
+	double duration;		/* -d: receive for this long */
 	uint32_t keysym;
 	const char *cut;
 	int expect_fail;
@@ -182,6 +189,10 @@ struct progress {
 	int checked;			/* pictures checked */
 	char sec[96];			/* security type chosen */
 	char mech[64];			/* SASL mechanism */
+	int matched;			/* -M references matched so far */
+	long match_diff;		/* pixels off in the last comparison */
+	int match_x, match_y;		/* first of them */
+	double first_at;		/* the first complete picture */
 	int fail_code;			/* nonzero: stop with this */
 	char fail_msg[512];
 };

@@ -25,6 +25,11 @@
  *   x11-tool addmode W H       add a WxH mode to the first RandR output
  *                              (Xvfb has one mode; xrandr can switch to
  *                              it afterwards)
+ *   x11-tool keys X Y ITEM...  a person at the keyboard, through XTEST:
+ *                              the pointer to X,Y, the input focus to the
+ *                              top-level window there, then per ITEM
+ *                              "+KC" press, "-KC" release, "KC" both
+ *                              (X keycodes), "sMS" wait MS; "done"
  *   x11-tool xwd FILE          the root window as an XWD file, like
  *                              xwd -root (for systems without x11-apps)
  *   x11-tool cmp A.xwd B.ppm   "same", or "differ N X0,Y0-X1,Y1" (count and
@@ -51,6 +56,9 @@
 #include <X11/Xlib.h>
 #include <X11/Xutil.h>
 #include <X11/extensions/Xrandr.h>
+#include <X11/extensions/XTest.h>
+
+#include "tool.h"
 
 static Display *dpy;
 
@@ -61,15 +69,6 @@ die(const char *msg)
 {
 	fprintf(stderr, "x11-tool: %s\n", msg);
 	exit(1);
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void
@@ -759,6 +758,56 @@ cmd_cmp(char **argv)
 	return 1;
 }
 
+static void
+nap(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static int
+cmd_keys(char **argv, int argc)
+{
+	Window root, child, top;
+	int x = atoi(argv[0]), y = atoi(argv[1]), i, rx, ry, wx, wy, ev, er,
+	    maj, min;
+	unsigned mask;
+
+	open_display();
+	if (!XTestQueryExtension(dpy, &ev, &er, &maj, &min))
+		die("no XTEST");
+	XTestFakeMotionEvent(dpy, DefaultScreen(dpy), x, y, CurrentTime);
+	XSync(dpy, False);
+	/* the top-level window under the pointer takes the keyboard (no
+	 * window manager gives it, and FLTK wants a real FocusIn) */
+	XQueryPointer(dpy, DefaultRootWindow(dpy), &root, &child, &rx, &ry, &wx,
+	    &wy, &mask);
+	top = child;
+	if (top != None)
+		XSetInputFocus(dpy, top, RevertToPointerRoot, CurrentTime);
+	XSync(dpy, False);
+	nap(200);
+	for (i = 2; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (a[0] == 's') {
+			XSync(dpy, False);
+			nap(atoi(a + 1));
+		} else if (a[0] == '+' || a[0] == '-') {
+			XTestFakeKeyEvent(dpy, (unsigned)atoi(a + 1), a[0] == '+',
+			    CurrentTime);
+		} else {
+			XTestFakeKeyEvent(dpy, (unsigned)atoi(a), True, CurrentTime);
+			XTestFakeKeyEvent(dpy, (unsigned)atoi(a), False, CurrentTime);
+		}
+		XSync(dpy, False);
+		nap(30);	/* a typist's pace: viewers read events in turns */
+	}
+	printf("done\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -777,10 +826,12 @@ main(int argc, char **argv)
 		return cmd_addmode(argv + 2);
 	if (argc >= 3 && strcmp(argv[1], "xwd") == 0)
 		return cmd_xwd(argv + 2);
+	if (argc >= 4 && strcmp(argv[1], "keys") == 0)
+		return cmd_keys(argv + 2, argc - 2);
 	if (argc >= 4 && strcmp(argv[1], "cmp") == 0)
 		return cmd_cmp(argv + 2);
 	fprintf(stderr, "usage: x11-tool draw|events X Y W H | query | "
 	    "clip-get SEL | clip-set SEL TEXT [SECS] | addmode W H | "
-	    "xwd FILE | cmp A.xwd B.ppm\n");
+	    "xwd FILE | cmp A.xwd B.ppm | keys X Y ITEM...\n");
 	return 2;
 }
