@@ -4841,6 +4841,9 @@ cl_waiting(const struct client *c)
  * ------------------------------------------------------------------- */
 
 #define PING_LEN	6	/* "vs" and the ping's 32-bit number */
+#define PACE_RECHECK_MS	10	/* window full, round trip unknown: look
+				   again after this (the socket's queue
+				   drains without telling us) */
 
 /* Bytes handed to this viewer's stream so far. */
 static uint64_t
@@ -5169,11 +5172,13 @@ cl_paced(struct client *c, long long now)
 		c->pace_at = 0;
 		return 1;
 	}
-	if (p->base_rtt > 0) {	/* when the window should have drained */
-		wait = (long long)((in - p->cwnd) * (unsigned)p->base_rtt /
-		    p->cwnd) + 2;
-		c->pace_at = now + (wait > 1000 ? 1000 : wait);
-	}
+	/* when the window should have drained; with no round trip known
+	 * (a reset after a pause, while the socket still holds a big frame)
+	 * nothing else would wake us: the kernel's queue drains without an
+	 * event, so look again soon */
+	wait = p->base_rtt > 0 ? (long long)((in - p->cwnd) *
+	    (unsigned)p->base_rtt / p->cwnd) + 2 : PACE_RECHECK_MS;
+	c->pace_at = now + (wait > 1000 ? 1000 : wait);
 	return 0;
 }
 
