@@ -5480,8 +5480,14 @@ msg_enable_cu(struct client *c, struct rd *r)
 		logx(c->srv, LOG_INFO, "peer=%s continuous updates on in "
 		    "%dx%d+%d+%d", c->peer, a.w, a.h, a.x, a.y);
 	c->cu_area = a;		/* clipped to the screen when used */
-	if (!c->cu_on)
+	if (!c->cu_on) {
 		c->want_update = 0;	/* pending requests: the area now */
+		/* what the request path sent (the first frame, megabytes
+		 * perhaps) is measured by a fence after it, or the window
+		 * would count it as in flight for many round trips */
+		if (stream_pos(c) > c->pc.acked)
+			pace_ping(c, mono_ms());
+	}
 	c->cu_on = 1;
 }
 
