@@ -151,6 +151,20 @@ struct dummy_state {
 #define DUMMY_MIN_H 96
 #define DUMMY_MAX_WH 8192		/* 256 MiB of pixels at most */
 
+/*
+ * An integer hash (Chris Wellons' lowbias32): the dummy's noise, and the
+ * noise that test and bench programs draw.
+ */
+static inline uint32_t
+fb_hash(uint32_t a)
+{
+	a ^= a >> 16;
+	a *= 0x7feb352du;
+	a ^= a >> 15;
+	a *= 0x846ca68bu;
+	return a ^ a >> 16;
+}
+
 uint32_t dummy_pixel(int w, int h, const struct dummy_state *st, int x, int y);
 /* read the state back from received pixels (XRGB); -1 if the strip is garbled */
 int dummy_decode(const uint32_t *px, int stride, int w, int h,
