@@ -364,53 +364,45 @@ buffers_setup(struct fb *fb)
 	return 0;
 }
 
-/* Viewer rectangle of device rectangle (x, y, w, h), in place. */
+/*
+ * Rectangle (x, y, w, h) of a sw x sh picture, in place: where it lies
+ * once the picture is turned rot degrees clockwise.
+ */
 static void
-rot_rect(const struct fb *fb, int *x, int *y, int *w, int *h)
+turn(int rot, int sw, int sh, int *x, int *y, int *w, int *h)
 {
 	int ox = *x, oy = *y, ow = *w, oh = *h;
 
-	switch (fb->rot) {
+	switch (rot) {
 	case 90:
-		*x = fb->dh - oy - oh;
+		*x = sh - oy - oh;
 		*y = ox;
 		*w = oh;
 		*h = ow;
 		break;
 	case 180:
-		*x = fb->dw - ox - ow;
-		*y = fb->dh - oy - oh;
+		*x = sw - ox - ow;
+		*y = sh - oy - oh;
 		break;
 	case 270:
 		*x = oy;
-		*y = fb->dw - ox - ow;
+		*y = sw - ox - ow;
 		*w = oh;
 		*h = ow;
 		break;
 	}
 }
 
-/* Device point of viewer point (vx, vy). */
+/* Device point of viewer point (vx, vy): the viewer's picture turned back. */
 static void
 unrot_point(const struct fb *fb, int vx, int vy, int *x, int *y)
 {
-	switch (fb->rot) {
-	case 90:
-		*x = vy;
-		*y = fb->dh - 1 - vx;
-		break;
-	case 180:
-		*x = fb->dw - 1 - vx;
-		*y = fb->dh - 1 - vy;
-		break;
-	case 270:
-		*x = fb->dw - 1 - vy;
-		*y = vx;
-		break;
-	default:
-		*x = vx;
-		*y = vy;
-	}
+	int w = 1, h = 1, turned = fb->rot % 180 != 0;
+
+	*x = vx;
+	*y = vy;
+	turn((360 - fb->rot) % 360, turned ? fb->dh : fb->dw,
+	    turned ? fb->dw : fb->dh, x, y, &w, &h);
 }
 
 /* Row y of device pixels [x0, x0 + n) from the shadow into px, turned. */
@@ -553,7 +545,7 @@ report(struct fb *fb)
 			if (r.ty + 1 < fb->th)
 				fb->hot[(size_t)(r.ty + 1) * fb->tw + k] = 1;
 		}
-		rot_rect(fb, &r.x, &r.y, &r.w, &r.h);
+		turn(fb->rot, fb->dw, fb->dh, &r.x, &r.y, &r.w, &r.h);
 		fb->host->damage(fb->host->srv, r.x, r.y, r.w, r.h);
 	}
 }
