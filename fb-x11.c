@@ -434,8 +434,8 @@ compare_tile(struct fb *fb, const XImage *img, int ox, int oy, int tx, int ty)
 	for (j = 0; j < h; j++) {
 		uint32_t *dst = fb->shot + (size_t)(y + j) * fb->w + x;
 
-		fb_layout_row(&fb->lay, img_at(img, x - ox, y + j - oy), fb->row,
-		    w);
+		fb_layout_row(&fb->lay, img_at(img, x - ox, y + j - oy),
+		    fb->row, w);
 		if (memcmp(fb->row, dst, (size_t)w * 4) != 0) {
 			memcpy(dst, fb->row, (size_t)w * 4);
 			fb->changed[ty * fb->tw + tx] = 1;
@@ -1251,24 +1251,6 @@ key_up(struct fb *fb, uint32_t keysym)
 
 /* ---- clipboard ---- */
 
-static size_t
-latin1_to_utf8(const char *in, size_t n, char *out)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)in[i];
-
-		if (c < 0x80) {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = (char)(0xc0 | c >> 6);
-			out[o++] = (char)(0x80 | (c & 0x3f));
-		}
-	}
-	return o;
-}
-
 /* In place; what Latin-1 cannot hold, and broken sequences, become '?'. */
 static size_t
 utf8_to_latin1(char *s, size_t n)
@@ -1435,7 +1417,7 @@ sel_in_done(struct fb *fb)
 		return;
 	}
 	if (!fb->in_utf8 && (u = malloc(2 * n + 1)) != NULL)
-		n = latin1_to_utf8(fb->in, n, u);	/* STRING is Latin-1 */
+		n = utf8_of_latin1(fb->in, n, u);	/* STRING is Latin-1 */
 	if (u != NULL && (l = malloc(n + 1)) != NULL) {
 		size_t ln;
 
@@ -2038,7 +2020,7 @@ x11_cut_text(struct fb *fb, const char *text, size_t len)
 		return;
 	}
 	memcpy(l, text, len);
-	sel_own(fb, l, len, u, latin1_to_utf8(text, len, u));
+	sel_own(fb, l, len, u, utf8_of_latin1(text, len, u));
 }
 
 /* A viewer may not resize someone's real screen. */

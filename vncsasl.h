@@ -135,6 +135,25 @@ rect_clip(int *x, int *y, int *w, int *h, int sw, int sh)
 	return *w > 0 && *h > 0;
 }
 
+/* Latin-1 as UTF-8 (the two forms of cut text): out has room for 2n bytes. */
+static inline size_t
+utf8_of_latin1(const char *in, size_t n, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch < 0x80) {
+			out[o++] = (char)ch;
+		} else {
+			out[o++] = (char)(0xc0 | ch >> 6);
+			out[o++] = (char)(0x80 | (ch & 0x3f));
+		}
+	}
+	return o;
+}
+
 /*
  * Helpers for sources that read a real screen (fb-x11.c, fb-linux.c):
  * converting its pixels to XRGB, and comparing it in square tiles.
