@@ -428,25 +428,29 @@ dummy_pointer(struct fb *fb, int x, int y, unsigned buttons)
 	fb->st.buttons = (uint8_t)buttons;
 }
 
+/* A viewer's clipboard: counted in the state, given back through `to`. */
 static void
-dummy_cut_text(struct fb *fb, const char *text, size_t len)
+cut_echo(struct fb *fb, const char *text, size_t len,
+    void (*to)(void *, const char *, size_t))
 {
 	fb->st.ncut = (uint16_t)len;
 	if (len > CUT_MAX)
 		len = CUT_MAX;
 	memcpy(fb->cut, text, len);
-	fb->host->cut_text(fb->host->srv, fb->cut, len);
+	to(fb->host->srv, fb->cut, len);
+}
+
+static void
+dummy_cut_text(struct fb *fb, const char *text, size_t len)
+{
+	cut_echo(fb, text, len, fb->host->cut_text);
 }
 
 /* UTF-8 from an Extended Clipboard viewer: echoed the same way. */
 static void
 dummy_cut_text_utf8(struct fb *fb, const char *text, size_t len)
 {
-	fb->st.ncut = (uint16_t)len;
-	if (len > CUT_MAX)
-		len = CUT_MAX;
-	memcpy(fb->cut, text, len);
-	fb->host->cut_text_utf8(fb->host->srv, fb->cut, len);
+	cut_echo(fb, text, len, fb->host->cut_text_utf8);
 }
 
 static int
