@@ -70,7 +70,8 @@ pixel(int pat, int x, int y, int w, int h, uint32_t frame)
 		    (uint32_t)y * 0x85ebca77u ^ frame * 0xc2b2ae3du) & 0xffffff;
 	if (pat == 'B' && x >= w / 3 && x < w / 3 + w / 4 && y >= h / 3 &&
 	    y < h / 3 + h / 5)
-		return fb_hash((uint32_t)x * 31u ^ (uint32_t)y << 12) & 0xffffff;
+		return fb_hash((uint32_t)x * 31u ^ (uint32_t)y << 12) &
+		    0xffffff;
 	if (pat == 'B' && x >= w - 20 && x < w - 17 && y >= h - 20 &&
 	    y < h - 18)
 		return 0x00ff00;	/* a 3x2 mark: small changes count */
