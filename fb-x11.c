@@ -16,13 +16,15 @@
  * each pass, x11vnc's trick: it finds what damage misses, or everything
  * when the server has no DAMAGE).  Suspect tiles are captured, one request
  * per band of tiles, with MIT-SHM (XGetImage for displays where the shared
- * segment cannot be attached, e.g. remote ones), converted and compared row
- * by row with shot; only tiles whose pixels really differ are reported to
- * the server, as horizontal runs.  Captures after damage are capped at one
- * per FRAME_MS, scans run every SCAN_MS (SCAN_DAMAGE_MS when XDamage is
- * there and scans are a safety net), slowing down to SCAN_BACKOFF times
- * that while they find nothing, so an idle display costs a few small
- * requests a second, and nothing at all while no viewer waits.
+ * segment cannot be attached, e.g. remote ones), converted (vncsasl.h's
+ * fb_layout: channels under 8 bits, as on 16-bit displays, widened by bit
+ * replication) and compared row by row with shot; only tiles whose pixels
+ * really differ are reported to the server, as horizontal runs.  Captures
+ * after damage are capped at one per FRAME_MS, scans run every SCAN_MS
+ * (SCAN_DAMAGE_MS when XDamage is there and scans are a safety net),
+ * slowing down to SCAN_BACKOFF times that while they find nothing, so an
+ * idle display costs a few small requests a second, and nothing at all
+ * while no viewer waits.
  *
  * Events.  Every entry point ends by draining Xlib's queue: a round trip
  * (XSync, a reply) can leave events in the queue, and queued events no
