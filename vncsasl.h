@@ -24,7 +24,8 @@
  *   close()
  *
  * After the interface: small helpers a source may use (clock, clipping,
- * pixel layouts, tile comparison), then fb-dummy's picture for tests.
+ * cut text, pixel layouts, tile comparison), then fb-dummy's picture for
+ * tests.
  */
 #ifndef VNCSASL_H
 #define VNCSASL_H
@@ -253,7 +254,7 @@ fb_layout_row(const struct fb_layout *l, const uint8_t *s, uint32_t *d,
 /*
  * The row of a band of `tile` rows (a power of two) that scan pass `pass`
  * compares: pass numbers bit-reversed (0, 16, 8, 24, 4... for 32), x11vnc's
- * order, so a change k rows high is met within tile / k passes.
+ * order, so a change at least tile / 2^j rows high is met within 2^j passes.
  */
 static inline int
 fb_scan_row(unsigned pass, int tile)
