@@ -4575,7 +4575,6 @@ srv_resized(void *p)
 }
 
 static void clip_set(struct server *, const char *, size_t);
-static size_t utf8_of_latin1(const char *, size_t, char *);
 
 /* The source's clipboard, as Latin-1 or as UTF-8 (clip_set()). */
 static void
@@ -5690,25 +5689,6 @@ utf8_clean(char *s, size_t n)
 		memmove(s + o, s + i, k);
 		o += k;
 		i += k;
-	}
-	return o;
-}
-
-/* Latin-1 as UTF-8: out has room for 2n bytes. */
-static size_t
-utf8_of_latin1(const char *in, size_t n, char *out)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)in[i];
-
-		if (ch < 0x80) {
-			out[o++] = (char)ch;
-		} else {
-			out[o++] = (char)(0xc0 | ch >> 6);
-			out[o++] = (char)(0x80 | (ch & 0x3f));
-		}
 	}
 	return o;
 }

@@ -46,6 +46,8 @@
 #include <X11/Xutil.h>
 #include <X11/extensions/XShm.h>
 
+#include "../vncsasl.h"		/* fb_hash() */
+
 #define CELL	32		/* side of a changing cell */
 #define CELLS	12		/* cells redrawn per frame */
 #define SCROLL	4		/* document rows scrolled per frame */
@@ -60,16 +62,6 @@
 #define OPEN_TRIES 100		/* XOpenDisplay, 0.1 s apart */
 #define SECS_MAX 3600
 
-static uint32_t
-mix(uint32_t a)
-{
-	a ^= a >> 16;
-	a *= 0x7feb352du;
-	a ^= a >> 15;
-	a *= 0x846ca68bu;
-	return a ^ a >> 16;
-}
-
 /*
  * A text-like glyph pixel: line `line`, glyph column gx, pixel (px, py).
  * Glyphs come from an alphabet of GLYPHS shapes, as letters do.
@@ -77,11 +69,11 @@ mix(uint32_t a)
 static int
 glyph_on(uint32_t line, int gx, int px, int py)
 {
-	uint32_t g = mix(line * 7919u + (uint32_t)gx) % GLYPHS;
+	uint32_t g = fb_hash(line * 7919u + (uint32_t)gx) % GLYPHS;
 
 	if (g % 8 == 0 || py < 4 || py >= 16 || px >= 8)
 		return 0;	/* spaces, line spacing, letter spacing */
-	return (mix(g * 977u + (uint32_t)py * 131u) >> (px * 3) & 3) == 0;
+	return (fb_hash(g * 977u + (uint32_t)py * 131u) >> (px * 3) & 3) == 0;
 }
 
 static uint32_t
@@ -286,7 +278,7 @@ page_pixel(int w, int x, uint32_t yy, int glyph)
 	if (py >= PIC_TOP && py < PIC_TOP + PIC_H && x >= w / 2 &&
 	    x < w / 2 + w / 3) {
 		double fx = x, fy = yy;
-		int grain = (int)(mix((uint32_t)x * 7919u + yy) & 15) - 8;
+		int grain = (int)(fb_hash((uint32_t)x * 7919u + yy) & 15) - 8;
 		int r = 128 + (int)(90 * sin(fx * 0.021 + fy * 0.013)) + grain;
 		int g = 128 + (int)(90 * sin(fx * 0.017 - fy * 0.019 + 1)) + grain;
 		int b = 128 + (int)(90 * sin((fx + fy) * 0.011 + 2)) + grain;
@@ -472,9 +464,9 @@ main(int argc, char **argv)
 				x = cell_x[i] = (int)(lcg >> 8) % (cv.w / CELL) * CELL;
 				lcg = lcg * 1103515245u + 12345u;
 				y = cell_y[i] = (int)(lcg >> 8) % (cv.h / CELL) * CELL;
-				XSetForeground(cv.dpy, cv.gc, mix(f * 64 + (uint32_t)i) & 0xffffff);
+				XSetForeground(cv.dpy, cv.gc, fb_hash(f * 64 + (uint32_t)i) & 0xffffff);
 				XFillRectangle(cv.dpy, cv.win, cv.gc, x, y, CELL, CELL);
-				XSetForeground(cv.dpy, cv.gc, mix(f * 64 + (uint32_t)i + 32) & 0xffffff);
+				XSetForeground(cv.dpy, cv.gc, fb_hash(f * 64 + (uint32_t)i + 32) & 0xffffff);
 				XFillRectangle(cv.dpy, cv.win, cv.gc, x + CELL / 4, y + CELL / 4,
 				    CELL / 2, CELL / 2);
 			}
