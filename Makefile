@@ -127,7 +127,7 @@ vncsasl-static: .fbstamp-$(FB) vncsasl.c vncsasl.h $(FB_OBJ:.o=.c) contrib/p11-k
 deps:
 	sh tests/deps.sh build
 
-# vncsasl against x11vnc on one Xvfb, and alone (bench/run.sh says how).
+# vncsasl, x11vnc and x0vncserver over shaped links, as root (bench/run.sh says how).
 bench:
 	bash bench/run.sh
 

@@ -125,31 +125,21 @@ noise_top(int h)
 }
 
 static uint32_t
-mix(uint32_t a)			/* an integer hash: deterministic noise */
-{
-	a ^= a >> 16;
-	a *= 0x7feb352du;
-	a ^= a >> 15;
-	a *= 0x846ca68bu;
-	return a ^ a >> 16;
-}
-
-static uint32_t
 noise_pixel(int w, uint32_t frame, int x, int y)
 {
-	uint32_t r = mix((uint32_t)x * 0x9e3779b1u ^ (uint32_t)y * 0x85ebca77u ^
-	    frame * 0xc2b2ae3du);
+	uint32_t r = fb_hash((uint32_t)x * 0x9e3779b1u ^
+	    (uint32_t)y * 0x85ebca77u ^ frame * 0xc2b2ae3du);
 
 	if (x < w / 3)			/* every colour */
 		return r & 0xffffff;
 	if (x < 2 * w / 3)		/* runs of 1, 2, 4, 8 from 96 colours */
-		return mix(mix((uint32_t)(x >> (y % 4)) ^ (uint32_t)y << 16 ^
-		    frame << 8) % 96 + 1) & 0xffffff;
+		return fb_hash(fb_hash((uint32_t)(x >> (y % 4)) ^
+		    (uint32_t)y << 16 ^ frame << 8) % 96 + 1) & 0xffffff;
 	if (x < 5 * w / 6)		/* 2, 4 or 12 colours, no runs */
-		return mix(r % (y / 16 % 3 == 0 ? 2 : y / 16 % 3 == 1 ? 4 : 12) +
-		    1000) & 0xffffff;
-	return mix((uint32_t)(x / 64) ^ (uint32_t)(y / 64) << 12 ^ frame << 20) &
-	    0xffffff;			/* solid blocks */
+		return fb_hash(r % (y / 16 % 3 == 0 ? 2 : y / 16 % 3 == 1 ?
+		    4 : 12) + 1000) & 0xffffff;
+	return fb_hash((uint32_t)(x / 64) ^ (uint32_t)(y / 64) << 12 ^
+	    frame << 20) & 0xffffff;	/* solid blocks */
 }
 
 /* Smooth waves of colour plus a grain of +-12 levels per channel. */
@@ -465,25 +455,29 @@ dummy_pointer(struct fb *fb, int x, int y, unsigned buttons)
 	fb->st.buttons = (uint8_t)buttons;
 }
 
+/* A viewer's clipboard: counted in the state, given back through `to`. */
 static void
-dummy_cut_text(struct fb *fb, const char *text, size_t len)
+cut_echo(struct fb *fb, const char *text, size_t len,
+    void (*to)(void *, const char *, size_t))
 {
 	fb->st.ncut = (uint16_t)len;
 	if (len > CUT_MAX)
 		len = CUT_MAX;
 	memcpy(fb->cut, text, len);
-	fb->host->cut_text(fb->host->srv, fb->cut, len);
+	to(fb->host->srv, fb->cut, len);
+}
+
+static void
+dummy_cut_text(struct fb *fb, const char *text, size_t len)
+{
+	cut_echo(fb, text, len, fb->host->cut_text);
 }
 
 /* UTF-8 from an Extended Clipboard viewer: echoed the same way. */
 static void
 dummy_cut_text_utf8(struct fb *fb, const char *text, size_t len)
 {
-	fb->st.ncut = (uint16_t)len;
-	if (len > CUT_MAX)
-		len = CUT_MAX;
-	memcpy(fb->cut, text, len);
-	fb->host->cut_text_utf8(fb->host->srv, fb->cut, len);
+	cut_echo(fb, text, len, fb->host->cut_text_utf8);
 }
 
 static int

@@ -175,15 +175,6 @@ struct drm_mode_map_dumb {
 
 /* ---- types ---- */
 
-/* How a device pixel holds its colour. */
-struct layout {
-	int bpp;		/* 16, 24 or 32 */
-	int big;		/* bytes most significant first */
-	int shift[3], bits[3];	/* red, green, blue */
-	int fast;		/* 32 bpp host order, r/g/b at 16/8/0 */
-	uint8_t *lut[3];	/* channel value -> 8 bits, for bits <= 8 */
-};
-
 enum kind { FBDEV, DRM };
 
 struct fb {
@@ -202,7 +193,7 @@ struct fb {
 	int dw, dh;		/* device picture */
 	size_t pitch;		/* bytes from one device row to the next */
 	int bypp;		/* bytes per device pixel */
-	struct layout lay;
+	struct fb_layout lay;	/* how a device pixel holds its colour */
 	const uint8_t *base;	/* top-left visible pixel */
 	void *map;		/* the mapping base points into */
 	size_t map_len;
@@ -278,99 +269,9 @@ fourcc_name(uint32_t f, char out[8])
 
 /* ---- pixel layouts ---- */
 
-static void
-layout_free(struct layout *l)
-{
-	int i;
-
-	for (i = 0; i < 3; i++) {
-		free(l->lut[i]);
-		l->lut[i] = NULL;
-	}
-}
-
-/*
- * Check and complete a layout whose bpp, big, shift and bits are set.
- * -1 if it is not one we can read (fields outside the pixel, wider than
- * 16 bits or empty).
- */
-static int
-layout_setup(struct layout *l)
-{
-	const union {
-		uint16_t s;
-		uint8_t b[2];
-	} endian = { 1 };
-	int i, host_big = endian.b[0] == 0;
-
-	if (l->bpp != 16 && l->bpp != 24 && l->bpp != 32)
-		return -1;
-	for (i = 0; i < 3; i++) {
-		int v, b = l->bits[i];
-
-		if (b < 1 || b > 16 || l->shift[i] < 0 ||
-		    l->shift[i] + b > l->bpp)
-			return -1;
-		if (b > 8)
-			continue;
-		if ((l->lut[i] = malloc((size_t)1 << b)) == NULL)
-			return -1;
-		for (v = 0; v < 1 << b; v++) {
-			/* bit replication: abc -> abcabcab */
-			unsigned o = 0;
-			int have = 0;
-
-			while (have < 8) {
-				o = o << b | (unsigned)v;
-				have += b;
-			}
-			l->lut[i][v] = (uint8_t)(o >> (have - 8));
-		}
-	}
-	l->fast = l->bpp == 32 && l->big == host_big &&
-	    l->shift[0] == 16 && l->shift[1] == 8 && l->shift[2] == 0 &&
-	    l->bits[0] == 8 && l->bits[1] == 8 && l->bits[2] == 8;
-	return 0;
-}
-
-static void
-convert_row(const struct layout *l, const uint8_t *s, uint32_t *d, int n)
-{
-	int i, k, bytes = l->bpp / 8;
-
-	if (l->fast) {
-		for (i = 0; i < n; i++) {
-			uint32_t v;
-
-			memcpy(&v, s + (size_t)i * 4, 4);
-			d[i] = v & 0xffffff;
-		}
-		return;
-	}
-	for (i = 0; i < n; i++, s += bytes) {
-		uint32_t p = 0, out = 0;
-		int c;
-
-		for (k = 0; k < bytes; k++)
-			if (l->big)
-				p = p << 8 | s[k];
-			else
-				p |= (uint32_t)s[k] << (8 * k);
-		for (c = 0; c < 3; c++) {
-			uint32_t v = p >> l->shift[c] &
-			    ((1u << l->bits[c]) - 1);
-
-			v = l->bits[c] <= 8 ? l->lut[c][v] :
-			    v >> (l->bits[c] - 8);
-			out = out << 8 | v;
-		}
-		d[i] = out;
-	}
-}
-
 /* "RGB565", "XRGB8888"... for the log; "r16:8 g8:8 b0:8 32bpp" otherwise */
 static void
-layout_name(const struct layout *l, char *out, size_t len)
+layout_name(const struct fb_layout *l, char *out, size_t len)
 {
 	static const struct {
 		int bpp, sr, br, sg, bg, sb, bb;
@@ -463,53 +364,45 @@ buffers_setup(struct fb *fb)
 	return 0;
 }
 
-/* Viewer rectangle of device rectangle (x, y, w, h), in place. */
+/*
+ * Rectangle (x, y, w, h) of a sw x sh picture, in place: where it lies
+ * once the picture is turned rot degrees clockwise.
+ */
 static void
-rot_rect(const struct fb *fb, int *x, int *y, int *w, int *h)
+turn(int rot, int sw, int sh, int *x, int *y, int *w, int *h)
 {
 	int ox = *x, oy = *y, ow = *w, oh = *h;
 
-	switch (fb->rot) {
+	switch (rot) {
 	case 90:
-		*x = fb->dh - oy - oh;
+		*x = sh - oy - oh;
 		*y = ox;
 		*w = oh;
 		*h = ow;
 		break;
 	case 180:
-		*x = fb->dw - ox - ow;
-		*y = fb->dh - oy - oh;
+		*x = sw - ox - ow;
+		*y = sh - oy - oh;
 		break;
 	case 270:
 		*x = oy;
-		*y = fb->dw - ox - ow;
+		*y = sw - ox - ow;
 		*w = oh;
 		*h = ow;
 		break;
 	}
 }
 
-/* Device point of viewer point (vx, vy). */
+/* Device point of viewer point (vx, vy): the viewer's picture turned back. */
 static void
 unrot_point(const struct fb *fb, int vx, int vy, int *x, int *y)
 {
-	switch (fb->rot) {
-	case 90:
-		*x = vy;
-		*y = fb->dh - 1 - vx;
-		break;
-	case 180:
-		*x = fb->dw - 1 - vx;
-		*y = fb->dh - 1 - vy;
-		break;
-	case 270:
-		*x = fb->dw - 1 - vy;
-		*y = vx;
-		break;
-	default:
-		*x = vx;
-		*y = vy;
-	}
+	int w = 1, h = 1, turned = fb->rot % 180 != 0;
+
+	*x = vx;
+	*y = vy;
+	turn((360 - fb->rot) % 360, turned ? fb->dh : fb->dw,
+	    turned ? fb->dw : fb->dh, x, y, &w, &h);
 }
 
 /* Row y of device pixels [x0, x0 + n) from the shadow into px, turned. */
@@ -523,7 +416,7 @@ put_row(struct fb *fb, int x0, int y, int n)
 
 	if (fb->shared)
 		return;		/* compare_suspects() wrote px already */
-	convert_row(&fb->lay, s, fb->xrow, n);
+	fb_layout_row(&fb->lay, s, fb->xrow, n);
 	switch (fb->rot) {
 	case 90:	/* device (x, y) -> viewer (dh-1-y, x) */
 		d = fb->px + (size_t)x0 * fb->vw + (fb->dh - 1 - y);
@@ -572,7 +465,7 @@ read_row(struct fb *fb, int y, int x0, int x1)
 	memcpy(fb->row + off, fb->base + (size_t)y * fb->pitch + off,
 	    (size_t)(x1 - x0) * fb->bypp);
 	if (fb->shared)
-		convert_row(&fb->lay, fb->row + off, (uint32_t *)(void *)
+		fb_layout_row(&fb->lay, fb->row + off, (uint32_t *)(void *)
 		    (fb->row + off), x1 - x0);
 	return fb->row;
 }
@@ -584,27 +477,16 @@ read_row(struct fb *fb, int y, int x0, int x1)
 static void
 scan(struct fb *fb)
 {
-	static const uint8_t order[TILE] = {
-		0, 16, 8, 24, 4, 20, 12, 28, 2, 18, 10, 26, 6, 22, 14, 30,
-		1, 17, 9, 25, 5, 21, 13, 29, 3, 19, 11, 27, 7, 23, 15, 31,
-	};
 	size_t rowb = (size_t)fb->dw * fb->bypp, tb = (size_t)TILE * fb->bypp;
-	int ty, tx;
+	int ty, row = fb_scan_row(fb->pass, TILE);
 
 	for (ty = 0; ty < fb->th; ty++) {
 		int rows = fb->dh - ty * TILE < TILE ? fb->dh - ty * TILE : TILE;
-		int y = ty * TILE + order[fb->pass % TILE] % rows;
-		const uint8_t *r = read_row(fb, y, 0, fb->dw);
-		const uint8_t *old = fb->shadow + (size_t)y * rowb;
-		uint8_t *s = fb->suspect + (size_t)ty * fb->tw;
+		int y = ty * TILE + row % rows;
 
-		for (tx = 0; tx < fb->tw; tx++) {
-			size_t o = (size_t)tx * tb;
-			size_t n = o + tb <= rowb ? tb : rowb - o;
-
-			if (!s[tx] && memcmp(r + o, old + o, n) != 0)
-				s[tx] = 1;
-		}
+		fb_row_diff(fb->suspect + (size_t)ty * fb->tw,
+		    read_row(fb, y, 0, fb->dw), fb->shadow + (size_t)y * rowb,
+		    rowb, tb);
 	}
 }
 
@@ -618,16 +500,10 @@ compare_suspects(struct fb *fb)
 	for (ty = 0; ty < fb->th; ty++) {
 		uint8_t *s = fb->suspect + (size_t)ty * fb->tw;
 		uint8_t *c = fb->changed + (size_t)ty * fb->tw;
-		int x0 = -1, x1 = -1, y0 = ty * TILE;
+		int x0, x1, y0 = ty * TILE;
 		int y1 = y0 + TILE < fb->dh ? y0 + TILE : fb->dh;
 
-		for (tx = 0; tx < fb->tw; tx++)
-			if (s[tx]) {
-				if (x0 < 0)
-					x0 = tx;
-				x1 = tx;
-			}
-		if (x0 < 0)
+		if (!fb_span(s, fb->tw, &x0, &x1))
 			continue;
 		for (j = y0; j < y1; j++) {
 			int px1 = (x1 + 1) * TILE < fb->dw ? (x1 + 1) * TILE :
@@ -654,37 +530,23 @@ compare_suspects(struct fb *fb)
 static void
 report(struct fb *fb)
 {
-	int tx, ty, j;
+	struct fb_run r = { 0 };
+	int j, k;
 
 	memset(fb->hot, 0, (size_t)fb->tw * fb->th);
-	for (ty = 0; ty < fb->th; ty++) {
-		uint8_t *c = fb->changed + (size_t)ty * fb->tw;
-
-		for (tx = 0; tx < fb->tw; tx++) {
-			int t0 = tx, x, y, w, h, k;
-
-			if (!c[tx])
-				continue;
-			while (tx < fb->tw && c[tx])
-				c[tx++] = 0;
-			x = t0 * TILE;
-			y = ty * TILE;
-			w = (tx * TILE < fb->dw ? tx * TILE : fb->dw) - x;
-			h = ((ty + 1) * TILE < fb->dh ? (ty + 1) * TILE :
-			    fb->dh) - y;
-			for (j = y; j < y + h; j++)
-				put_row(fb, x, j, w);
-			for (k = t0 > 0 ? t0 - 1 : 0; k <= tx && k < fb->tw;
-			    k++) {
-				fb->hot[(size_t)ty * fb->tw + k] = 1;
-				if (ty > 0)
-					fb->hot[(size_t)(ty - 1) * fb->tw + k] = 1;
-				if (ty + 1 < fb->th)
-					fb->hot[(size_t)(ty + 1) * fb->tw + k] = 1;
-			}
-			rot_rect(fb, &x, &y, &w, &h);
-			fb->host->damage(fb->host->srv, x, y, w, h);
+	while (fb_run_next(&r, fb->changed, TILE, fb->dw, fb->dh)) {
+		for (j = r.y; j < r.y + r.h; j++)
+			put_row(fb, r.x, j, r.w);
+		for (k = r.tx0 > 0 ? r.tx0 - 1 : 0; k <= r.tx1 && k < fb->tw;
+		    k++) {
+			fb->hot[(size_t)r.ty * fb->tw + k] = 1;
+			if (r.ty > 0)
+				fb->hot[(size_t)(r.ty - 1) * fb->tw + k] = 1;
+			if (r.ty + 1 < fb->th)
+				fb->hot[(size_t)(r.ty + 1) * fb->tw + k] = 1;
 		}
+		turn(fb->rot, fb->dw, fb->dh, &r.x, &r.y, &r.w, &r.h);
+		fb->host->damage(fb->host->srv, r.x, r.y, r.w, r.h);
 	}
 }
 
@@ -724,8 +586,8 @@ capture_all(struct fb *fb)
 		    fb->base + (size_t)y * fb->pitch, (size_t)fb->dw *
 		    fb->bypp);
 		if (fb->shared)	/* in place: the X byte cleared */
-			convert_row(&fb->lay, fb->shadow + (size_t)y * fb->dw *
-			    4, fb->px + (size_t)y * fb->dw, fb->dw);
+			fb_layout_row(&fb->lay, fb->shadow + (size_t)y *
+			    fb->dw * 4, fb->px + (size_t)y * fb->dw, fb->dw);
 		else
 			put_row(fb, 0, y, fb->dw);
 	}
@@ -753,7 +615,7 @@ static int
 fbdev_setup(struct fb *fb, const struct fb_var_screeninfo *v,
     const struct fb_fix_screeninfo *f, char *err, size_t errlen)
 {
-	struct layout l;
+	struct fb_layout l;
 	long page = sysconf(_SC_PAGESIZE);
 	size_t off, need;
 
@@ -773,17 +635,8 @@ fbdev_setup(struct fb *fb, const struct fb_var_screeninfo *v,
 	l.bits[1] = (int)v->green.length;
 	l.shift[2] = (int)v->blue.offset;
 	l.bits[2] = (int)v->blue.length;
-	l.big = 0;
-	{
-		const union {
-			uint16_t s;
-			uint8_t b[2];
-		} endian = { 1 };
-
-		l.big = endian.b[0] == 0;	/* fbdev: CPU order */
-	}
-	if (layout_setup(&l) < 0) {
-		layout_free(&l);
+	l.big = fb_host_big();	/* fbdev: CPU order */
+	if (l.bpp < 16 || fb_layout_setup(&l) < 0) {
 		snprintf(err, errlen, "%s: %u bpp with red %u:%u green %u:%u "
 		    "blue %u:%u: not a layout this source reads (16, 24 or "
 		    "32 bpp)", fb->path, v->bits_per_pixel, v->red.offset,
@@ -797,7 +650,6 @@ fbdev_setup(struct fb *fb, const struct fb_var_screeninfo *v,
 	if (v->xres < 1 || v->yres < 1 || v->xres > MAX_WH || v->yres > MAX_WH ||
 	    f->line_length < v->xres * (v->bits_per_pixel / 8) ||
 	    need > f->smem_len) {
-		layout_free(&l);
 		snprintf(err, errlen, "%s: %ux%u at +%u+%u, line %u bytes, in "
 		    "%u bytes of video memory: does not fit (or over %d)",
 		    fb->path, v->xres, v->yres, v->xoffset, v->yoffset,
@@ -811,7 +663,6 @@ fbdev_setup(struct fb *fb, const struct fb_var_screeninfo *v,
 
 		m = mmap(NULL, len, PROT_READ, MAP_SHARED, fb->fd, 0);
 		if (m == MAP_FAILED) {
-			layout_free(&l);
 			snprintf(err, errlen, "%s: mmap of %zu bytes: %s",
 			    fb->path, len, strerror(errno));
 			return -1;
@@ -820,7 +671,6 @@ fbdev_setup(struct fb *fb, const struct fb_var_screeninfo *v,
 		fb->map = m;
 		fb->map_len = len;
 	}
-	layout_free(&fb->lay);
 	fb->lay = l;
 	fb->bypp = l.bpp / 8;
 	fb->dw = (int)v->xres;
@@ -890,7 +740,7 @@ drm_unmap(struct fb *fb)
 
 /* The layout of a fourcc (little-endian unless DRM_FORMAT_BIG_ENDIAN). */
 static int
-drm_layout(uint32_t fourcc, struct layout *l)
+drm_layout(uint32_t fourcc, struct fb_layout *l)
 {
 	static const struct {
 		uint32_t fourcc;
@@ -928,7 +778,7 @@ drm_layout(uint32_t fourcc, struct layout *l)
 			l->bits[1] = fmt[i].bg;
 			l->shift[2] = fmt[i].sb;
 			l->bits[2] = fmt[i].bb;
-			return layout_setup(l);
+			return fb_layout_setup(l);
 		}
 	return -1;
 }
@@ -1091,7 +941,7 @@ drm_map_fb(struct fb *fb, uint32_t fb_id, int x, int y, int w, int h,
     char *err, size_t errlen)
 {
 	struct drm_buf b;
-	struct layout l;
+	struct fb_layout l;
 	size_t len, need;
 	void *m;
 	int dmabuf, bypp;
@@ -1122,7 +972,6 @@ drm_map_fb(struct fb *fb, uint32_t fb_id, int x, int y, int w, int h,
 		goto fail;
 	}
 	drm_unmap(fb);
-	layout_free(&fb->lay);
 	fb->lay = l;
 	fb->map = m;
 	fb->map_len = len;
@@ -1140,7 +989,6 @@ drm_map_fb(struct fb *fb, uint32_t fb_id, int x, int y, int w, int h,
 	    (size_t)x * bypp;
 	return 0;
 fail:
-	layout_free(&l);
 	gem_close(fb, b.handle);
 	return -1;
 }
@@ -1927,7 +1775,6 @@ linux_close(struct fb *fb)
 		unmap(fb);
 	if (fb->fd >= 0)
 		close(fb->fd);
-	layout_free(&fb->lay);
 	buffers_free(fb);
 	free(fb);
 }

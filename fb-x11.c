@@ -16,13 +16,15 @@
  * each pass, x11vnc's trick: it finds what damage misses, or everything
  * when the server has no DAMAGE).  Suspect tiles are captured, one request
  * per band of tiles, with MIT-SHM (XGetImage for displays where the shared
- * segment cannot be attached, e.g. remote ones), converted and compared row
- * by row with shot; only tiles whose pixels really differ are reported to
- * the server, as horizontal runs.  Captures after damage are capped at one
- * per FRAME_MS, scans run every SCAN_MS (SCAN_DAMAGE_MS when XDamage is
- * there and scans are a safety net), slowing down to SCAN_BACKOFF times
- * that while they find nothing, so an idle display costs a few small
- * requests a second, and nothing at all while no viewer waits.
+ * segment cannot be attached, e.g. remote ones), converted (vncsasl.h's
+ * fb_layout: channels under 8 bits, as on 16-bit displays, widened by bit
+ * replication) and compared row by row with shot; only tiles whose pixels
+ * really differ are reported to the server, as horizontal runs.  Captures
+ * after damage are capped at one per FRAME_MS, scans run every SCAN_MS
+ * (SCAN_DAMAGE_MS when XDamage is there and scans are a safety net),
+ * slowing down to SCAN_BACKOFF times that while they find nothing, so an
+ * idle display costs a few small requests a second, and nothing at all
+ * while no viewer waits.
  *
  * Events.  Every entry point ends by draining Xlib's queue: a round trip
  * (XSync, a reply) can leave events in the queue, and queued events no
@@ -118,14 +120,6 @@ struct rect {
 	int x, y, w, h;
 };
 
-/* How the X image format maps to XRGB. */
-struct conv {
-	int bpp;		/* 8, 16, 24 or 32 bits per pixel */
-	int msb;		/* image byte order is MSBFirst */
-	int fast;		/* 32 bpp, host order, r/g/b bytes at 16/8/0 */
-	int shift[3], bits[3];	/* red, green, blue in the pixel */
-};
-
 /* Keyboard state as XTEST must work around it. */
 struct kstate {
 	unsigned eff;		/* effective modifiers */
@@ -165,7 +159,7 @@ struct fb {
 	uint32_t *row;		/* one converted row */
 	uint8_t *suspect;	/* per tile: may differ from shot */
 	uint8_t *changed;	/* per tile: differs, not reported yet */
-	struct conv conv;
+	struct fb_layout lay;	/* how X's pixels map to XRGB */
 
 	int shm_ok, shm_warned;
 	XShmSegmentInfo shm;
@@ -282,70 +276,29 @@ popcount(unsigned v)
 
 /* ---- pixel formats ---- */
 
+/* The layout of X's images from one of them and the visual's masks. */
 static int
-conv_setup(struct conv *c, const XImage *img, const Visual *vis)
+layout_setup(struct fb_layout *l, const XImage *img, const Visual *vis)
 {
 	const unsigned long mask[3] = { vis->red_mask, vis->green_mask,
 	    vis->blue_mask };
-	const union {
-		uint16_t s;
-		uint8_t b[2];
-	} endian = { 1 };
 	int i;
 
-	c->bpp = img->bits_per_pixel;
-	if (c->bpp != 8 && c->bpp != 16 && c->bpp != 24 && c->bpp != 32)
-		return -1;
-	c->msb = img->byte_order == MSBFirst;
+	l->bpp = img->bits_per_pixel;
+	l->big = img->byte_order == MSBFirst;
 	for (i = 0; i < 3; i++) {
 		unsigned long m = mask[i];
 
-		if (m == 0 || (c->bpp < 32 && m >> c->bpp))
+		if (m == 0)
 			return -1;
-		for (c->shift[i] = 0; !(m & 1); m >>= 1)
-			c->shift[i]++;
-		for (c->bits[i] = 0; m & 1; m >>= 1)
-			c->bits[i]++;
-		if (m != 0 || c->bits[i] > 16)
+		for (l->shift[i] = 0; !(m & 1); m >>= 1)
+			l->shift[i]++;
+		for (l->bits[i] = 0; m & 1; m >>= 1)
+			l->bits[i]++;
+		if (m != 0)
 			return -1;	/* not one contiguous field */
 	}
-	c->fast = c->bpp == 32 && c->msb == (endian.b[0] == 0) &&
-	    mask[0] == 0xff0000 && mask[1] == 0xff00 && mask[2] == 0xff;
-	return 0;
-}
-
-static uint32_t
-chan(const struct conv *c, int i, uint32_t p)
-{
-	uint32_t max = (1u << c->bits[i]) - 1, v = p >> c->shift[i] & max;
-
-	return c->bits[i] >= 8 ? v >> (c->bits[i] - 8) : v * 255 / max;
-}
-
-static void
-conv_row(const struct conv *c, const unsigned char *s, uint32_t *d, int n)
-{
-	int i, k, bytes = c->bpp / 8;
-
-	if (c->fast) {
-		for (i = 0; i < n; i++) {
-			uint32_t v;
-
-			memcpy(&v, s + (size_t)i * 4, 4);
-			d[i] = v & 0xffffff;
-		}
-		return;
-	}
-	for (i = 0; i < n; i++, s += bytes) {
-		uint32_t p = 0;
-
-		for (k = 0; k < bytes; k++)
-			if (c->msb)
-				p = p << 8 | s[k];
-			else
-				p |= (uint32_t)s[k] << (8 * k);
-		d[i] = chan(c, 0, p) << 16 | chan(c, 1, p) << 8 | chan(c, 2, p);
-	}
+	return fb_layout_setup(l);
 }
 
 /* ---- capture ---- */
@@ -469,17 +422,7 @@ mark_rect(struct fb *fb, int x, int y, int w, int h)
 static int
 band_span(const struct fb *fb, int ty, int *x0, int *x1)
 {
-	const uint8_t *s = fb->suspect + (size_t)ty * fb->tw;
-	int tx;
-
-	*x0 = *x1 = -1;
-	for (tx = 0; tx < fb->tw; tx++)
-		if (s[tx]) {
-			if (*x0 < 0)
-				*x0 = tx;
-			*x1 = tx;
-		}
-	return *x0 >= 0;
+	return fb_span(fb->suspect + (size_t)ty * fb->tw, fb->tw, x0, x1);
 }
 
 /* Compare tile (tx,ty) of img (whose top-left is screen ox,oy) with shot. */
@@ -493,8 +436,8 @@ compare_tile(struct fb *fb, const XImage *img, int ox, int oy, int tx, int ty)
 	for (j = 0; j < h; j++) {
 		uint32_t *dst = fb->shot + (size_t)(y + j) * fb->w + x;
 
-		conv_row(&fb->conv, img_at(img, x - ox, y + j - oy), fb->row,
-		    w);
+		fb_layout_row(&fb->lay, img_at(img, x - ox, y + j - oy),
+		    fb->row, w);
 		if (memcmp(fb->row, dst, (size_t)w * 4) != 0) {
 			memcpy(dst, fb->row, (size_t)w * 4);
 			fb->changed[ty * fb->tw + tx] = 1;
@@ -546,30 +489,20 @@ capture_suspects(struct fb *fb)
 static int
 scan(struct fb *fb)
 {
-	static const uint8_t order[TILE] = {
-		0, 16, 8, 24, 4, 20, 12, 28, 2, 18, 10, 26, 6, 22, 14, 30,
-		1, 17, 9, 25, 5, 21, 13, 29, 3, 19, 11, 27, 7, 23, 15, 31,
-	};
-	int y, tx, found = 0;
+	int y, found = 0;
 
-	for (y = order[fb->scan_pass++ % TILE]; y < fb->h; y += TILE) {
-		const uint32_t *old = fb->shot + (size_t)y * fb->w;
-		uint8_t *s = fb->suspect + (size_t)(y / TILE) * fb->tw;
+	for (y = fb_scan_row(fb->scan_pass++, TILE); y < fb->h; y += TILE) {
 		XImage *img;
 
 		if ((img = capture(fb, 0, y, fb->w, 1)) == NULL)
 			return -1;
-		conv_row(&fb->conv, (const unsigned char *)img->data, fb->row,
-		    fb->w);
+		fb_layout_row(&fb->lay, (const unsigned char *)img->data,
+		    fb->row, fb->w);
 		XDestroyImage(img);
-		for (tx = 0; tx < fb->tw; tx++) {
-			int x = tx * TILE;
-			int n = fb->w - x < TILE ? fb->w - x : TILE;
-
-			if (!s[tx] && memcmp(fb->row + x, old + x,
-			    (size_t)n * 4) != 0)
-				s[tx] = found = 1;
-		}
+		if (fb_row_diff(fb->suspect + (size_t)(y / TILE) * fb->tw,
+		    fb->row, fb->shot + (size_t)y * fb->w, (size_t)fb->w * 4,
+		    TILE * 4))
+			found = 1;
 	}
 	return found;
 }
@@ -748,28 +681,15 @@ cursor_blend(struct fb *fb, int cx, int cy)
 static void
 report(struct fb *fb, long long now)
 {
-	int tx, ty, any = 0, moved = 0, cx = 0, cy = 0, show = 0;
+	struct fb_run run = { 0 };
+	int any = 0, moved = 0, cx = 0, cy = 0, show = 0;
 
-	for (ty = 0; ty < fb->th; ty++) {
-		uint8_t *c = fb->changed + (size_t)ty * fb->tw;
+	while (fb_run_next(&run, fb->changed, TILE, fb->w, fb->h)) {
+		struct rect r = { run.x, run.y, run.w, run.h };
 
-		for (tx = 0; tx < fb->tw; tx++) {
-			struct rect r;
-			int t0 = tx;
-
-			if (!c[tx])
-				continue;
-			while (tx < fb->tw && c[tx])
-				c[tx++] = 0;
-			r.x = t0 * TILE;
-			r.y = ty * TILE;
-			r.w = (tx * TILE < fb->w ? tx * TILE : fb->w) - r.x;
-			r.h = ((ty + 1) * TILE < fb->h ? (ty + 1) * TILE :
-			    fb->h) - r.y;
-			copy_rect(fb, &r);
-			fb->host->damage(fb->host->srv, r.x, r.y, r.w, r.h);
-			any = 1;
-		}
+		copy_rect(fb, &r);
+		fb->host->damage(fb->host->srv, r.x, r.y, r.w, r.h);
+		any = 1;
 	}
 	if (fb->draw_cursor && fb->cur != NULL &&
 	    (fb->cursor_dirty || any || now - fb->last_ptr >= CURSOR_MS)) {
@@ -1333,24 +1253,6 @@ key_up(struct fb *fb, uint32_t keysym)
 
 /* ---- clipboard ---- */
 
-static size_t
-latin1_to_utf8(const char *in, size_t n, char *out)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)in[i];
-
-		if (c < 0x80) {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = (char)(0xc0 | c >> 6);
-			out[o++] = (char)(0x80 | (c & 0x3f));
-		}
-	}
-	return o;
-}
-
 /* In place; what Latin-1 cannot hold, and broken sequences, become '?'. */
 static size_t
 utf8_to_latin1(char *s, size_t n)
@@ -1517,7 +1419,7 @@ sel_in_done(struct fb *fb)
 		return;
 	}
 	if (!fb->in_utf8 && (u = malloc(2 * n + 1)) != NULL)
-		n = latin1_to_utf8(fb->in, n, u);	/* STRING is Latin-1 */
+		n = utf8_of_latin1(fb->in, n, u);	/* STRING is Latin-1 */
 	if (u != NULL && (l = malloc(n + 1)) != NULL) {
 		size_t ln;
 
@@ -1772,7 +1674,7 @@ x11_open(const char *arg, const struct fb_host *host, char *err,
 		    DisplayString(fb->dpy));
 		goto fail;
 	}
-	if (conv_setup(&fb->conv, img, fb->vis) < 0) {
+	if (layout_setup(&fb->lay, img, fb->vis) < 0) {
 		snprintf(err, errlen, "X display %s: pixel format of %d bpp, "
 		    "masks %lx/%lx/%lx not supported", DisplayString(fb->dpy),
 		    img->bits_per_pixel, fb->vis->red_mask,
@@ -2120,7 +2022,7 @@ x11_cut_text(struct fb *fb, const char *text, size_t len)
 		return;
 	}
 	memcpy(l, text, len);
-	sel_own(fb, l, len, u, latin1_to_utf8(text, len, u));
+	sel_own(fb, l, len, u, utf8_of_latin1(text, len, u));
 }
 
 /* A viewer may not resize someone's real screen. */

@@ -6142,7 +6142,6 @@ srv_resized(void *p)
 }
 
 static void clip_set(struct server *, const char *, size_t);
-static size_t utf8_of_latin1(const char *, size_t, char *);
 
 /* The source's clipboard, as Latin-1 or as UTF-8 (clip_set()). */
 static void
@@ -6585,6 +6584,9 @@ cl_waiting(const struct client *c)
  * ------------------------------------------------------------------- */
 
 #define PING_LEN	6	/* "vs" and the ping's 32-bit number */
+#define PACE_RECHECK_MS	10	/* window full, round trip unknown: look
+				   again after this (the socket's queue
+				   drains without telling us) */
 
 /* Bytes handed to this viewer's stream so far. */
 static uint64_t
@@ -6913,11 +6915,13 @@ cl_paced(struct client *c, long long now)
 		c->pace_at = 0;
 		return 1;
 	}
-	if (p->base_rtt > 0) {	/* when the window should have drained */
-		wait = (long long)((in - p->cwnd) * (unsigned)p->base_rtt /
-		    p->cwnd) + 2;
-		c->pace_at = now + (wait > 1000 ? 1000 : wait);
-	}
+	/* when the window should have drained; with no round trip known
+	 * (a reset after a pause, while the socket still holds a big frame)
+	 * nothing else would wake us: the kernel's queue drains without an
+	 * event, so look again soon */
+	wait = p->base_rtt > 0 ? (long long)((in - p->cwnd) *
+	    (unsigned)p->base_rtt / p->cwnd) + 2 : PACE_RECHECK_MS;
+	c->pace_at = now + (wait > 1000 ? 1000 : wait);
 	return 0;
 }
 
@@ -7252,8 +7256,14 @@ msg_enable_cu(struct client *c, struct rd *r)
 		logx(c->srv, LOG_INFO, "peer=%s continuous updates on in "
 		    "%dx%d+%d+%d", c->peer, a.w, a.h, a.x, a.y);
 	c->cu_area = a;		/* clipped to the screen when used */
-	if (!c->cu_on)
+	if (!c->cu_on) {
 		c->want_update = 0;	/* pending requests: the area now */
+		/* what the request path sent (the first frame, megabytes
+		 * perhaps) is measured by a fence after it, or the window
+		 * would count it as in flight for many round trips */
+		if (stream_pos(c) > c->pc.acked)
+			pace_ping(c, mono_ms());
+	}
 	c->cu_on = 1;
 }
 
@@ -7456,25 +7466,6 @@ utf8_clean(char *s, size_t n)
 		memmove(s + o, s + i, k);
 		o += k;
 		i += k;
-	}
-	return o;
-}
-
-/* Latin-1 as UTF-8: out has room for 2n bytes. */
-static size_t
-utf8_of_latin1(const char *in, size_t n, char *out)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)in[i];
-
-		if (ch < 0x80) {
-			out[o++] = (char)ch;
-		} else {
-			out[o++] = (char)(0xc0 | ch >> 6);
-			out[o++] = (char)(0x80 | (ch & 0x3f));
-		}
 	}
 	return o;
 }
@@ -9625,26 +9616,14 @@ poll_set(struct server *s, struct pollfd *pfd)
 	return n;
 }
 
-/* What poll() found, then the deadlines, the updates, the flushes and
- * the dead. */
+/* Each client's events of this turn: writes, then reads (through rd:
+ * cl_read, or a fuzzer's wrapper of it). */
 static void
-poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
+clients_dispatch(struct server *s, const struct pollfd *pfd,
+    void (*rd)(struct client *))
 {
 	struct client *c;
-	int i;
 
-	for (i = 0; s->polled_lst && i < s->nlst; i++)
-		if (pfd[i].revents & POLLIN)
-			accept_all(s, &s->lst[i]);
-#ifdef HAVE_PAM
-	if (s->polled_pam >= 0 &&
-	    (pfd[s->polled_pam].revents & (POLLIN | POLLHUP | POLLERR)))
-		pam_readable(s);
-#endif
-	if (s->polled_fb >= 0 && (pfd[s->polled_fb].revents & POLLIN)) {
-		fb_source.readable(s->fb);
-		s->grab_due = now;
-	}
 	for (c = s->clients; c != NULL; c = c->next) {
 		short rev;
 
@@ -9659,15 +9638,46 @@ poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
 			cl_fail(c, "viewer went away while its login waited");
 		if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
 		    (c->state == ST_TLS && (rev & POLLOUT))))
-			cl_read(c);
+			rd(c);
 		c->pfd = c->pfdw = -1;
 	}
+}
+
+/* The end of every turn: deadlines, updates, flushes, the dead. */
+static void
+turn_end(struct server *s, long long now)
+{
+	struct client *c;
+
 	check_deadlines(s, now);
 	send_updates(s, now);
 	for (c = s->clients; c != NULL; c = c->next)
 		if (!c->dead && buf_used(&c->out) > 0)
 			cl_flush(c);
 	reap(s);
+}
+
+/* What poll() found, then the deadlines, the updates, the flushes and
+ * the dead. */
+static void
+poll_dispatch(struct server *s, const struct pollfd *pfd, long long now)
+{
+	int i;
+
+	for (i = 0; s->polled_lst && i < s->nlst; i++)
+		if (pfd[i].revents & POLLIN)
+			accept_all(s, &s->lst[i]);
+#ifdef HAVE_PAM
+	if (s->polled_pam >= 0 &&
+	    (pfd[s->polled_pam].revents & (POLLIN | POLLHUP | POLLERR)))
+		pam_readable(s);
+#endif
+	if (s->polled_fb >= 0 && (pfd[s->polled_fb].revents & POLLIN)) {
+		fb_source.readable(s->fb);
+		s->grab_due = now;
+	}
+	clients_dispatch(s, pfd, cl_read);
+	turn_end(s, now);
 }
 
 /* The loop: build the pollfd set, wait, dispatch.  0 when told to stop

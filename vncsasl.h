@@ -22,12 +22,17 @@
  *   key(), pointer(), cut_text()   -> input from clients
  *   release()           -> drop held keys and buttons (client went away)
  *   close()
+ *
+ * After the interface: small helpers a source may use (clock, clipping,
+ * cut text, pixel layouts, tile comparison), then fb-dummy's picture for
+ * tests.
  */
 #ifndef VNCSASL_H
 #define VNCSASL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #define VNCSASL_VERSION "0.3"
@@ -131,6 +136,213 @@ rect_clip(int *x, int *y, int *w, int *h, int sw, int sh)
 	return *w > 0 && *h > 0;
 }
 
+/* Latin-1 as UTF-8 (the two forms of cut text): out has room for 2n bytes. */
+static inline size_t
+utf8_of_latin1(const char *in, size_t n, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch < 0x80) {
+			out[o++] = (char)ch;
+		} else {
+			out[o++] = (char)(0xc0 | ch >> 6);
+			out[o++] = (char)(0x80 | (ch & 0x3f));
+		}
+	}
+	return o;
+}
+
+/*
+ * Helpers for sources that read a real screen (fb-x11.c, fb-linux.c):
+ * converting its pixels to XRGB, and comparing it in square tiles.
+ */
+
+static inline int
+fb_host_big(void)			/* 1 on a big-endian CPU */
+{
+	const union {
+		uint16_t s;
+		uint8_t b[2];
+	} endian = { 1 };
+
+	return endian.b[0] == 0;
+}
+
+/*
+ * A true-colour pixel layout: 8, 16, 24 or 32 bits, its bytes in either
+ * order, red, green and blue as fields of 1 to 16 bits.  Set bpp, big,
+ * shift and bits; fb_layout_setup() checks them and fills the rest.
+ * Channels narrower than 8 bits are widened by bit replication (0x1f ->
+ * 0xff, abc -> abcabcab), as pixman and so QEMU's screendump do; wider
+ * ones keep their top 8 bits.
+ */
+struct fb_layout {
+	int bpp;			/* bits per pixel */
+	int big;			/* bytes most significant first */
+	int shift[3], bits[3];		/* red, green, blue */
+	int fast;			/* 32 bpp host order, r/g/b at 16/8/0 */
+	uint8_t lut[3][256];		/* channel -> 8 bits, for bits <= 8 */
+};
+
+/* -1 if the fields are empty, wider than 16 bits or outside the pixel. */
+static inline int
+fb_layout_setup(struct fb_layout *l)
+{
+	int i, v;
+
+	if (l->bpp != 8 && l->bpp != 16 && l->bpp != 24 && l->bpp != 32)
+		return -1;
+	for (i = 0; i < 3; i++) {
+		int b = l->bits[i];
+
+		if (b < 1 || b > 16 || l->shift[i] < 0 ||
+		    l->shift[i] + b > l->bpp)
+			return -1;
+		for (v = 0; b <= 8 && v < 1 << b; v++) {
+			unsigned o = 0;
+			int have;
+
+			for (have = 0; have < 8; have += b)
+				o = o << b | (unsigned)v;
+			l->lut[i][v] = (uint8_t)(o >> (have - 8));
+		}
+	}
+	l->fast = l->bpp == 32 && l->big == fb_host_big() &&
+	    l->shift[0] == 16 && l->shift[1] == 8 && l->shift[2] == 0 &&
+	    l->bits[0] == 8 && l->bits[1] == 8 && l->bits[2] == 8;
+	return 0;
+}
+
+/* n pixels from s (any alignment) to XRGB in d; d may be s when bpp is 32. */
+static inline void
+fb_layout_row(const struct fb_layout *l, const uint8_t *s, uint32_t *d,
+    int n)
+{
+	int i, k, c, bytes = l->bpp / 8;
+
+	if (l->fast) {
+		for (i = 0; i < n; i++) {
+			uint32_t v;
+
+			memcpy(&v, s + (size_t)i * 4, 4);
+			d[i] = v & 0xffffff;
+		}
+		return;
+	}
+	for (i = 0; i < n; i++, s += bytes) {
+		uint32_t p = 0, out = 0;
+
+		for (k = 0; k < bytes; k++)
+			if (l->big)
+				p = p << 8 | s[k];
+			else
+				p |= (uint32_t)s[k] << (8 * k);
+		for (c = 0; c < 3; c++) {
+			uint32_t v = p >> l->shift[c] &
+			    ((1u << l->bits[c]) - 1);
+
+			out = out << 8 | (l->bits[c] <= 8 ? l->lut[c][v] :
+			    v >> (l->bits[c] - 8));
+		}
+		d[i] = out;
+	}
+}
+
+/*
+ * The row of a band of `tile` rows (a power of two) that scan pass `pass`
+ * compares: pass numbers bit-reversed (0, 16, 8, 24, 4... for 32), x11vnc's
+ * order, so a change at least tile / 2^j rows high is met within 2^j passes.
+ */
+static inline int
+fb_scan_row(unsigned pass, int tile)
+{
+	int r = 0, b;
+
+	for (b = 1; b < tile; b <<= 1, pass >>= 1)
+		r = r << 1 | (int)(pass & 1);
+	return r;
+}
+
+/*
+ * Two copies of a row of len bytes, cut into tiles of tb bytes: mark in
+ * map[] the tiles where they differ, comparing only tiles not marked yet.
+ * 1 if it marked any.
+ */
+static inline int
+fb_row_diff(uint8_t *map, const void *a, const void *b, size_t len,
+    size_t tb)
+{
+	const uint8_t *pa = a, *pb = b;
+	size_t o;
+	int found = 0;
+
+	for (o = 0; o < len; o += tb, map++)
+		if (!*map && memcmp(pa + o, pb + o, len - o < tb ? len - o :
+		    tb) != 0)
+			*map = found = 1;
+	return found;
+}
+
+/* First and last marked entry of map[0, n); 0 if none is. */
+static inline int
+fb_span(const uint8_t *map, int n, int *first, int *last)
+{
+	int i;
+
+	*first = *last = -1;
+	for (i = 0; i < n; i++)
+		if (map[i]) {
+			if (*first < 0)
+				*first = i;
+			*last = i;
+		}
+	return *first >= 0;
+}
+
+/*
+ * Runs of marked tiles in the map of a w x h screen cut into tile x tile
+ * tiles (a row of (w + tile - 1) / tile per band), band by band, left to
+ * right; each is cleared as it is given.  Start from a zeroed struct:
+ *
+ *	struct fb_run r = { 0 };
+ *
+ *	while (fb_run_next(&r, map, TILE, w, h))
+ *		host->damage(host->srv, r.x, r.y, r.w, r.h);
+ */
+struct fb_run {
+	int ty, tx0, tx1;		/* band, columns [tx0, tx1) */
+	int x, y, w, h;			/* its pixels, clipped to the screen */
+};
+
+static inline int
+fb_run_next(struct fb_run *r, uint8_t *map, int tile, int w, int h)
+{
+	int tw = (w + tile - 1) / tile, th = (h + tile - 1) / tile;
+
+	for (; r->ty < th; r->ty++, r->tx1 = 0) {
+		uint8_t *c = map + (size_t)r->ty * tw;
+		int tx = r->tx1;
+
+		while (tx < tw && !c[tx])
+			tx++;
+		if (tx == tw)
+			continue;
+		r->tx0 = tx;
+		while (tx < tw && c[tx])
+			c[tx++] = 0;
+		r->tx1 = tx;
+		r->x = r->tx0 * tile;
+		r->y = r->ty * tile;
+		r->w = (tx * tile < w ? tx * tile : w) - r->x;
+		r->h = (r->y + tile < h ? r->y + tile : h) - r->y;
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * fb-dummy's picture, exported so that tests can compute what a viewer
  * must receive.  The picture is a pure function of this state.
@@ -151,6 +363,20 @@ struct dummy_state {
 #define DUMMY_MIN_W 128
 #define DUMMY_MIN_H 96
 #define DUMMY_MAX_WH 8192		/* 256 MiB of pixels at most */
+
+/*
+ * An integer hash (Chris Wellons' lowbias32): the dummy's noise, and the
+ * noise that test and bench programs draw.
+ */
+static inline uint32_t
+fb_hash(uint32_t a)
+{
+	a ^= a >> 16;
+	a *= 0x7feb352du;
+	a ^= a >> 15;
+	a *= 0x846ca68bu;
+	return a ^ a >> 16;
+}
 
 uint32_t dummy_pixel(int w, int h, const struct dummy_state *st, int x, int y);
 /* read the state back from received pixels (XRGB); -1 if the strip is garbled */

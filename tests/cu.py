@@ -235,6 +235,28 @@ def case_updates_without_requests(P):
     print("ok cu-disable-ends-them")
 
 
+def case_big_first_frame_then_paced(P):
+    """A slow fence answer while the first full frame is still on its way
+    (the link's first round trip looks long), then ContinuousUpdates:
+    updates must follow within the second.  (Regression: the first frame,
+    sent on request, had no fence after it, so the window counted its
+    megabytes as in flight for many seconds; make bench's TigerVNC
+    profile got nothing in its first second.)"""
+    c = session(P["moving"])
+    ping = offered(c)
+    rd = Reader(c)
+    request(c, 0)                   # the first picture, 3 MiB of Raw
+    time.sleep(0.3)                 # the answer comes late
+    fence(c, BLOCK_BEFORE, ping)
+    rd.until("update")
+    enable_cu(c, 1)
+    t0, rd.updates = time.time(), 0
+    while time.time() - t0 < 1.0:
+        rd.one()
+    check(rd.updates >= 3, "%d updates in the second after enabling" % rd.updates)
+    print("ok cu-big-first-frame-then-paced-%d-in-1s" % rd.updates)
+
+
 def case_area(P):
     c = session(P["moving"])
     fence(c, BLOCK_BEFORE, offered(c))
@@ -335,7 +357,7 @@ def case_deaf(P):
 
 
 CASES = [case_offer_once, case_fence_echo, case_sync_next, case_refusals,
-         case_updates_without_requests, case_area, case_deaf]
+         case_updates_without_requests, case_big_first_frame_then_paced, case_area, case_deaf]
 
 
 def xwd_check(path):

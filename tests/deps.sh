@@ -12,7 +12,8 @@ TEST="$BUILD clang python3 gnutls-bin libvncserver-dev libgvnc-1.0-dev
  procps valgrind mandoc libclang-rt-14-dev libunistring-dev bmake
  tigervnc-tools tigervnc-viewer xtightvncviewer passwd
  qemu-system-x86 busybox-static libdrm-dev chromium nodejs"
-BENCH="$BUILD xvfb x11-utils x11vnc procps python3"
+BENCH="$BUILD xvfb x11-utils x11vnc tigervnc-scraping-server iproute2 procps
+ python3"
 case "${1:-build}" in
 build) want=$BUILD ;;
 test) want=$TEST ;;

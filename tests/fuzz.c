@@ -684,11 +684,11 @@ fz_open(int k, unsigned p, unsigned q)
 
 /*
  * One turn of serve() with poll() timeout 0: the server's own pollfd set
- * (poll_set), then what poll_dispatch() does, in its order - flushes,
- * reads, deadlines, updates, flushes, reaping - with fz_read() for
+ * (poll_set), then the server's own clients_dispatch() and turn_end() -
+ * poll_dispatch() without listeners and source - with fz_read() for
  * cl_read(), so that a view-only viewer's effects are seen as its own.
- * Keep in step with poll_dispatch().  -1: over the budget, as a turn may
- * encode the whole screen for every viewer.
+ * -1: over the budget, as a turn may encode the whole screen for every
+ * viewer.
  */
 static int
 fz_turn(void)
@@ -713,29 +713,9 @@ fz_turn(void)
 		if (errno != EINTR)
 			abort();
 	now = mono_ms();
-	for (c = fz.clients; c != NULL; c = c->next) {
-		short rev;
-
-		if (c->pfd < 0 || c->dead)
-			continue;
-		rev = pfd[c->pfd].revents;
-		if (c->pfdw != c->pfd)
-			rev |= pfd[c->pfdw].revents & POLLOUT;
-		if (rev & POLLOUT)
-			cl_flush(c);
-		if (cl_held(c) && (rev & (POLLHUP | POLLERR)))
-			cl_fail(c, "viewer went away while its login waited");
-		if (!c->dead && ((rev & (POLLIN | POLLHUP | POLLERR)) ||
-		    (c->state == ST_TLS && (rev & POLLOUT))))
-			fz_read(c);
-		c->pfd = c->pfdw = -1;
-	}
-	check_deadlines(&fz, now);
-	send_updates(&fz, now);
-	for (c = fz.clients; c != NULL; c = c->next)
-		if (!c->dead && buf_used(&c->out) > 0)
-			cl_flush(c);
-	reap(&fz);
+	clients_dispatch(&fz, pfd, fz_read);	/* poll_dispatch(), less the
+						   listeners and the source */
+	turn_end(&fz, now);
 	fz_sync();
 	return 0;
 }

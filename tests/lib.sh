@@ -119,6 +119,7 @@ stop_pid() {
 start_server() {
 	local name=$1; shift
 	SRV_LOG="$T/$name.log"
+	: >"$SRV_LOG"	# not an earlier server's "listening on" (t-build)
 	"$VNCSASL" "$@" 2>"$SRV_LOG" &
 	SRV_PID=$!
 	wait_for -p "$SRV_PID" 'listening on' "$SRV_LOG" && return 0

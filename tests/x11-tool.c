@@ -35,7 +35,8 @@
  *   x11-tool cmp A.xwd B.ppm   "same", or "differ N X0,Y0-X1,Y1" (count and
  *                              bounding box of different pixels), exit 1;
  *                              16 and 32 bpp dumps, channels widened to
- *                              8 bits as fb-x11.c does
+ *                              8 bits by bit replication, as the server
+ *                              does (vncsasl.h, fb_layout)
  *
  * The display is $DISPLAY.  Every wait is bounded.
  */
@@ -636,12 +637,17 @@ rd32(const uint8_t *p)
 	    (uint32_t)p[2] << 8 | p[3];
 }
 
-/* A channel of v under mask m, scaled to 8 bits as fb-x11.c does. */
+/*
+ * A channel of v under mask m in 8 bits: the top 8 of a wider one; a
+ * narrower one repeated until 8 bits are filled (5 bits abcde: abcdeabc),
+ * as pixman and the server widen it.  Written here on its own, not taken
+ * from vncsasl.h, so that a mistake there shows.
+ */
 static uint32_t
 chan8(uint32_t v, uint32_t m)
 {
-	int bits = 0;
-	uint32_t max;
+	int bits = 0, have;
+	uint32_t max, o;
 
 	if (m == 0)
 		return 0;
@@ -652,7 +658,11 @@ chan8(uint32_t v, uint32_t m)
 	for (max = m; m & 1; m >>= 1)
 		bits++;
 	v &= max;
-	return bits >= 8 ? v >> (bits - 8) : v * 255 / max;
+	if (bits >= 8)
+		return v >> (bits - 8);
+	for (o = v, have = bits; have < 8; have += bits)
+		o = o << bits | v;
+	return o >> (have - 8);
 }
 
 /* XWD file -> XRGB; the header is 25 big-endian 32-bit fields. */

@@ -46,6 +46,8 @@
 #include <drm_fourcc.h>
 #include <drm_mode.h>
 
+#include "../../vncsasl.h"	/* fb_hash(), the hash of fb-dummy's noise */
+
 static void
 die(const char *fmt, const char *a)
 {
@@ -53,16 +55,6 @@ die(const char *fmt, const char *a)
 	fprintf(stderr, fmt, a, strerror(errno));
 	fprintf(stderr, "\n");
 	exit(1);
-}
-
-static uint32_t
-mix(uint32_t a)
-{
-	a ^= a >> 16;
-	a *= 0x7feb352du;
-	a ^= a >> 15;
-	a *= 0x846ca68bu;
-	return a ^ a >> 16;
 }
 
 /* The pictures, as XRGB. */
@@ -74,11 +66,12 @@ pixel(int pat, int x, int y, int w, int h, uint32_t frame)
 	if (pat == 'W')
 		return 0xffffff;
 	if (pat == 'N')
-		return mix((uint32_t)x * 0x9e3779b1u ^ (uint32_t)y * 0x85ebca77u ^
-		    frame * 0xc2b2ae3du) & 0xffffff;
+		return fb_hash((uint32_t)x * 0x9e3779b1u ^
+		    (uint32_t)y * 0x85ebca77u ^ frame * 0xc2b2ae3du) & 0xffffff;
 	if (pat == 'B' && x >= w / 3 && x < w / 3 + w / 4 && y >= h / 3 &&
 	    y < h / 3 + h / 5)
-		return mix((uint32_t)x * 31u ^ (uint32_t)y << 12) & 0xffffff;
+		return fb_hash((uint32_t)x * 31u ^ (uint32_t)y << 12) &
+		    0xffffff;
 	if (pat == 'B' && x >= w - 20 && x < w - 17 && y >= h - 20 &&
 	    y < h - 18)
 		return 0x00ff00;	/* a 3x2 mark: small changes count */
