@@ -146,7 +146,8 @@ noise_pixel(int w, uint32_t frame, int x, int y)
 static uint32_t
 photo_pixel(uint32_t frame, int x, int y)
 {
-	uint32_t g = mix((uint32_t)x * 0x9e3779b1u ^ (uint32_t)y * 0x85ebca77u ^
+	uint32_t g = fb_hash((uint32_t)x * 0x9e3779b1u ^
+	    (uint32_t)y * 0x85ebca77u ^
 	    frame * 0xc2b2ae3du), v = 0;
 	int k;
 
