@@ -111,7 +111,7 @@ tests/fuzz-multi: $(FUZZ_SRC)
 # loading the Kerberos mechanism) need the same glibc's shared libraries
 # at run time.
 STATIC_LIBS = -lgsasl -lidn -lntlm -lgssglue -lgnutls -lidn2 -lunistring \
-	-ltasn1 -lhogweed -lnettle -lgmp -latomic -lz
+	-ltasn1 -lhogweed -lnettle -lgmp -latomic -lz -ljpeg
 
 static: vncsasl-static
 

@@ -20,7 +20,7 @@ PKG_CONFIG = pkg-config
 # "!=" is missing from GNU make before 4.0 (macOS ships 3.81).  Backquotes
 # work in every make, and the X11 query runs only when an X11 binary is
 # built.  A stanza below replaces them with plain flags.
-CORE_PKGS = gnutls nettle libgsasl zlib
+CORE_PKGS = gnutls nettle libgsasl zlib libjpeg
 X11_PKGS = x11 xext xtst xdamage xfixes xrandr
 
 CORE_CFLAGS = `$(PKG_CONFIG) --cflags $(CORE_PKGS)` $(PAM_CFLAGS)
@@ -35,25 +35,25 @@ PAM_LIBS = -lpam
 X11_CFLAGS = `$(PKG_CONFIG) --cflags $(X11_PKGS)`
 X11_LIBS = `$(PKG_CONFIG) --libs $(X11_PKGS)`
 
-# FreeBSD (pkg install gnutls nettle libgsasl pkgconf): uncomment
+# FreeBSD (pkg install gnutls nettle libgsasl libjpeg-turbo pkgconf): uncomment
 #CORE_CFLAGS = -I/usr/local/include
-#CORE_LIBS = -L/usr/local/lib -lgnutls -lnettle -lgsasl -lz
+#CORE_LIBS = -L/usr/local/lib -lgnutls -lnettle -lgsasl -lz -ljpeg
 #X11_CFLAGS = -I/usr/local/include
 #X11_LIBS = -L/usr/local/lib -lX11 -lXext -lXtst -lXdamage -lXfixes -lXrandr
 
-# OpenBSD (pkg_add gnutls libgsasl; X in /usr/X11R6): uncomment
+# OpenBSD (pkg_add gnutls libgsasl jpeg; X in /usr/X11R6): uncomment
 #MANDIR = $(PREFIX)/man
 #PAM_CFLAGS =
 #PAM_LIBS =
 #CORE_CFLAGS = -I/usr/local/include
-#CORE_LIBS = -L/usr/local/lib -lgnutls -lnettle -lgsasl -lz
+#CORE_LIBS = -L/usr/local/lib -lgnutls -lnettle -lgsasl -lz -ljpeg
 #X11_CFLAGS = -I/usr/X11R6/include
 #X11_LIBS = -L/usr/X11R6/lib -lX11 -lXext -lXtst -lXdamage -lXfixes -lXrandr
 
-# NetBSD (pkgin install gnutls nettle gsasl): uncomment
+# NetBSD (pkgin install gnutls nettle gsasl libjpeg-turbo): uncomment
 #MANDIR = $(PREFIX)/man
 #CORE_CFLAGS = -I/usr/pkg/include
-#CORE_LIBS = -L/usr/pkg/lib -Wl,-R/usr/pkg/lib -lgnutls -lnettle -lgsasl -lz
+#CORE_LIBS = -L/usr/pkg/lib -Wl,-R/usr/pkg/lib -lgnutls -lnettle -lgsasl -lz -ljpeg
 #X11_CFLAGS = -I/usr/X11R7/include
 #X11_LIBS = -L/usr/X11R7/lib -Wl,-R/usr/X11R7/lib -lX11 -lXext -lXtst -lXdamage -lXfixes -lXrandr
 

@@ -12,14 +12,18 @@
  *   - a square moving across a horizontal band below the strip, changing
  *     colour every frame: the known region that changes at a steady rate;
  *   - a crosshair at the pointer position;
+ *   - with ",photo", the bottom quarter is a photograph-like texture
+ *     (smooth colours with a grain of a few levels) that moves every
+ *     frame: many colours, and neither runs nor a gradient predict it -
+ *     what JPEG is for;
  *   - with ",noise", the bottom quarter changes completely every frame,
  *     in bands that make encoders use every way they have: random
  *     colours, runs from a 96-colour palette, pixels from 2-, 4- and
  *     12-colour palettes, solid 64x64 blocks;
  *   - a static gradient everywhere else.
  *
- * -x WxH[@FPS][,noise]: size (default 1024x768), frames per second
- * (default 10, 0 for a still picture), and the noise bands.  The frame number is derived from the monotonic
+ * -x WxH[@FPS][,noise|,photo]: size (default 1024x768), frames per second
+ * (default 10, 0 for a still picture), and the noise bands or the photo.  The frame number is derived from the monotonic
  * clock, so nothing runs while no viewer asks for an update: the server
  * only calls grab() for waiting clients.  A client's ClientCutText is
  * echoed back as the source's clipboard, so every viewer sees it (in
@@ -138,6 +142,25 @@ noise_pixel(int w, uint32_t frame, int x, int y)
 	    frame << 20) & 0xffffff;	/* solid blocks */
 }
 
+/* Smooth waves of colour plus a grain of +-12 levels per channel. */
+static uint32_t
+photo_pixel(uint32_t frame, int x, int y)
+{
+	uint32_t g = fb_hash((uint32_t)x * 0x9e3779b1u ^
+	    (uint32_t)y * 0x85ebca77u ^
+	    frame * 0xc2b2ae3du), v = 0;
+	int k;
+
+	for (k = 0; k < 3; k++) {
+		int t = (x * (k + 2) + y * (3 - k) + (int)frame * 4 * (k + 1)) %
+		    512, c = (t < 256 ? t : 511 - t) / 2 + 64 +
+		    (int)(g >> (8 * k) & 0x1f) - 16;
+
+		v = v << 8 | (uint32_t)(c < 0 ? 0 : c > 255 ? 255 : c);
+	}
+	return v;
+}
+
 uint32_t
 dummy_pixel(int w, int h, const struct dummy_state *st, int x, int y)
 {
@@ -161,6 +184,8 @@ dummy_pixel(int w, int h, const struct dummy_state *st, int x, int y)
 	square_pos(w, h, st->frame, &sx, &sy);
 	if (x >= sx && x < sx + s && y >= sy && y < sy + s)
 		return colour[st->frame % 7];
+	if (st->noise == 2 && y >= noise_top(h))
+		return photo_pixel(st->frame, x, y);
 	if (st->noise && y >= noise_top(h))
 		return noise_pixel(w, st->frame, x, y);
 	return (uint32_t)(x * 256 / w) << 16 | (uint32_t)(y * 256 / h) << 8 |
@@ -275,6 +300,9 @@ parse_arg(const char *arg, int *w, int *h, int *fps, int *noise)
 	if (stop - arg >= 6 && strcmp(stop - 6, ",noise") == 0) {
 		*noise = 1;
 		stop -= 6;
+	} else if (stop - arg >= 6 && strcmp(stop - 6, ",photo") == 0) {
+		*noise = 2;
+		stop -= 6;
 	}
 	if (stop == arg)
 		return 0;
@@ -310,7 +338,7 @@ dummy_open(const char *arg, const struct fb_host *host, char *err,
 
 	if (parse_arg(arg, &w, &h, &fps, &noise) < 0) {
 		errno = EINVAL;
-		snprintf(err, errlen, "bad dummy geometry '%s': want WxH[@FPS][,noise], "
+		snprintf(err, errlen, "bad dummy geometry '%s': want WxH[@FPS][,noise|,photo], "
 		    "%dx%d to %dx%d, FPS 0-%d", arg, DUMMY_MIN_W, DUMMY_MIN_H,
 		    DUMMY_MAX_WH, DUMMY_MAX_WH, MAX_FPS);
 		return NULL;
@@ -486,7 +514,7 @@ dummy_release(struct fb *fb)
 
 const struct fb_source fb_source = {
 	.name = "dummy",
-	.arg_help = "WxH[@FPS][,noise] of the synthetic screen (default "
+	.arg_help = "WxH[@FPS][,noise|,photo] of the synthetic screen (default "
 	    "1024x768@10)",
 	.open = dummy_open,
 	.close = dummy_close,

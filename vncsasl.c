@@ -30,9 +30,13 @@
  * about one frame of memory and never slows the others), or, once it has
  * turned on ContinuousUpdates, while the window that its fence answers
  * allow has room (Pacing: no stale frames queue on a slow link).  Dirty
- * tiles are merged into rectangles (bands, written out as they are made),
- * translated into the client's pixel format and encoded in the first of
- * ZRLE, Hextile and Raw the client lists.
+ * 16x16 tiles are sorted by what they hold (one colour, few, many) and
+ * merged into rectangles of one kind (bands, written out as they are
+ * made); each is sent the way that costs least - CPU plus bytes over the
+ * link's measured rate - among the encodings the viewer listed (Raw,
+ * Hextile, ZRLE, Tight with JPEG), the viewer's order breaking ties; what
+ * one viewer's update made is kept, and viewers in step get the same
+ * bytes (Encoders).
  *
  * The sections, in order:
  *   Limits, RFB numbers, Types    every bound named, with its reason
@@ -50,7 +54,9 @@
  *                                 Plain.  A new security type is a row in
  *                                 sectypes[], its handlers here, and its
  *                                 line in the man page and README.
- *   Pixel formats, Encoders       one translation path; Raw, ZRLE, Hextile
+ *   Pixel formats, Encoders       one translation path; Raw, ZRLE,
+ *                                 Hextile, Tight, JPEG; plans, the choice,
+ *                                 the link's rate
  *   Damage and updates            tile maps, rectangles, the source's hooks
  *   Pacing                        ContinuousUpdates, fences, the window
  *   Client messages               ClientInit, then msgtab[]; the clipboard
@@ -86,6 +92,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <grp.h>
+#include <setjmp.h>
 #include <ifaddrs.h>
 #include <stddef.h>
 #include <signal.h>
@@ -110,6 +117,7 @@
 #include <nettle/sha1.h>
 #include <nettle/sha2.h>
 #include <zlib.h>
+#include <jpeglib.h>
 
 #include "vncsasl.h"
 
@@ -152,23 +160,68 @@
 #define STALL_SECS	60	/* default -D: queued output not drained */
 #define STALL_SECS_MAX	86400	/* -D: a day is already no backpressure */
 #define LINGER_MS	2000	/* time to deliver a failure reason */
-#define TILE		64	/* damage granularity in pixels */
+#define TILE		16	/* damage granularity in pixels: a changed
+				   cell costs at most 15 pixels more each
+				   way; also the block grid of plans */
 #define BAND_PIXELS	(80 * 1024) /* a rectangle's pixels at most: the
 				   queue is written out between rectangles,
 				   so a viewer that keeps up holds about one
-				   band (320 KiB raw), not a whole frame */
+				   band (320 KiB raw), not a whole frame;
+				   libvncclient's 16-bpp JPEG buffer takes
+				   100 K pixels */
+#define RECT_MAX_W	2048	/* Tight: viewers' row buffers (TigerVNC's
+				   limit, libvncclient's gradient filter) */
 #define OUT_FLUSH	65536	/* queued bytes that are worth a write() in
 				   the middle of an update */
+#define UPDATE_RECTS_MAX 65533	/* rectangles of one update (u16), with
+				   room for the cursor and the size */
 #define ZRLE_TILE	64	/* RFB 7.7.6: ZRLE tiles are 64x64 */
 #define ZRLE_SLOT	(1 + ZRLE_TILE * ZRLE_TILE * 4) /* an encoded tile:
 				   never bigger than raw, which we can pick */
 #define ZRLE_PALETTE_MAX 127	/* palette RLE indexes have 7 bits */
 #define ZRLE_PACKED_MAX	16	/* packed palettes: at most 4 bits each */
-#define PALETTE_HASH	512	/* > 2 * 128: short probes, power of 2 */
+#define PAL_MAX		256	/* Tight palettes: one byte an index */
+#define PAL_HASH	1024	/* > 2 * (PAL_MAX + 1): short probes */
 #define ZOUT_CHUNK	65536	/* output room per deflate() call */
 #define ZLEVEL_DEFAULT	1	/* -Z: speed before size, LAN and loopback */
-#define ZLEVEL_STORE_MAX 5	/* up to here, tiles with more colours than
-				   ZRLE can index go in stored blocks */
+#define ZLEVEL_STORE_MAX 5	/* up to here, data with more colours than
+				   a palette holds goes in stored blocks */
+#define ZLEVEL_SMALL	6	/* slow links: zlib's own default */
+#define TIGHT_MIN_ZLIB	12	/* RFB 7.7.5: shorter data goes as it is */
+#define OWN_PIXELS	4096	/* smaller rectangles go through a zlib
+				   stream of the viewer's own that remembers
+				   the last ones: a fresh stream's fixed cost
+				   and empty dictionary are most of a small
+				   rectangle (a clock, a cursor, a cell) */
+#define OWN_WBITS	12	/* ... whose window is 4 KiB: the small
+				   rectangles of the last frames */
+#define OWN_MEMLEVEL	4	/* ... about 25 KiB each */
+#define TIGHT_LEN_MAX	0x3fffff /* a compact length has 22 bits */
+#define SOLID_MIN	2048	/* pixels: a smaller one-colour area inside
+				   a rectangle is not worth a header */
+#define BLOCK_FEW	48	/* more colours in a 16x16 tile: a photograph,
+				   kept apart from text and drawings */
+#define TILE_PAL	8	/* colours of a tile kept for its rectangle's
+				   palette; with more, its pixels are read */
+#define JPEG_MIN_COLOURS 96	/* fewer: text or drawing, JPEG blurs it */
+#define SMOOTH_STEP	4	/* rows sampled for the gradient filter */
+#define SMOOTH_ERR	6	/* its mean error per channel: below, it pays */
+#define REFRESH_MS	50	/* lossy tiles quiet this long are sent again
+				   losslessly (TigerVNC waits as long) */
+#define CACHE_MIN	(16 << 20) /* encoded bytes kept for other viewers,
+				   at least; 8 bytes a screen pixel else */
+#define PLAN_HASH	1024	/* buckets of plans: a frame makes < 1000 */
+#define SPARE_MAX	(8 << 20) /* memory of dropped encodings kept for
+				   the next ones */
+#define CHOICE_SLACK	1.15	/* within this of the cheapest, the viewer's
+				   order decides */
+#define LINK_GUESS	125e6	/* bytes/s until measured: a gigabit LAN;
+				   loopback soon shows more, a slow link
+				   less, half-way through a first frame */
+#define LINK_WINDOW_MS	50	/* shorter windows say more of TCP's
+				   acknowledgements and the clock */
+#define EXPLORE_EVERY	32	/* choices, then the runner-up once ... */
+#define EXPLORE_MAX	3	/* ... if it costs less than this times more */
 #define HEXTILE_TILE	16	/* RFB 7.7.4: Hextile tiles are 16x16 */
 #define HEXTILE_COLOURS	32	/* more in a 16x16 tile: send it raw */
 #define VNC_PASSWD_MAX	8	/* RFB VNC auth uses 8 key bytes */
@@ -275,9 +328,12 @@ enum {
 #define FENCE_KNOWN		0x7u
 #define FENCE_REQUEST		0x80000000u
 enum {
-	ENC_RAW = 0, ENC_HEXTILE = 5, ENC_ZRLE = 16,
+	ENC_RAW = 0, ENC_HEXTILE = 5, ENC_TIGHT = 7, ENC_ZRLE = 16,
 	ENC_COMPRESS_0 = -256, ENC_COMPRESS_9 = -247,
+	ENC_QUALITY_0 = -32, ENC_QUALITY_9 = -23,
+	ENC_TIGHT_PNG = -260,
 	ENC_CURSOR = -239,
+	ENC_LAST_RECT = -224,
 	ENC_DESKTOP_SIZE = -223,
 	ENC_EXT_DESKTOP_SIZE = -308,
 	ENC_FENCE = -312, ENC_CONT_UPDATES = -313,
@@ -346,32 +402,129 @@ struct rect {
 	int x, y, w, h;
 };
 
-/*
- * ZRLE tiles as last made, before deflate, one slot per damage tile (the
- * two grids coincide: rectangles are made of whole damage tiles).  The
- * next viewer that wants an unchanged tile in the same pixel format only
- * runs it through its own zlib stream; damage to a tile makes it stale.
- */
-struct ztile {
-	unsigned long gen;	/* the damage tile's stamp when made */
-	uint32_t len;
-	uint16_t w, h;
-	uint8_t valid, photo, kind;
+/* A damage tile of a client's map: news for it, and how it was sent. */
+enum {
+	T_CHANGED = 1,		/* changed since sent */
+	T_REFRESH = 2,		/* sent lossy, quiet since: send it exactly */
+	T_LOSSY = 4,		/* what the viewer shows is JPEG's */
 };
 
-/* The encoders' working memory, shared by all clients. */
+/* What a part of a rectangle is made of. */
+enum { C_SOLID, C_MONO, C_INDEXED, C_FULL, NCLASSES, C_UNKNOWN = NCLASSES };
+/* Ways to send it: encodings, and Tight with JPEG apart. */
+enum { M_RAW, M_HEXTILE, M_ZRLE, M_TIGHT, M_JPEG, NMODES };
+/* What was sent, for the log: encodings and Tight's subencodings. */
+enum {
+	K_RAW, K_HEXTILE, K_ZRLE, K_FILL, K_MONO, K_INDEXED, K_FULL,
+	K_GRADIENT, K_JPEG, NKINDS,
+};
+enum { ZT_SOLID, ZT_PACKED, ZT_PRLE, ZT_RLE, ZT_RAW, ZT_KINDS };
+/* plan_make()'s blocks */
+/* collect_rects()'s tiles, and the rectangles it makes of them */
+enum { G_SOLID = 1, G_FEW = 2, G_MANY = 4 };
+enum { R_ANY, R_SOLID, R_FEW, R_MANY };
+
+/* Everything an encoding of a sub depends on besides the pixels. */
+struct variant {
+	uint8_t mode;		/* M_* */
+	uint8_t hi;		/* the "small" level of two */
+	uint8_t level;		/* zlib level */
+	uint8_t store;		/* many-coloured data in stored blocks */
+	uint8_t quality;	/* JPEG: 0-9 */
+	uint8_t own;		/* the viewer's own zlib stream (not kept) */
+	uint8_t nograd;		/* Tight without the gradient filter */
+	struct pixfmt pf;	/* not for JPEG: viewers convert */
+};
+
+/* A sub as one variant made it: the rectangle as sent, header included. */
+struct encoded {
+	struct encoded *next;
+	struct variant v;
+	struct buf b;		/* its bytes: b.data[0..b.len) */
+	uint8_t kind;		/* K_* */
+	unsigned long ztiles[ZT_KINDS];	/* ZRLE: its tiles by kind */
+};
+
+/* A part of a rectangle, on the tile grid, and what it is made of. */
+struct sub {
+	struct rect r;
+	uint8_t cls;		/* C_* */
+	uint8_t smooth;		/* the gradient filter pays; 2: not known */
+	uint16_t ncol;		/* colours, PAL_MAX + 1 for more */
+	uint32_t colour;	/* C_SOLID: that one (source XRGB) */
+	uint32_t *pal;		/* C_MONO, C_INDEXED: first seen first */
+	struct encoded *enc;	/* made of it so far */
+	uint32_t pick_key;	/* choose()'s last answer, for viewers whose */
+	struct variant pick;	/* ... choice_key() is this (0: none) */
+};
+
+/*
+ * A damaged rectangle, analysed, with what was made of it: shared by
+ * every viewer that gets the same rectangle of the same content.
+ */
+struct plan {
+	struct plan *next;	/* hash chain */
+	struct rect r;
+	unsigned long gen;	/* newest damage stamp under r when made */
+	unsigned long used;	/* the update (epoch) that last used it */
+	int deep;		/* analysed, else one sub of unknown class */
+	size_t bytes;		/* memory it holds */
+	int nsub;
+	struct sub sub[];
+};
+
+/* libjpeg's error exit and output, ours (jpeg_rect()) */
+struct jpeg_err {
+	struct jpeg_error_mgr pub;
+	jmp_buf jb;
+};
+
+struct jpeg_dst {
+	struct jpeg_destination_mgr pub;
+	struct buf *b;
+};
+
+/* The encoders' working memory and what they keep, for all clients. */
 struct encscratch {
-	uint32_t px[ZRLE_TILE * ZRLE_TILE];	/* a tile in client values */
-	struct ztile *zt;		/* tw * th, made on first use */
-	uint8_t *zbytes;		/* tw * th slots of ZRLE_SLOT bytes */
-	struct pixfmt zpf;		/* the format of every valid slot */
+	uint32_t px[ZRLE_TILE * ZRLE_TILE];	/* a tile in client values;
+					   a row of RECT_MAX_W fits too */
+	uint8_t zslot[ZRLE_SLOT];	/* a ZRLE tile before deflate */
 	unsigned long gen;		/* damage stamps, counting up */
 	unsigned long *tgen;		/* each damage tile's last stamp */
-	uint32_t pal[ZRLE_PALETTE_MAX + 1];	/* colours, first seen first */
+	long long *tms;			/* ... and when (refresh) */
+	/* plans of rectangles, by position */
+	struct plan *plans[PLAN_HASH];
+	size_t cache_bytes;
+	int nplans;
+	unsigned long epoch;		/* updates made */
+	unsigned long nchoices;		/* choose() with a choice */
+	/* what each damage tile is made of, made when first asked */
+	unsigned long *tagen;		/* tgen + 1 when analysed */
+	uint8_t *tncol;			/* colours, BLOCK_FEW + 1: many */
+	uint32_t *tpal;			/* the first TILE_PAL of them */
+	/* a palette: colours in order, and a hash to find them */
+	uint32_t pal[PAL_MAX + 1];
 	int npal;
-	uint32_t key[PALETTE_HASH], stamp[PALETTE_HASH];
-	uint8_t idx[PALETTE_HASH];
-	uint32_t now;				/* stamp of this tile */
+	uint32_t key[PAL_HASH], stamp[PAL_HASH];
+	uint16_t idx[PAL_HASH];
+	uint32_t now;			/* stamp of this palette */
+	/* compressors, reset for every rectangle */
+	z_stream *zlib, *zraw;
+	struct jpeg_compress_struct *jpeg;
+	struct jpeg_err *jerr;
+	struct jpeg_dst jdst;
+	struct buf zbuf, jbuf, tdata;	/* their output; Tight's input */
+	struct buf obuf;		/* a small rectangle for one viewer */
+	/* encodings no longer wanted, their memory reused: freeing and
+	 * growing it every frame made the heap shrink and fault again */
+	struct encoded *spare;
+	size_t spare_bytes;
+	uint16_t grad[2 * 3 * RECT_MAX_W];	/* gradient filter rows */
+#ifndef JCS_EXTENSIONS
+	uint8_t jrows[16 * 3 * RECT_MAX_W];	/* RGB rows for libjpeg */
+#endif
+	/* what encoders did, over what was guessed (choose()) */
+	float fbytes[NMODES][2][NCLASSES + 1], fns[NMODES][2][NCLASSES + 1];
 };
 
 /* A fence: what a SyncNext request's answer waits with. */
@@ -497,6 +650,8 @@ struct client {
 	uint32_t tr[3][256];	/* 8-bit channel -> shifted client value */
 	unsigned enc_desktop_size : 1, enc_ext_desktop_size : 1;
 	unsigned enc_cursor : 1;
+	unsigned enc_last_rect : 1;	/* may end an update with LastRect */
+	unsigned tight_nograd : 1;	/* noVNC: no gradient filter */
 	unsigned enc_qemu_key : 1;	/* QEMU extended key events */
 	unsigned enc_ext_clip : 1;	/* Extended Clipboard (UTF-8) */
 	uint32_t clip_flags;	/* its caps: what it takes */
@@ -512,13 +667,26 @@ struct client {
 				   map is gone (finding 1 of the 2026 audit:
 				   a map of the old size written at the new
 				   one overflowed the heap) */
-	int enc;		/* index in encoders[]: the viewer's first
-				   supported choice, Raw (0) by default */
+	int8_t rank[NMODES];	/* place in the viewer's SetEncodings, -1:
+				   not listed; JPEG as Tight */
 	int zasked;		/* the viewer's CompressLevel + 1, 0: ours */
-	z_stream *zs;		/* ZRLE: one stream per connection (RFB
-				   7.7.6), made on first use */
-	int zs_level;		/* the level zs deflates at */
-	unsigned long ztiles[5];	/* ZRLE tiles by kind, for the log */
+	int quality;		/* its JPEG quality level 0-9, -1: none */
+	unsigned zrle_started : 1;	/* its ZRLE stream had its header */
+	unsigned own_stale : 1;	/* shared ZRLE went out since own[0]'s last */
+	z_stream *own[4];	/* small rectangles' streams: ZRLE (raw
+				   deflate) and Tight's streams 1-3 */
+	uint8_t own_level[4];
+	size_t lk_left;		/* our queue after the last write: the kernel
+				   took no more */
+	long long refresh_due;	/* lossy tiles to check then, 0: none */
+	/* the link (link_sample(); bytes written: wrote) */
+	long long lk_t0;	/* start of a measuring window, 0: none */
+	uint64_t lk_done;	/* bytes delivered when it started */
+	double rate;		/* bytes/s, 0: not measured yet */
+	/* what it was sent, for the log */
+	unsigned long kind_rects[NKINDS], shared, owned;
+	uint64_t kind_bytes[NKINDS];
+	unsigned long ztiles[ZT_KINDS];
 
 	/* ContinuousUpdates and Fence (TigerVNC, noVNC) */
 	unsigned enc_fence : 1, enc_cu : 1;	/* in the viewer's list */
@@ -728,8 +896,12 @@ struct server {
 	struct fb_frame frame;
 	int tw, th;		/* tile grid */
 	struct rect *rects;	/* scratch: tw * th */
+	uint8_t *rkind;		/* ... what each is made of (R_*) */
+	struct plan **plans;	/* ... and its plan */
+	uint8_t *kgrid;		/* scratch: tw * th, tiles by kind (G_*) */
 	int *open_a, *open_b;	/* scratch: tw each */
 	int zlevel;		/* -Z: ZRLE's zlib level */
+	int link_kbit;		/* -o link-kbit: the most to assume, 0: none */
 	int fps;		/* -o fps: server-paced updates a second */
 	uint8_t *cu_hold;	/* scratch: tiles held back outside the
 				   ContinuousUpdates area, cu_hold_n */
@@ -3580,6 +3752,16 @@ pixfmt_apply(struct client *c, const struct pixfmt *pf)
 	    pf->shift[2] == 0 && (pf->bigendian == 0) == host_little_endian();
 }
 
+static int
+pixfmt_same(const struct pixfmt *a, const struct pixfmt *b)
+{
+	return a->bpp == b->bpp && a->depth == b->depth &&
+	    a->bigendian == b->bigendian && a->max[0] == b->max[0] &&
+	    a->max[1] == b->max[1] && a->max[2] == b->max[2] &&
+	    a->shift[0] == b->shift[0] && a->shift[1] == b->shift[1] &&
+	    a->shift[2] == b->shift[2];
+}
+
 static void
 wr_pixfmt(struct client *c, const struct pixfmt *pf)
 {
@@ -3720,12 +3902,28 @@ put_pixels(const struct client *c, uint8_t *dst, const uint32_t *src, int n)
 /* ---------------------------------------------------------------------
  * Encoders.
  *
- * Every encoder turns one rectangle of the source's XRGB pixels into the
- * viewer's pixel format and encoding, appending to its output queue.  The
- * viewer's SetEncodings order decides (the first one we have), Raw is the
- * fallback.  ZRLE and Hextile look at one tile at a time in client pixel
- * values; each tile is analysed (colours, runs, what it would cost each
- * way), then emitted the cheapest way.
+ * An update is the client's dirty tiles sorted by what they hold and
+ * merged into rectangles of one kind (collect_rects(), in Damage and
+ * updates).  Each rectangle gets a plan, made once for its content and
+ * shared by every viewer (plan_get()): a sub classed by its colours -
+ * solid, mono, indexed (up to PAL_MAX colours) or full colour, with a
+ * note whether the gradient filter predicts it well.  (A plan has room
+ * for several subs; today it has one.)  For every sub and viewer,
+ * choose() picks the cheapest way to send it among the encodings the
+ * viewer announced: CPU time plus bytes over the viewer's link rate, both
+ * estimated from what the encoders did so far, with the viewer's order
+ * breaking near-ties.  JPEG only where the viewer sent a quality level,
+ * the sub has many colours and is not a lossless refresh.
+ *
+ * What an encoder makes is kept with the sub per variant (encoding, pixel
+ * format, zlib level, quality), so every viewer in step gets the same
+ * bytes by memcpy: a Tight rectangle resets the zlib stream it uses, a
+ * ZRLE rectangle is a fresh raw deflate ending in a sync flush - both
+ * valid in any viewer's stream at any point.  Only Raw goes straight into
+ * the queue (a copy of it costs what the encoding does).  Encoders work
+ * on the source's XRGB pixels and translate through px_values() and
+ * put_values(), or for Tight's 3-byte TPIXELs take the channels as they
+ * are.
  * ------------------------------------------------------------------- */
 
 static void
@@ -3738,19 +3936,44 @@ wr_rect_header(struct client *c, int x, int y, int w, int h, int32_t enc)
 	wr_u32(c, (uint32_t)enc);
 }
 
-/*
- * Room for up to n bytes at the end of the queue, under the same bound as
- * wr_space(), but not queued: the caller adds what it used to out.len.
- * For writers that know only an upper bound before they start.
- */
+/* Room for n more bytes at the end of an encoder's buffer (not counted). */
 static uint8_t *
-wr_room(struct client *c, size_t n)
+eb_room(struct buf *b, size_t n)
 {
-	uint8_t *p = wr_space(c, n);
+	return buf_reserve(b, n) < 0 ? NULL : b->data + b->len;
+}
 
-	if (p != NULL)
-		c->out.len -= n;
-	return p;
+static int
+eb_bytes(struct buf *b, const void *data, size_t n)
+{
+	uint8_t *p = eb_room(b, n);
+
+	if (p == NULL)
+		return -1;
+	if (n > 0)
+		memcpy(p, data, n);
+	b->len += n;
+	return 0;
+}
+
+static int
+eb_rect_header(struct buf *b, const struct rect *r, int32_t enc)
+{
+	uint8_t h[12];
+
+	h[0] = (uint8_t)(r->x >> 8);
+	h[1] = (uint8_t)r->x;
+	h[2] = (uint8_t)(r->y >> 8);
+	h[3] = (uint8_t)r->y;
+	h[4] = (uint8_t)(r->w >> 8);
+	h[5] = (uint8_t)r->w;
+	h[6] = (uint8_t)(r->h >> 8);
+	h[7] = (uint8_t)r->h;
+	h[8] = (uint8_t)((uint32_t)enc >> 24);
+	h[9] = (uint8_t)((uint32_t)enc >> 16);
+	h[10] = (uint8_t)((uint32_t)enc >> 8);
+	h[11] = (uint8_t)enc;
+	return eb_bytes(b, h, sizeof h);
 }
 
 static void
@@ -3769,7 +3992,7 @@ enc_raw(struct client *c, const struct rect *r)
 		    f->pixels + (size_t)(r->y + y) * f->stride + r->x, r->w);
 }
 
-/* -- the palette of one tile: colours in order, and a hash to find them -- */
+/* -- palettes: colours in order of appearance, and a hash to find them -- */
 
 static void
 pal_reset(struct encscratch *e)
@@ -3784,28 +4007,28 @@ pal_reset(struct encscratch *e)
 static unsigned
 pal_slot(const struct encscratch *e, uint32_t v)
 {
-	unsigned h = (v * 2654435761u) >> 23 & (PALETTE_HASH - 1);
+	unsigned h = (v * 2654435761u) >> 22 & (PAL_HASH - 1);
 
-	/* at most ZRLE_PALETTE_MAX + 1 slots are taken: a free one is near */
+	/* at most PAL_MAX + 1 slots are taken: a free one is near */
 	while (e->stamp[h] == e->now && e->key[h] != v)
-		h = (h + 1) & (PALETTE_HASH - 1);
+		h = (h + 1) & (PAL_HASH - 1);
 	return h;
 }
 
-/* Add v unless known; the palette stops growing one past the RLE limit. */
+/* Add v unless known; the palette stops growing one past max. */
 static void
-pal_add(struct encscratch *e, uint32_t v)
+pal_add(struct encscratch *e, uint32_t v, int max)
 {
 	unsigned h;
 
-	if (e->npal > ZRLE_PALETTE_MAX)
+	if (e->npal > max)
 		return;
 	h = pal_slot(e, v);
 	if (e->stamp[h] == e->now)
 		return;
 	e->stamp[h] = e->now;
 	e->key[h] = v;
-	e->idx[h] = (uint8_t)e->npal;
+	e->idx[h] = (uint16_t)e->npal;
 	e->pal[e->npal++] = v;
 }
 
@@ -3817,7 +4040,6 @@ pal_index(const struct encscratch *e, uint32_t v)
 
 /* -- ZRLE (RFB 7.7.6) -- */
 
-enum { ZT_SOLID, ZT_PACKED, ZT_PRLE, ZT_RLE, ZT_RAW };
 static const char *const ztile_name[] = {
 	"solid", "packed", "palette-rle", "rle", "raw",
 };
@@ -3880,7 +4102,7 @@ zrle_analyse(struct encscratch *e, const uint32_t *v, int w, int h, int cb,
 	size_t best, cost, i, start = 0;
 
 	pal_reset(e);
-	pal_add(e, v[0]);
+	pal_add(e, v[0], ZRLE_PALETTE_MAX);
 	for (i = 1; i <= n; i++) {
 		size_t len;
 
@@ -3892,7 +4114,7 @@ zrle_analyse(struct encscratch *e, const uint32_t *v, int w, int h, int cb,
 		lenbytes += (len - 1) / 255 + 1;
 		if (i < n) {
 			start = i;
-			pal_add(e, v[i]);
+			pal_add(e, v[i], ZRLE_PALETTE_MAX);
 		}
 	}
 	zp->kind = ZT_RAW;
@@ -4005,211 +4227,184 @@ zrle_emit(const struct client *c, const struct encscratch *e,
 	return (size_t)(p - out);
 }
 
-/* Feed n bytes to the client's stream, output straight into its queue. */
-static int
-zrle_deflate(struct client *c, const uint8_t *in, size_t n, int flush)
+/*
+ * The server's deflate streams, one zlib (Tight) and one raw (ZRLE),
+ * reset for every rectangle: a rectangle's bytes then depend on nothing
+ * sent before, so every viewer can be given the same ones.  A fresh
+ * stream's level is set before any input; zlib before 1.2.12 refuses
+ * that after a reset, so the stream is then made anew.
+ */
+static z_stream *
+zstream(struct encscratch *e, int raw, int level)
 {
-	z_stream *z = c->zs;
-	uint8_t *p;
+	z_stream **zp = raw ? &e->zraw : &e->zlib, *z = *zp;
+
+	if (z != NULL) {
+		z->next_out = NULL;
+		z->avail_out = 0;
+		if (deflateReset(z) == Z_OK &&
+		    deflateParams(z, level, Z_DEFAULT_STRATEGY) == Z_OK)
+			return z;
+		deflateEnd(z);
+	} else if ((z = calloc(1, sizeof *z)) == NULL) {
+		return NULL;
+	}
+	if (deflateInit2(z, level, Z_DEFLATED, raw ? -15 : 15, 8,
+	    Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(z);
+		*zp = NULL;
+		return NULL;
+	}
+	*zp = z;
+	return z;
+}
+
+/* Feed n bytes through z, output appended to b; -1 on failure. */
+static int
+deflate_into(z_stream *z, struct buf *b, const uint8_t *in, size_t n,
+    int flush)
+{
 	int r;
 
 	z->next_in = (Bytef *)(uintptr_t)in;	/* zlib does not write it */
 	z->avail_in = (uInt)n;
 	do {
-		if ((p = wr_room(c, ZOUT_CHUNK)) == NULL)
+		if (eb_room(b, ZOUT_CHUNK) == NULL)
 			return -1;
-		z->next_out = p;
-		z->avail_out = ZOUT_CHUNK;
+		z->next_out = b->data + b->len;
+		z->avail_out = (uInt)(b->cap - b->len);
 		r = deflate(z, flush);
-		c->out.len += ZOUT_CHUNK - z->avail_out;
+		b->len = (size_t)(z->next_out - b->data);
 		/* every turn consumes input or fills the room; Z_BUF_ERROR
 		 * is "nothing left to do" only once the input is gone */
-		if (r != Z_OK && !(r == Z_BUF_ERROR && z->avail_in == 0)) {
-			cl_fail(c, "zlib: deflate failed (%d)", r);
+		if (r != Z_OK && !(r == Z_BUF_ERROR && z->avail_in == 0))
 			return -1;
-		}
 	} while (z->avail_in > 0 || z->avail_out == 0);
 	return 0;
 }
 
-/* The client's stream, made on first use. */
-static int
-zrle_stream(struct client *c, int level)
-{
-	if (c->zs != NULL)
-		return 0;
-	if ((c->zs = calloc(1, sizeof *c->zs)) == NULL ||
-	    deflateInit(c->zs, level) != Z_OK) {
-		free(c->zs);
-		c->zs = NULL;
-		cl_fail(c, "out of memory for a zlib stream");
-		return -1;
-	}
-	c->zs_level = level;
-	return 0;
-}
-
 /*
- * Move the stream to another level.  deflateParams() first finishes what
- * the old level holds back (a block's worth at most), asking for more
- * room with Z_BUF_ERROR until it is out; its bytes belong to this
- * rectangle like the rest.
+ * Move a stream in use to another level.  deflateParams() first finishes
+ * what the old level holds back, asking for more room with Z_BUF_ERROR
+ * until it is out; its bytes belong to this rectangle like the rest.
  */
 static int
-zrle_level(struct client *c, int level)
+deflate_level(z_stream *z, struct buf *b, int level)
 {
-	z_stream *z = c->zs;
 	int r = Z_BUF_ERROR, turns;
-	uint8_t *p;
 
 	for (turns = 0; turns < 16 && r == Z_BUF_ERROR; turns++) {
-		if ((p = wr_room(c, ZOUT_CHUNK)) == NULL)
+		if (eb_room(b, ZOUT_CHUNK) == NULL)
 			return -1;
 		z->next_in = NULL;
 		z->avail_in = 0;
-		z->next_out = p;
-		z->avail_out = ZOUT_CHUNK;
+		z->next_out = b->data + b->len;
+		z->avail_out = (uInt)(b->cap - b->len);
 		r = deflateParams(z, level, Z_DEFAULT_STRATEGY);
-		c->out.len += ZOUT_CHUNK - z->avail_out;
+		b->len = (size_t)(z->next_out - b->data);
 	}
-	if (r != Z_OK) {
-		cl_fail(c, "zlib: cannot change the level (%d)", r);
-		return -1;
-	}
-	c->zs_level = level;
-	return 0;
-}
-
-static int
-pixfmt_same(const struct pixfmt *a, const struct pixfmt *b)
-{
-	return a->bpp == b->bpp && a->depth == b->depth &&
-	    a->bigendian == b->bigendian && a->max[0] == b->max[0] &&
-	    a->max[1] == b->max[1] && a->max[2] == b->max[2] &&
-	    a->shift[0] == b->shift[0] && a->shift[1] == b->shift[1] &&
-	    a->shift[2] == b->shift[2];
-}
-
-/* ZRLE tiles are cached per damage tile: the grids must be one. */
-typedef char zrle_tiles_are_damage_tiles[TILE == ZRLE_TILE ? 1 : -1];
-
-/* The tile slots, made on first use, valid for c's pixel format. */
-static int
-zrle_slots(struct client *c)
-{
-	struct server *s = c->srv;
-	struct encscratch *e = &s->enc;
-	size_t n = (size_t)s->tw * s->th;
-
-	if (e->zt == NULL) {
-		e->zt = calloc(n, sizeof *e->zt);
-		e->zbytes = malloc(n * ZRLE_SLOT);	/* touched as used */
-		if (e->zt == NULL || e->zbytes == NULL) {
-			free(e->zt);
-			free(e->zbytes);
-			e->zt = NULL;
-			e->zbytes = NULL;
-			cl_fail(c, "out of memory for ZRLE tiles");
-			return -1;
-		}
-		e->zpf = c->pf;
-	} else if (!pixfmt_same(&e->zpf, &c->pf)) {
-		memset(e->zt, 0, n * sizeof *e->zt);
-		e->zpf = c->pf;
-	}
-	return 0;
+	return r == Z_OK ? 0 : -1;
 }
 
 /*
- * A rectangle: its tiles, through the client's stream.  Tiles with more
- * colours than a ZRLE palette holds (photos, gradients: sent raw, or as
- * runs of one or two pixels) are what deflate gains least on and spends
- * most on - a frame of them at level 1 costs more than all the rest - so
- * at the speed levels they go in stored blocks, switching the level only
- * where such a stretch of tiles starts or ends.
+ * The viewer's own stream k (0: ZRLE's raw deflate, 1-3: Tight's streams
+ * of those numbers) at this level, made on first use; a level change
+ * may flush what the old one held, into b.  ZRLE's is reset after shared
+ * rectangles went out: its history must be what the viewer's inflater
+ * saw last, and theirs came in between.
  */
-static void
-enc_zrle(struct client *c, const struct rect *r)
+static z_stream *
+own_stream(struct client *c, int k, int level, struct buf *b)
+{
+	z_stream *z = c->own[k];
+
+	if (z == NULL) {
+		if ((z = calloc(1, sizeof *z)) == NULL)
+			return NULL;
+		if (deflateInit2(z, level, Z_DEFLATED, k == 0 ? -OWN_WBITS :
+		    OWN_WBITS, OWN_MEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
+			free(z);
+			return NULL;
+		}
+		c->own[k] = z;
+		c->own_level[k] = (uint8_t)level;
+		return z;
+	}
+	if (k == 0 && c->own_stale) {
+		if (deflateReset(z) != Z_OK)
+			return NULL;
+		c->own_stale = 0;
+	}
+	if (c->own_level[k] != level) {
+		if (deflate_level(z, b, level) < 0)
+			return NULL;
+		c->own_level[k] = (uint8_t)level;
+	}
+	return z;
+}
+
+/*
+ * A ZRLE rectangle: its 64x64 tiles through a fresh raw deflate (or the
+ * viewer's own, for a small one).  Tiles
+ * with more colours than a ZRLE palette holds (photos, gradients: sent
+ * raw, or as runs of one or two pixels) are what deflate gains least on
+ * and spends most on, so at the speed levels (the variant's "store")
+ * they go in stored blocks, switching the level only where such a
+ * stretch of tiles starts or ends.
+ */
+static int
+enc_zrle(struct client *c, struct sub *sb, const struct variant *v,
+    struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
 	const struct fb_frame *f = &s->frame;
 	struct encscratch *e = &s->enc;
-	int base = c->zasked > 0 ? c->zasked - 1 : s->zlevel;
-	int cb, cshift, tx, ty;
+	const struct rect *r = &sb->r;
+	int cb, cshift, tx, ty, level = v->level;
 	size_t lenpos, n;
-	uint8_t *p;
+	z_stream *z;
 
-	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_ZRLE);
-	wr_u32(c, 0);		/* the length, known at the end */
-	if (c->dead)
-		return;
-	/* relative to out.off, which buf_reserve() may move, not to data */
-	lenpos = buf_used(&c->out) - 4;
-	if (zrle_stream(c, base) < 0 || zrle_slots(c) < 0)
-		return;
+	if (eb_rect_header(b, r, ENC_ZRLE) < 0 || eb_bytes(b, "\0\0\0\0", 4) < 0)
+		return -1;
+	lenpos = b->len;
+	if ((z = v->own ? own_stream(c, 0, level, b) : zstream(e, 1,
+	    level)) == NULL)
+		return -1;
 	cb = cpixel_bytes(&c->pf, &cshift);
 	for (ty = r->y; ty < r->y + r->h; ty += ZRLE_TILE)
 		for (tx = r->x; tx < r->x + r->w; tx += ZRLE_TILE) {
-			size_t i = (size_t)(ty / TILE) * s->tw + tx / TILE;
-			struct ztile *z = &e->zt[i];
-			uint8_t *slot = e->zbytes + i * ZRLE_SLOT;
-			int w = r->x + r->w - tx, h = r->y + r->h - ty, level;
+			int w = r->x + r->w - tx, h = r->y + r->h - ty, want;
+			struct zplan zp;
+			size_t len;
 
 			if (w > ZRLE_TILE)
 				w = ZRLE_TILE;
 			if (h > ZRLE_TILE)
 				h = ZRLE_TILE;
-			if (!z->valid || z->gen != e->tgen[i] || z->w != w ||
-			    z->h != h) {
-				struct zplan zp;
-
-				tile_values(c, e->px, f->pixels + (size_t)ty *
-				    f->stride + tx, f->stride, w, h);
-				zrle_analyse(e, e->px, w, h, cb, &zp);
-				z->len = (uint32_t)zrle_emit(c, e, e->px, w, h, cb,
-				    cshift, &zp, slot);
-				z->photo = (uint8_t)zp.photo;
-				z->kind = (uint8_t)zp.kind;
-				z->w = (uint16_t)w;
-				z->h = (uint16_t)h;
-				z->gen = e->tgen[i];
-				z->valid = 1;
-			}
-			c->ztiles[z->kind]++;
-			level = z->photo && base <= ZLEVEL_STORE_MAX ? 0 : base;
-			if ((level != c->zs_level && zrle_level(c, level) < 0) ||
-			    zrle_deflate(c, slot, z->len, Z_NO_FLUSH) < 0)
-				return;
+			tile_values(c, e->px, f->pixels + (size_t)ty *
+			    f->stride + tx, f->stride, w, h);
+			zrle_analyse(e, e->px, w, h, cb, &zp);
+			len = zrle_emit(c, e, e->px, w, h, cb, cshift, &zp,
+			    e->zslot);
+			en->ztiles[zp.kind]++;
+			want = zp.photo && v->store ? 0 : v->level;
+			if ((want != level && deflate_level(z, b, want) < 0) ||
+			    deflate_into(z, b, e->zslot, len, Z_NO_FLUSH) < 0)
+				return -1;
+			level = want;
+			if (v->own)
+				c->own_level[0] = (uint8_t)level;
 		}
 	/* a sync flush per rectangle: the viewer decodes it without waiting
-	 * for more, and the stream goes on in the next one */
-	if (zrle_deflate(c, NULL, 0, Z_SYNC_FLUSH) < 0)
-		return;
-	n = buf_used(&c->out) - lenpos - 4;
-	p = c->out.data + c->out.off + lenpos;
-	p[0] = (uint8_t)(n >> 24);
-	p[1] = (uint8_t)(n >> 16);
-	p[2] = (uint8_t)(n >> 8);
-	p[3] = (uint8_t)n;
-}
-
-/* A viewer went away: its stream, and what its tiles were, for the log. */
-static void
-zrle_free(struct client *c)
-{
-	char line[200];
-	size_t off = 0;
-	int i;
-
-	if (c->zs == NULL)
-		return;
-	for (i = 0; i < ZT_RAW + 1; i++)
-		off += (size_t)snprintf(line + off, sizeof line - off,
-		    " %s=%lu", ztile_name[i], c->ztiles[i]);
-	logx(c->srv, LOG_DEBUG, "peer=%s zrle tiles:%s", c->peer, line);
-	deflateEnd(c->zs);
-	free(c->zs);
-	c->zs = NULL;
+	 * for more, and its stream goes on with the next one */
+	if (deflate_into(z, b, NULL, 0, Z_SYNC_FLUSH) < 0)
+		return -1;
+	n = b->len - lenpos;
+	b->data[lenpos - 4] = (uint8_t)(n >> 24);
+	b->data[lenpos - 3] = (uint8_t)(n >> 16);
+	b->data[lenpos - 2] = (uint8_t)(n >> 8);
+	b->data[lenpos - 1] = (uint8_t)n;
+	return 0;
 }
 
 /* -- Hextile (RFB 7.7.4) -- */
@@ -4362,23 +4557,26 @@ hextile_emit(const struct client *c, const uint32_t *v, int w, int h,
 	return (size_t)(p - out);
 }
 
-static void
-enc_hextile(struct client *c, const struct rect *r)
+static int
+enc_hextile(struct client *c, struct sub *sb,
+    const struct variant *v, struct buf *b, struct encoded *en)
 {
 	struct server *s = c->srv;
 	const struct fb_frame *f = &s->frame;
+	const struct rect *r = &sb->r;
 	size_t ntiles = (size_t)((r->w + HEXTILE_TILE - 1) / HEXTILE_TILE) *
 	    ((r->h + HEXTILE_TILE - 1) / HEXTILE_TILE);
-	size_t max = ntiles + (size_t)r->w * r->h * c->bytes_pp, used = 0;
 	struct hexstate hs = { 0, 0, 0, 0 };
 	struct hexplan hp;
 	uint8_t *p;
 	int tx, ty;
 
-	wr_rect_header(c, r->x, r->y, r->w, r->h, ENC_HEXTILE);
+	(void)v;
+	(void)en;
 	/* no tile is bigger than raw with its subencoding byte */
-	if ((p = wr_room(c, max)) == NULL)
-		return;
+	if (eb_rect_header(b, r, ENC_HEXTILE) < 0 || (p = eb_room(b, ntiles +
+	    (size_t)r->w * r->h * c->bytes_pp)) == NULL)
+		return -1;
 	for (ty = 0; ty < r->h; ty += HEXTILE_TILE)
 		for (tx = 0; tx < r->w; tx += HEXTILE_TILE) {
 			int w = r->w - tx < HEXTILE_TILE ? r->w - tx :
@@ -4390,37 +4588,1320 @@ enc_hextile(struct client *c, const struct rect *r)
 			    (size_t)(r->y + ty) * f->stride + r->x + tx,
 			    f->stride, w, h);
 			hextile_analyse(s->enc.px, w, h, &hp);
-			used += hextile_emit(c, s->enc.px, w, h, &hp, &hs,
-			    p + used);
+			p += hextile_emit(c, s->enc.px, w, h, &hp, &hs, p);
 		}
-	c->out.len += used;
+	b->len = (size_t)(p - b->data);
+	return 0;
 }
 
-/* Real encodings by preference when a viewer lists several: its order. */
-struct encoder {
-	int32_t num;
+/* -- Tight (RFB 7.7.5, the TightVNC/TigerVNC dialect) -- */
+
+enum {
+	TIGHT_FILL = 0x80, TIGHT_JPEG = 0x90, TIGHT_EXPLICIT = 0x40,
+	TF_COPY = 0, TF_PALETTE = 1, TF_GRADIENT = 2,
+};
+/* the zlib streams: 0 for shared rectangles (reset by each), 1-3 the
+ * viewer's own, by kind of data */
+enum { TS_SHARED = 0, TS_MONO = 1, TS_INDEXED = 2, TS_FULL = 3 };
+
+/*
+ * TPIXEL: 3 bytes (red, green, blue) for 32 bpp, depth 24 and 8-bit
+ * channels, else the pixel as it is.  gtk-vnc decides by depth 24 alone,
+ * libvncclient by depth and the maxima: a depth-24 format without 8-bit
+ * channels would be read differently by the two, so it gets no Tight.
+ */
+static int
+tpixel_bytes(const struct pixfmt *pf)
+{
+	return pf->bpp == 32 && pf->depth == 24 && pf->max[0] == 255 &&
+	    pf->max[1] == 255 && pf->max[2] == 255 ? 3 : pf->bpp / 8;
+}
+
+static int
+tight_usable(const struct pixfmt *pf)
+{
+	return pf->depth != 24 || tpixel_bytes(pf) == 3;
+}
+
+/* n source pixels as TPIXELs */
+static uint8_t *
+put_tpixels(const struct client *c, uint8_t *p, const uint32_t *src, int n)
+{
+	uint32_t v[256];
+	int i, k;
+
+	if (tpixel_bytes(&c->pf) == 3) {
+		for (i = 0; i < n; i++, p += 3) {
+			p[0] = (uint8_t)(src[i] >> 16);
+			p[1] = (uint8_t)(src[i] >> 8);
+			p[2] = (uint8_t)src[i];
+		}
+		return p;
+	}
+	for (; n > 0; n -= k, src += k) {
+		k = n < (int)nitems(v) ? n : (int)nitems(v);
+		px_values(c, v, src, k);
+		p = put_values(c, p, v, k, c->bytes_pp, 0);
+	}
+	return p;
+}
+
+/* A compact length (1 to 3 bytes, 7 bits each, the last 8). */
+static int
+eb_compact(struct buf *b, size_t n)
+{
+	uint8_t l[3];
+	size_t k = 0;
+
+	l[k++] = (uint8_t)(n & 0x7f);
+	if (n > 0x7f) {
+		l[0] |= 0x80;
+		l[k++] = (uint8_t)(n >> 7 & 0x7f);
+		if (n > 0x3fff) {
+			l[1] |= 0x80;
+			l[k++] = (uint8_t)(n >> 14);
+		}
+	}
+	return eb_bytes(b, l, k);
+}
+
+/*
+ * The filtered data: as it is when short (RFB: under 12 bytes), else
+ * compressed, ending in a sync flush: by a fresh zlib stream (stream 0,
+ * whose reset bit the control byte sets), or by the viewer's own stream
+ * `own` (1-3, never reset).
+ */
+static int
+tight_data(struct client *c, struct buf *b, const uint8_t *data, size_t n,
+    int level, int own)
+{
+	struct encscratch *e = &c->srv->enc;
+	z_stream *z;
+
+	if (n < TIGHT_MIN_ZLIB)
+		return eb_bytes(b, data, n);
+	e->zbuf.len = 0;
+	if ((z = own ? own_stream(c, own, level, &e->zbuf) :
+	    zstream(e, 0, level)) == NULL ||
+	    deflate_into(z, &e->zbuf, data, n, Z_SYNC_FLUSH) < 0 ||
+	    e->zbuf.len > TIGHT_LEN_MAX)
+		return -1;
+	return eb_compact(b, e->zbuf.len) < 0 ? -1 :
+	    eb_bytes(b, e->zbuf.data, e->zbuf.len);
+}
+
+/* The rectangle's source pixels, row by row. */
+#define SRC_ROW(fr, rc, j) ((fr)->pixels + (size_t)((rc)->y + (j)) * \
+	(fr)->stride + (rc)->x)
+
+/* Palette indexes: one byte each, or with two colours rows of bits. */
+static size_t
+tight_indexes(struct encscratch *e, const struct fb_frame *f,
+    const struct sub *sb, uint8_t *out)
+{
+	const struct rect *r = &sb->r;
+	uint32_t last = sb->pal[0], one = sb->pal[1];
+	uint8_t *p = out;
+	unsigned idx = 0;
+	int i, x, y;
+
+	if (sb->ncol == 2) {
+		for (y = 0; y < r->h; y++) {
+			const uint32_t *row = SRC_ROW(f, r, y);
+			unsigned acc = 0, nbits = 0;
+
+			for (x = 0; x < r->w; x++) {
+				acc = acc << 1 | ((row[x] & 0xffffff) == one);
+				if (++nbits == 8) {
+					*p++ = (uint8_t)acc;
+					acc = nbits = 0;
+				}
+			}
+			if (nbits > 0)	/* rows end on a byte boundary */
+				*p++ = (uint8_t)(acc << (8 - nbits));
+		}
+		return (size_t)(p - out);
+	}
+	pal_reset(e);
+	for (i = 0; i < sb->ncol; i++)
+		pal_add(e, sb->pal[i], PAL_MAX);
+	for (y = 0; y < r->h; y++) {
+		const uint32_t *row = SRC_ROW(f, r, y);
+
+		for (x = 0; x < r->w; x++) {
+			uint32_t v = row[x] & 0xffffff;
+
+			if (v != last) {
+				last = v;
+				idx = pal_index(e, v);
+			}
+			*p++ = (uint8_t)idx;
+		}
+	}
+	return (size_t)(p - out);
+}
+
+/*
+ * The gradient filter: each channel minus its prediction from the left,
+ * upper and upper-left neighbours (zero outside the rectangle), clamped
+ * to the channel's range, modulo the range.  For 3-byte TPIXELs the
+ * channels are bytes, else the client's channels packed back into its
+ * pixels (what libvncclient's and gtk-vnc's filters undo).
+ */
+static size_t
+tight_gradient(const struct client *c, struct encscratch *e,
+    const struct fb_frame *f, const struct rect *r, uint8_t *out)
+{
+	const struct pixfmt *pf = &c->pf;
+	int x, y, k;
+	uint16_t *up = e->grad, *cur = e->grad + 3 * RECT_MAX_W, *t;
+	uint8_t *p = out;
+
+	memset(up, 0, 3 * sizeof *up * (size_t)r->w);
+	if (tpixel_bytes(pf) == 3) {
+		/* the channels are the source's bytes: a loop of its own */
+		for (y = 0; y < r->h; y++) {
+			const uint32_t *row = SRC_ROW(f, r, y);
+			int l[3] = { 0, 0, 0 }, ul[3] = { 0, 0, 0 };
+
+			for (x = 0; x < r->w; x++, p += 3)
+				for (k = 0; k < 3; k++) {
+					int a = (int)(row[x] >> (16 - 8 * k) & 255);
+					int u = up[3 * x + k], pr = l[k] + u - ul[k];
+
+					pr = pr < 0 ? 0 : pr > 255 ? 255 : pr;
+					p[k] = (uint8_t)(a - pr);
+					cur[3 * x + k] = (uint16_t)a;
+					l[k] = a;
+					ul[k] = u;
+				}
+			t = up;
+			up = cur;
+			cur = t;
+		}
+		return (size_t)(p - out);
+	}
+	for (y = 0; y < r->h; y++) {
+		px_values(c, e->px, SRC_ROW(f, r, y), r->w);
+		for (x = 0; x < r->w; x++) {
+			uint32_t res = 0;
+
+			for (k = 0; k < 3; k++) {
+				int max = pf->max[k];
+				int a = (int)(e->px[x] >> pf->shift[k] & pf->max[k]);
+				int left = x ? cur[3 * (x - 1) + k] : 0;
+				int ul = x ? up[3 * (x - 1) + k] : 0;
+				int pred = left + up[3 * x + k] - ul;
+
+				pred = pred < 0 ? 0 : pred > max ? max : pred;
+				cur[3 * x + k] = (uint16_t)a;
+				res |= (uint32_t)((a - pred) & max) << pf->shift[k];
+			}
+			p = put_values(c, p, &res, 1, c->bytes_pp, 0);
+		}
+		t = up;
+		up = cur;
+		cur = t;
+	}
+	return (size_t)(p - out);
+}
+
+static int jpeg_rect(struct encscratch *, const struct fb_frame *,
+    const struct rect *, int, struct buf *);
+static void sub_smooth(const struct fb_frame *, struct sub *);
+
+/* One sub as Tight; the kind it became goes to en->kind. */
+static int
+enc_tight(struct client *c, struct sub *sb,
+    const struct variant *v, struct buf *b, struct encoded *en)
+{
+	struct server *s = c->srv;
+	struct encscratch *e = &s->enc;
+	const struct fb_frame *f = &s->frame;
+	const struct rect *r = &sb->r;
+	uint8_t ctl[2], *data;
+	size_t n = (size_t)r->w * r->h, len;
+	int y, stream;
+
+	if (eb_rect_header(b, r, ENC_TIGHT) < 0)
+		return -1;
+	if (v->mode == M_JPEG) {
+		en->kind = K_JPEG;
+		e->jbuf.len = 0;
+		if (jpeg_rect(e, f, r, v->quality, &e->jbuf) < 0 ||
+		    e->jbuf.len > TIGHT_LEN_MAX)
+			return -1;
+		ctl[0] = TIGHT_JPEG;
+		return eb_bytes(b, ctl, 1) < 0 || eb_compact(b, e->jbuf.len) < 0 ?
+		    -1 : eb_bytes(b, e->jbuf.data, e->jbuf.len);
+	}
+	if (sb->cls == C_SOLID) {
+		uint8_t px[4];
+
+		en->kind = K_FILL;
+		ctl[0] = TIGHT_FILL;
+		len = (size_t)(put_tpixels(c, px, &sb->colour, 1) - px);
+		return eb_bytes(b, ctl, 1) < 0 ? -1 : eb_bytes(b, px, len);
+	}
+	if ((data = eb_room(&e->tdata, n * 4)) == NULL)
+		return -1;
+	if (sb->cls == C_MONO || (sb->cls == C_INDEXED && c->bytes_pp > 1)) {
+		/* a palette: 1-bit rows for two colours, else a byte each
+		 * (at 8 bpp a byte is what the pixel is anyway) */
+		uint8_t pal[4 * PAL_MAX];
+
+		en->kind = sb->ncol == 2 ? K_MONO : K_INDEXED;
+		stream = !v->own ? TS_SHARED : sb->ncol == 2 ? TS_MONO :
+		    TS_INDEXED;
+		ctl[0] = (uint8_t)((v->own ? 0 : 1) | stream << 4 |
+		    TIGHT_EXPLICIT);
+		ctl[1] = TF_PALETTE;
+		len = tight_indexes(e, f, sb, data);
+		y = sb->ncol - 1;
+		if (eb_bytes(b, ctl, 2) < 0 || eb_bytes(b, &(uint8_t){ (uint8_t)y },
+		    1) < 0 || eb_bytes(b, pal, (size_t)(put_tpixels(c, pal,
+		    sb->pal, sb->ncol) - pal)) < 0)
+			return -1;
+		return tight_data(c, b, data, len, v->level, v->own ? stream : 0);
+	}
+	sub_smooth(f, sb);
+	stream = v->own ? TS_FULL : TS_SHARED;
+	if (sb->smooth == 1 && v->level > 0 && !v->nograd) {
+		en->kind = K_GRADIENT;
+		ctl[0] = (uint8_t)((v->own ? 0 : 1) | stream << 4 |
+		    TIGHT_EXPLICIT);
+		ctl[1] = TF_GRADIENT;
+		len = tight_gradient(c, e, f, r, data);
+		return eb_bytes(b, ctl, 2) < 0 ? -1 :
+		    tight_data(c, b, data, len, v->level, v->own ? stream : 0);
+	}
+	en->kind = K_FULL;
+	ctl[0] = (uint8_t)((v->own ? 0 : 1) | stream << 4);
+	for (y = 0, len = 0; y < r->h; y++)
+		len = (size_t)(put_tpixels(c, data + len, SRC_ROW(f, r, y), r->w) -
+		    data);
+	/* many colours and not smooth: at the speed levels deflate gains
+	 * little for much (as ZRLE's photo tiles), so stored blocks */
+	return eb_bytes(b, ctl, 1) < 0 ? -1 :
+	    tight_data(c, b, data, len, v->store ? 0 : v->level,
+	    v->own ? stream : 0);
+}
+
+/* -- JPEG (libjpeg, for Tight): into a struct buf, errors by longjmp -- */
+
+static void
+jpeg_fail(j_common_ptr ci)
+{
+	longjmp(((struct jpeg_err *)(void *)ci->err)->jb, 1);
+}
+
+static void
+jpeg_quiet(j_common_ptr ci)
+{
+	(void)ci;
+}
+
+/* The free room of the buffer is the library's output space. */
+static void
+jdst_room(j_compress_ptr ci, size_t more)
+{
+	struct jpeg_dst *d = (struct jpeg_dst *)(void *)ci->dest;
+
+	if (eb_room(d->b, more) == NULL)
+		jpeg_fail((j_common_ptr)ci);
+	d->pub.next_output_byte = d->b->data + d->b->len;
+	d->pub.free_in_buffer = d->b->cap - d->b->len;
+}
+
+static void
+jdst_init(j_compress_ptr ci)
+{
+	jdst_room(ci, ZOUT_CHUNK);
+}
+
+static boolean
+jdst_empty(j_compress_ptr ci)
+{
+	struct jpeg_dst *d = (struct jpeg_dst *)(void *)ci->dest;
+
+	d->b->len = d->b->cap;		/* all of it was written */
+	jdst_room(ci, d->b->cap);
+	return TRUE;
+}
+
+static void
+jdst_term(j_compress_ptr ci)
+{
+	struct jpeg_dst *d = (struct jpeg_dst *)(void *)ci->dest;
+
+	d->b->len = d->b->cap - d->pub.free_in_buffer;
+}
+
+/*
+ * Quality levels 0-9 (RFB pseudo-encodings -32..-23) as libjpeg quality
+ * and chroma subsampling: 4:2:0 up to 5, 4:2:2 for 6 and 7, 4:4:4 above.
+ */
+static const uint8_t jpeg_quality[10] = {
+	15, 25, 35, 45, 55, 65, 75, 82, 90, 95,
+};
+
+/* The compressor, made on first use; -1 if it cannot be. */
+static int
+jpeg_make(struct encscratch *e)
+{
+	if ((e->jpeg = calloc(1, sizeof *e->jpeg)) == NULL ||
+	    (e->jerr = calloc(1, sizeof *e->jerr)) == NULL) {
+		free(e->jpeg);
+		e->jpeg = NULL;
+		return -1;
+	}
+	e->jpeg->err = jpeg_std_error(&e->jerr->pub);
+	e->jerr->pub.error_exit = jpeg_fail;
+	e->jerr->pub.output_message = jpeg_quiet;
+	if (setjmp(e->jerr->jb)) {
+		free(e->jpeg);
+		free(e->jerr);
+		e->jpeg = NULL;
+		e->jerr = NULL;
+		return -1;
+	}
+	jpeg_create_compress(e->jpeg);
+	return 0;
+}
+
+static void
+jpeg_run(struct encscratch *e, const struct fb_frame *f,
+    const struct rect *r, int quality, struct buf *out)
+{
+	struct jpeg_compress_struct *ci = e->jpeg;
+	struct jpeg_dst *dst = &e->jdst;
+	JSAMPROW rows[16];
+	int y, k, sub;
+
+	memset(dst, 0, sizeof *dst);
+	dst->pub.init_destination = jdst_init;
+	dst->pub.empty_output_buffer = jdst_empty;
+	dst->pub.term_destination = jdst_term;
+	dst->b = out;
+	ci->dest = &dst->pub;
+	ci->image_width = (JDIMENSION)r->w;
+	ci->image_height = (JDIMENSION)r->h;
+#ifdef JCS_EXTENSIONS
+	/* libjpeg-turbo reads the source's XRGB words as they are */
+	ci->input_components = 4;
+	ci->in_color_space = host_little_endian() ? JCS_EXT_BGRX : JCS_EXT_XRGB;
+#else
+	ci->input_components = 3;
+	ci->in_color_space = JCS_RGB;
+#endif
+	jpeg_set_defaults(ci);
+	jpeg_set_quality(ci, jpeg_quality[quality], TRUE);
+	sub = quality <= 5 ? 2 : quality <= 7 ? 1 : 0;
+	ci->comp_info[0].h_samp_factor = sub ? 2 : 1;
+	ci->comp_info[0].v_samp_factor = sub == 2 ? 2 : 1;
+	ci->dct_method = JDCT_ISLOW;
+	jpeg_start_compress(ci, TRUE);
+	for (y = 0; y < r->h; y += k) {
+		for (k = 0; k < (int)nitems(rows) && y + k < r->h; k++) {
+#ifdef JCS_EXTENSIONS
+			rows[k] = (JSAMPROW)(uintptr_t)SRC_ROW(f, r, y + k);
+#else
+			const uint32_t *src = SRC_ROW(f, r, y + k);
+			uint8_t *d = e->jrows + (size_t)k * 3 * RECT_MAX_W;
+			int x;
+
+			for (x = 0; x < r->w; x++) {
+				d[3 * x] = (uint8_t)(src[x] >> 16);
+				d[3 * x + 1] = (uint8_t)(src[x] >> 8);
+				d[3 * x + 2] = (uint8_t)src[x];
+			}
+			rows[k] = d;
+#endif
+		}
+		jpeg_write_scanlines(ci, rows, (JDIMENSION)k);
+	}
+	jpeg_finish_compress(ci);
+	ci->dest = NULL;
+}
+
+/* r as a JPEG image appended to out; -1 if libjpeg failed. */
+static int
+jpeg_rect(struct encscratch *e, const struct fb_frame *f,
+    const struct rect *r, int quality, struct buf *out)
+{
+	if (e->jpeg == NULL && jpeg_make(e) < 0)
+		return -1;
+	if (setjmp(e->jerr->jb)) {
+		jpeg_abort_compress(e->jpeg);
+		e->jpeg->dest = NULL;
+		return -1;
+	}
+	jpeg_run(e, f, r, quality, out);
+	return 0;
+}
+
+/* -- the plan of a rectangle: solid areas, then the rest by colours -- */
+
+/*
+ * What damage tile i (at tx, ty) is made of, unless known for its
+ * content: colours up to BLOCK_FEW + 1 ("many": a photograph), the first
+ * TILE_PAL kept.  Runs and a second colour alternating with the first
+ * (text) take no palette lookup.
+ */
+static void
+tile_analyse(struct server *s, size_t i, int tx, int ty)
+{
+	struct encscratch *e = &s->enc;
+	const struct fb_frame *f = &s->frame;
+	int x = tx * TILE, y = ty * TILE, j, k;
+	int w = f->width - x < TILE ? f->width - x : TILE;
+	int h = f->height - y < TILE ? f->height - y : TILE;
+	const uint32_t *row = f->pixels + (size_t)y * f->stride + x;
+	uint32_t last = row[0] & 0xffffff, other = last;
+
+	if (e->tagen[i] == e->tgen[i] + 1)
+		return;
+	pal_reset(e);
+	pal_add(e, last, BLOCK_FEW);
+	for (j = 0; j < h && e->npal <= BLOCK_FEW; j++, row += f->stride)
+		for (k = 0; k < w; k++) {
+			uint32_t v = row[k] & 0xffffff;
+
+			if (v == last)
+				continue;
+			if (v != other)
+				pal_add(e, v, BLOCK_FEW);
+			other = last;
+			last = v;
+		}
+	e->tncol[i] = (uint8_t)e->npal;
+	memcpy(e->tpal + i * TILE_PAL, e->pal, (size_t)(e->npal < TILE_PAL ?
+	    e->npal : TILE_PAL) * sizeof *e->tpal);
+	e->tagen[i] = e->tgen[i] + 1;
+}
+
+/*
+ * Runs of cells with `bit` set in a gw x gh grid, merged down where a run
+ * repeats in the next row: rectangles in grid units, at most one per
+ * cell.  The bit is cleared in every cell taken.
+ */
+static int
+grid_rects(uint8_t *grid, int gw, int gh, uint8_t bit, struct rect *out,
+    int *open_a, int *open_b)
+{
+	int n = 0, gx, gy, *prev = open_a, *cur = open_b, *t;
+
+	for (gx = 0; gx < gw; gx++)
+		prev[gx] = -1;
+	for (gy = 0; gy < gh; gy++) {
+		uint8_t *row = grid + (size_t)gy * gw;
+
+		for (gx = 0; gx < gw; gx++)
+			cur[gx] = -1;
+		for (gx = 0; gx < gw;) {
+			int x0 = gx, k;
+
+			if (!(row[gx] & bit)) {
+				gx++;
+				continue;
+			}
+			while (gx < gw && (row[gx] & bit))
+				row[gx++] &= (uint8_t)~bit;
+			k = prev[x0];
+			if (k >= 0 && out[k].w == gx - x0) {
+				out[k].h++;
+			} else {
+				k = n++;
+				out[k].x = x0;
+				out[k].y = gy;
+				out[k].w = gx - x0;
+				out[k].h = 1;
+			}
+			cur[x0] = k;
+		}
+		t = prev;
+		prev = cur;
+		cur = t;
+	}
+	return n;
+}
+
+/*
+ * A sub of few-coloured tiles: its colours (up to PAL_MAX, then "more"),
+ * from the tiles' kept palettes, or where a tile has more than those,
+ * from its pixels; its class follows.  -1: no memory for the palette.
+ */
+static int
+sub_palette(struct server *s, struct sub *sb)
+{
+	struct encscratch *e = &s->enc;
+	const struct fb_frame *f = &s->frame;
+	const struct rect *r = &sb->r;
+	int tx, ty, j, x, y;
+
+	pal_reset(e);
+	for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+		for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE; tx++) {
+			size_t i = (size_t)ty * s->tw + tx;
+
+			if (e->tncol[i] <= TILE_PAL) {
+				for (j = 0; j < e->tncol[i]; j++)
+					pal_add(e, e->tpal[i * TILE_PAL + j],
+					    PAL_MAX);
+				continue;
+			}
+			for (y = ty * TILE; y < (ty + 1) * TILE &&
+			    y < r->y + r->h; y++)
+				for (x = tx * TILE; x < (tx + 1) * TILE &&
+				    x < r->x + r->w; x++)
+					pal_add(e, f->pixels[(size_t)y *
+					    f->stride + x] & 0xffffff, PAL_MAX);
+		}
+	sb->ncol = (uint16_t)e->npal;
+	sb->cls = e->npal == 1 ? C_SOLID : e->npal == 2 ? C_MONO :
+	    e->npal <= PAL_MAX ? C_INDEXED : C_FULL;
+	sb->colour = e->pal[0];
+	sb->smooth = sb->cls == C_FULL ? 2 : 0;
+	if (sb->cls != C_MONO && sb->cls != C_INDEXED)
+		return 0;
+	if ((sb->pal = malloc(sb->ncol * sizeof *sb->pal)) == NULL)
+		return -1;
+	memcpy(sb->pal, e->pal, sb->ncol * sizeof *sb->pal);
+	return 0;
+}
+
+/*
+ * Whether the gradient filter predicts a full-colour sub well, worked
+ * out when first asked (a viewer with one way to send everything never
+ * asks): sampled rows, a mean error per channel under SMOOTH_ERR.
+ */
+static void
+sub_smooth(const struct fb_frame *f, struct sub *sb)
+{
+	const struct rect *r = &sb->r;
+	unsigned long err = 0, samples = 0;
+	int x, y, k;
+
+	if (sb->cls != C_FULL || sb->smooth != 2)
+		return;
+	for (y = 1; y < r->h; y += SMOOTH_STEP) {
+		const uint32_t *row = SRC_ROW(f, r, y), *up = row - f->stride;
+
+		for (x = 1; x < r->w; x++, samples += 3)
+			for (k = 0; k < 24; k += 8) {
+				int a = row[x] >> k & 255, l = row[x - 1] >> k & 255;
+				int u = up[x] >> k & 255, ul = up[x - 1] >> k & 255;
+				int pred = l + u - ul;
+
+				pred = pred < 0 ? 0 : pred > 255 ? 255 : pred;
+				err += (unsigned long)abs(a - pred);
+			}
+	}
+	sb->smooth = samples > 0 && err < SMOOTH_ERR * samples;
+}
+
+/* The newest damage stamp of the tiles under r. */
+static unsigned long
+rect_gen(const struct server *s, const struct rect *r)
+{
+	unsigned long g = 0;
+	int tx, ty;
+
+	for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+		for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE; tx++)
+			if (s->enc.tgen[(size_t)ty * s->tw + tx] > g)
+				g = s->enc.tgen[(size_t)ty * s->tw + tx];
+	return g;
+}
+
+static void
+plan_free(struct encscratch *e, struct plan *p)
+{
+	int i;
+
+	for (i = 0; i < p->nsub; i++) {
+		struct encoded *en, *next;
+
+		for (en = p->sub[i].enc; en != NULL; en = next) {
+			next = en->next;
+			if (e->spare_bytes + en->b.cap > SPARE_MAX) {
+				buf_free(&en->b);
+				free(en);
+				continue;
+			}
+			en->next = e->spare;
+			e->spare = en;
+			e->spare_bytes += en->b.cap;
+		}
+		free(p->sub[i].pal);
+	}
+	e->cache_bytes -= p->bytes;
+	e->nplans--;
+	free(p);
+}
+
+static unsigned
+plan_hash(const struct rect *r)
+{
+	uint32_t h = (uint32_t)r->x * 2654435761u ^ (uint32_t)r->y * 40503u ^
+	    (uint32_t)r->w * 2246822519u ^ (uint32_t)r->h * 3266489917u;
+
+	return (h ^ h >> 15) & (PLAN_HASH - 1);
+}
+
+/*
+ * A rectangle's plan, from what collect_rects() made it of (kind): one
+ * colour, few (its palette), many (full colour), or not analysed.
+ */
+static struct plan *
+plan_make(struct server *s, const struct rect *r, int kind,
+    unsigned long gen)
+{
+	struct encscratch *e = &s->enc;
+	struct plan *p;
+	struct sub *sb;
+
+	if ((p = malloc(sizeof *p + sizeof p->sub[0])) == NULL)
+		return NULL;
+	sb = &p->sub[0];
+	memset(sb, 0, sizeof *sb);
+	sb->r = *r;
+	sb->smooth = 2;
+	switch (kind) {
+	case R_SOLID:
+		sb->cls = C_SOLID;
+		sb->ncol = 1;
+		sb->colour = e->tpal[((size_t)(r->y / TILE) * s->tw + r->x /
+		    TILE) * TILE_PAL];
+		break;
+	case R_FEW:
+		if (sub_palette(s, sb) < 0) {
+			free(p);
+			return NULL;
+		}
+		break;
+	case R_MANY:
+		sb->cls = C_FULL;
+		sb->ncol = PAL_MAX + 1;
+		break;
+	default:
+		sb->cls = C_UNKNOWN;
+	}
+	p->r = *r;
+	p->gen = gen;
+	p->deep = kind != R_ANY;
+	p->nsub = 1;
+	p->bytes = sizeof *p + sizeof p->sub[0] +
+	    (sb->pal != NULL ? sb->ncol * sizeof *sb->pal : 0);
+	e->cache_bytes += p->bytes;
+	e->nplans++;
+	return p;
+}
+
+/* The plan for r as the screen is now: kept, or made (NULL: no memory).
+ * One analysed serves a viewer that needs none, not the other way. */
+static struct plan *
+plan_get(struct server *s, const struct rect *r, int kind)
+{
+	struct encscratch *e = &s->enc;
+	struct plan **pp = &e->plans[plan_hash(r)], *p;
+	unsigned long gen = rect_gen(s, r);
+
+	for (; (p = *pp) != NULL; pp = &p->next)
+		if (p->r.x == r->x && p->r.y == r->y && p->r.w == r->w &&
+		    p->r.h == r->h)
+			break;
+	if (p != NULL && p->gen == gen && (p->deep || kind == R_ANY)) {
+		p->used = e->epoch;
+		return p;
+	}
+	if (p != NULL) {	/* the content changed, or analysis is wanted */
+		*pp = p->next;
+		plan_free(e, p);
+	}
+	if ((p = plan_make(s, r, kind, gen)) == NULL)
+		return NULL;
+	p->used = e->epoch;
+	p->next = e->plans[plan_hash(r)];
+	e->plans[plan_hash(r)] = p;
+	return p;
+}
+
+/* Every plan, or those whose content changed since, or unused ones while
+ * the cache is over its bound. */
+static void
+plans_trim(struct server *s, int all)
+{
+	struct encscratch *e = &s->enc;
+	size_t max = (size_t)s->frame.width * s->frame.height * 8;
+	int i, pass;
+
+	if (max < CACHE_MIN)
+		max = CACHE_MIN;
+	for (pass = 0; pass < 2 && (all || e->cache_bytes > max); pass++)
+		for (i = 0; i < PLAN_HASH; i++) {
+			struct plan **pp = &e->plans[i], *p;
+
+			while ((p = *pp) != NULL)
+				if (all || (pass == 0 ? p->gen != rect_gen(s,
+				    &p->r) : p->used != e->epoch)) {
+					*pp = p->next;
+					plan_free(e, p);
+				} else {
+					pp = &p->next;
+				}
+		}
+}
+
+/* -- choosing: estimated seconds of CPU plus seconds on the link -- */
+
+/*
+ * What a byte and a pixel cost before anything was measured.  Bytes: per
+ * pixel, by mode and class (the last: a sub not analysed), with
+ * many-coloured data stored or deflated (the index: what makes the
+ * levels differ most), relative to what the format makes raw (bytes_pp;
+ * for JPEG 1, times jpeg_size).  Time: ns of CPU per pixel, as measured
+ * on a 2020 x86 core.  What the encoders do is learnt as ratios to these
+ * (learn()), and choose() tries the runner-up now and then, so one bad
+ * measurement does not stay.
+ */
+static const float prior_bytes[NMODES][2][NCLASSES + 1] = {
+	/* solid, mono, indexed, full, not analysed */
+	[M_RAW] = { { 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1 } },
+	[M_HEXTILE] = { { .02f, .15f, .6f, 1.01f, .6f },
+	    { .02f, .15f, .6f, 1.01f, .6f } },
+	[M_ZRLE] = { { .001f, .03f, .15f, .76f, .3f },
+	    { .001f, .02f, .1f, .5f, .15f } },
+	[M_TIGHT] = { { .001f, .03f, .1f, .76f, .3f },
+	    { .001f, .02f, .08f, .5f, .15f } },
+	[M_JPEG] = { { .1f, .1f, .12f, .15f, .15f },
+	    { .1f, .1f, .12f, .15f, .15f } },
+};
+static const float prior_ns[NMODES][2][NCLASSES + 1] = {
+	[M_RAW] = { { 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1 } },
+	[M_HEXTILE] = { { 4, 8, 15, 10, 10 }, { 4, 8, 15, 10, 10 } },
+	[M_ZRLE] = { { 2, 4, 6, 4, 5 }, { 2, 6, 12, 40, 25 } },
+	[M_TIGHT] = { { .5f, 2, 4, 4, 4 }, { .5f, 3, 8, 40, 25 } },
+	[M_JPEG] = { { 12, 12, 12, 12, 12 }, { 12, 12, 12, 12, 12 } },
+};
+/* JPEG's bytes per pixel by quality level, times prior_bytes' 1 */
+static const float jpeg_size[10] = {
+	.35f, .45f, .55f, .65f, .75f, .85f, 1.1f, 1.4f, 2.0f, 3.0f,
+};
+
+/* Bytes a sub would take in mode m at level hi (before measuring). */
+static double
+guess_bytes(const struct client *c, const struct sub *sb, int m, int hi)
+{
+	double n = (double)sb->r.w * sb->r.h, per;
+	int tp = tpixel_bytes(&c->pf);
+
+	switch (m) {
+	case M_RAW:
+		return 12 + n * c->bytes_pp;
+	case M_JPEG:
+		return 16 + n * prior_bytes[m][hi][sb->cls] *
+		    jpeg_size[c->quality];
+	case M_TIGHT:
+		if (sb->cls == C_SOLID)
+			return 13 + tp;
+		if (sb->cls == C_UNKNOWN)
+			break;
+		per = sb->cls == C_FULL ? tp : 1;
+		if (sb->cls == C_FULL && sb->smooth == 1 && !c->tight_nograd)
+			per *= .1;
+		return 20 + sb->ncol * (sb->cls == C_FULL ? 0 : tp) +
+		    n * per * prior_bytes[m][hi][sb->cls];
+	}
+	return 16 + n * c->bytes_pp * prior_bytes[m][hi][sb->cls];
+}
+
+/* Learnt as moving averages: bytes made over bytes guessed, and ns over
+ * prior_ns, by mode, level and class. */
+static void
+learn(struct encscratch *e, const struct client *c, const struct sub *sb,
+    const struct variant *v, size_t bytes, long long ns)
+{
+	double n = (double)sb->r.w * sb->r.h, xb, xn;
+	int m = v->mode, hi = !v->store, k = sb->cls;
+	float *fb, *fn;
+
+	if (n < 1024)		/* too small to tell: headers, clock grain */
+		return;
+	xb = bytes / guess_bytes(c, sb, m, hi);
+	xn = ns / n / prior_ns[m][hi][k];
+	fb = &e->fbytes[m][hi][k];
+	fn = &e->fns[m][hi][k];
+	*fb = (float)(*fb == 0 ? xb : *fb * .8 + xb * .2);
+	*fn = (float)(*fn == 0 ? xn : *fn * .8 + xn * .2);
+}
+
+/* Bytes/s: measured, else a guess; never above what -o link-kbit says. */
+static double
+link_rate(const struct client *c)
+{
+	double r = c->rate > 0 ? c->rate : LINK_GUESS;
+	int k = c->srv->link_kbit;
+
+	return k > 0 && r > k * 125.0 ? k * 125.0 : r;
+}
+
+/* Seconds: the longer of making it (nothing if made) and sending it. */
+static double
+cost(const struct client *c, const struct sub *sb, const struct variant *v,
+    const struct encoded *made)
+{
+	const struct encscratch *e = &c->srv->enc;
+	double n = (double)sb->r.w * sb->r.h, bytes, ns;
+	int m = v->mode, hi = !v->store, k = sb->cls;
+
+	if (made != NULL)
+		return made->b.len / link_rate(c);
+	bytes = guess_bytes(c, sb, m, hi);
+	if (e->fbytes[m][hi][k] > 0)
+		bytes *= e->fbytes[m][hi][k];
+	ns = prior_ns[m][hi][k];
+	if (e->fns[m][hi][k] > 0)
+		ns *= e->fns[m][hi][k];
+	if (m == M_RAW && c->native)
+		ns /= 4;	/* a copy, not a translation */
+	/* the encoder's next rectangle and the link's last one overlap:
+	 * the slower of the two is what it costs */
+	ns *= n * 1e-9;
+	bytes /= link_rate(c);
+	return ns > bytes ? ns : bytes;
+}
+
+static int
+variant_same(const struct variant *a, const struct variant *b)
+{
+	return a->mode == b->mode && a->level == b->level &&
+	    a->store == b->store && a->quality == b->quality &&
+	    a->nograd == b->nograd &&
+	    (a->mode == M_JPEG || pixfmt_same(&a->pf, &b->pf));
+}
+
+static struct encoded *
+made_as(const struct sub *sb, const struct variant *v)
+{
+	struct encoded *en;
+
+	for (en = sb->enc; en != NULL; en = en->next)
+		if (variant_same(&en->v, v))
+			return en;
+	return NULL;
+}
+
+/* The variant of mode m at level hi for this client. */
+static void
+variant_of(const struct client *c, int m, int hi, struct variant *v)
+{
+	int base = c->zasked > 0 ? c->zasked - 1 : c->srv->zlevel;
+
+	memset(v, 0, sizeof *v);
+	v->mode = (uint8_t)m;
+	v->hi = (uint8_t)(m == M_ZRLE || m == M_TIGHT ? hi : 0);
+	if (m == M_JPEG)
+		v->quality = (uint8_t)c->quality;
+	else
+		v->pf = c->pf;
+	if (m == M_TIGHT)
+		v->nograd = c->tight_nograd;
+	if (m == M_ZRLE || m == M_TIGHT) {
+		/* fast: the base level, many-coloured data stored at the
+		 * speed levels; small: deflate all of it, at the viewer's
+		 * level if it gave one, else at ZLEVEL_SMALL */
+		v->level = (uint8_t)(hi && c->zasked == 0 && base < ZLEVEL_SMALL ?
+		    ZLEVEL_SMALL : base);
+		v->store = !hi && base <= ZLEVEL_STORE_MAX;
+	}
+}
+
+/* Can mode m carry this sub to this client (lossy: JPEG is allowed)? */
+static int
+mode_fits(const struct client *c, struct sub *sb, int m, int lossy)
+{
+	if (c->rank[m] < 0)
+		return 0;
+	switch (m) {
+	case M_TIGHT:
+		return tight_usable(&c->pf);
+	case M_JPEG:
+		/* libvncclient has no JPEG at 8 bpp; few colours are text
+		 * or drawings, which JPEG blurs */
+		if (!lossy || c->quality < 0 || c->bytes_pp == 1 ||
+		    !tight_usable(&c->pf))
+			return 0;
+		sub_smooth(&c->srv->frame, sb);
+		return sb->cls == C_FULL ||
+		    (sb->cls == C_INDEXED && sb->ncol > JPEG_MIN_COLOURS);
+	default:
+		return 1;
+	}
+}
+
+/*
+ * What a viewer's choice depends on besides the sub: its encodings and
+ * their order, levels, quality, pixel format, the link's rate (within a
+ * factor of 2) and whether lossy is allowed.  Viewers with the same key
+ * get the same choice, so viewers in step get the same bytes (and the
+ * estimates learnt in between change nothing for them).
+ */
+static uint32_t
+choice_key(const struct client *c, int lossy)
+{
+	uint32_t h = 2166136261u;
+	double r = link_rate(c);
+	int i, b = 0;
+
+#define MIX(x) (h = (h ^ (uint32_t)(x)) * 16777619u)
+	for (i = 0; i < NMODES; i++)
+		MIX(c->rank[i]);
+	MIX(c->quality);
+	MIX(c->zasked);
+	MIX(c->tight_nograd);
+	MIX(lossy);
+	MIX(c->pf.bpp << 24 | c->pf.depth << 16 | c->pf.bigendian << 8);
+	MIX((uint32_t)c->pf.max[0] << 16 | c->pf.max[1]);
+	MIX((uint32_t)c->pf.max[2] << 16 | c->pf.shift[0] << 8 |
+	    c->pf.shift[1]);
+	MIX(c->pf.shift[2]);
+	for (; r > 1 && b < 64; b++)
+		r /= 2;
+	MIX(b);
+#undef MIX
+	return h ? h : 1;
+}
+
+/*
+ * The cheapest way for this client; among those within CHOICE_SLACK of
+ * it, the one the viewer listed first.  Raw when nothing else fits: RFB
+ * makes every viewer take it.
+ */
+static void
+choose(const struct client *c, struct sub *sb, int lossy,
+    struct variant *best)
+{
+	struct variant v[2 * NMODES];
+	double cs[2 * NMODES], min = -1;
+	int m, hi, n = 0, i, pick = -1;
+	uint32_t key = choice_key(c, lossy);
+
+	if (sb->pick_key == key) {
+		*best = sb->pick;
+		return;
+	}
+
+	for (m = 0; m < NMODES; m++)
+		for (hi = 0; hi < 2; hi++) {
+			if (!mode_fits(c, sb, m, lossy))
+				continue;
+			variant_of(c, m, hi, &v[n]);
+			if (n == 0 || !variant_same(&v[n], &v[n - 1]))
+				n++;	/* else: no second level */
+		}
+	if (n <= 1) {		/* one way: nothing to weigh */
+		if (n == 0)	/* e.g. only Tight, in a format it cannot */
+			variant_of(c, M_RAW, 0, &v[0]);
+		*best = v[0];
+		return;
+	}
+	/* Tight's guess needs to know whether the gradient filter pays */
+	for (i = 0; i < n && v[i].mode != M_TIGHT; i++)
+		;
+	if (i < n)
+		sub_smooth(&c->srv->frame, sb);
+	for (i = 0; i < n; i++) {
+		cs[i] = cost(c, sb, &v[i], made_as(sb, &v[i]));
+		if (min < 0 || cs[i] < min)
+			min = cs[i];
+	}
+	for (i = 0; i < n; i++)
+		if (cs[i] <= min * CHOICE_SLACK && (pick < 0 ||
+		    c->rank[v[i].mode] < c->rank[v[pick].mode] ||
+		    (c->rank[v[i].mode] == c->rank[v[pick].mode] &&
+		    cs[i] < cs[pick])))
+			pick = i;
+	/* now and then the runner-up, if not far behind, to measure it
+	 * again: what the estimates say of a way not taken for a while
+	 * may be wrong for what the screen shows now */
+	if (made_as(sb, &v[pick]) == NULL && sb->r.w * sb->r.h >= 1024 &&
+	    ++c->srv->enc.nchoices % EXPLORE_EVERY == 0) {
+		int ru = -1;
+
+		for (i = 0; i < n; i++)
+			if (i != pick && v[i].mode != M_RAW &&
+			    cs[i] < cs[pick] * EXPLORE_MAX &&
+			    (ru < 0 || cs[i] < cs[ru]))
+				ru = i;
+		if (ru >= 0)
+			pick = ru;
+	}
+	*best = v[pick];
+	sb->pick = v[pick];
+	sb->pick_key = key;
+}
+
+/* -- the link: bytes the viewer took off its queues per second -- */
+
+static int sock_queued(const struct client *);	/* Pacing */
+
+/*
+ * A window opens when bytes go to an idle link (link_sent()) and is
+ * sampled before more are written (every flush, also in the middle of an
+ * update, so a first frame adapts to a slow link half-way): if bytes
+ * still wait in the kernel, or were left in our queue by the last write,
+ * the link was busy all along and what it delivered over the window
+ * (LINK_WINDOW_MS at least: acknowledgements come in bursts) is its rate,
+ * averaged with the ones before; if all went, a lower bound, which may
+ * only raise the estimate, and sets none below LINK_GUESS: a small update
+ * on a fast link says nothing of its speed.  The kernel's count
+ * (sock_queued(): SIOCOUTQ, FIONWRITE) shows the backlog a socket buffer
+ * hides; without it our own queue does, once frames outgrow that buffer.
+ */
+static void
+link_sample(struct client *c, long long now)
+{
+	int sq = sock_queued(c);
+	size_t q = sq > 0 ? (size_t)sq : 0;
+	uint64_t done = c->wrote > q ? c->wrote - q : 0;
+	int busy = q > 0 || c->lk_left > 0;
+	double rate;
+
+	if (c->lk_t0 == 0 || done < c->lk_done)
+		return;
+	/* a first estimate comes sooner when much is held back: a first
+	 * frame must not go raw all the way over a slow link */
+	if (now - c->lk_t0 < (c->rate == 0 && q + c->lk_left > OUT_LOW ?
+	    1 : LINK_WINDOW_MS)) {
+		if (!busy)
+			c->lk_t0 = 0;
+		return;
+	}
+	rate = (double)(done - c->lk_done) * 1000 / (double)(now - c->lk_t0);
+	if (busy)
+		c->rate = c->rate > 0 ? (c->rate + rate) / 2 : rate;
+	else if (rate > link_rate(c))
+		c->rate = rate;
+	c->lk_t0 = busy ? now : 0;
+	c->lk_done = done;
+}
+
+/* Bytes went to the socket: an idle link starts a window. */
+static void
+link_sent(struct client *c, long long now)
+{
+	int sq;
+
+	if (c->lk_t0 != 0)
+		return;
+	sq = sock_queued(c);
+	c->lk_t0 = now;
+	c->lk_done = sq > 0 ? (c->wrote > (uint64_t)sq ? c->wrote -
+	    (uint64_t)sq : 0) : c->wrote;
+}
+
+/* -- sending a sub -- */
+
+/* Tiles under r: lossy now, or not. */
+static void
+tiles_lossy(struct client *c, const struct rect *r, int lossy, long long now)
+{
+	int tx, ty;
+
+	for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+		for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE; tx++) {
+			uint8_t *t = &c->dirty[(size_t)ty * c->dtw + tx];
+
+			*t = (uint8_t)(lossy ? *t | T_LOSSY : *t & ~T_LOSSY);
+		}
+	if (lossy && c->refresh_due == 0)
+		c->refresh_due = now + REFRESH_MS;
+}
+
+static const struct {
 	const char *name;
-	void (*fn)(struct client *, const struct rect *);
-	void (*free)(struct client *);	/* its per-client state, or NULL */
+	int32_t num;
+	int (*fn)(struct client *, struct sub *, const struct variant *,
+	    struct buf *, struct encoded *);
+} modes[NMODES] = {
+	[M_RAW] = { "raw", ENC_RAW, NULL },	/* straight to the queue */
+	[M_HEXTILE] = { "hextile", ENC_HEXTILE, enc_hextile },
+	[M_ZRLE] = { "zrle", ENC_ZRLE, enc_zrle },
+	[M_TIGHT] = { "tight", ENC_TIGHT, enc_tight },
+	[M_JPEG] = { "tight", ENC_TIGHT, enc_tight },
 };
 
-static const struct encoder encoders[] = {
-	{ ENC_RAW, "raw", enc_raw, NULL },	/* first: the default */
-	{ ENC_HEXTILE, "hextile", enc_hextile, NULL },
-	{ ENC_ZRLE, "zrle", enc_zrle, zrle_free },
+static const char *const kind_name[NKINDS] = {
+	"raw", "hextile", "zrle", "fill", "mono", "indexed", "full",
+	"gradient", "jpeg",
 };
 
-#define NENCODERS ((int)nitems(encoders))
+/* Make sb in variant v and keep it with the sub; NULL: failed. */
+static struct encoded *
+encode(struct client *c, struct plan *p, struct sub *sb,
+    const struct variant *v)
+{
+	struct encscratch *e = &c->srv->enc;
+	struct encoded *en = e->spare;
+	struct timespec t0, t1;
+	struct buf b;
+	/* what making it costs is CPU time: waiting for the CPU is not */
+#ifdef CLOCK_PROCESS_CPUTIME_ID
+	const clockid_t clk = CLOCK_PROCESS_CPUTIME_ID;
+#else
+	const clockid_t clk = CLOCK_MONOTONIC;
+#endif
 
-/* A viewer went away: every encoder's state for it. */
+	if (en != NULL) {
+		e->spare = en->next;
+		e->spare_bytes -= en->b.cap;
+		b = en->b;
+	} else if ((en = malloc(sizeof *en)) == NULL) {
+		return NULL;
+	} else {
+		memset(&b, 0, sizeof b);
+	}
+	memset(en, 0, sizeof *en);
+	en->v = *v;
+	en->kind = (uint8_t)(v->mode == M_HEXTILE ? K_HEXTILE : K_ZRLE);
+	b.off = b.len = 0;
+	clock_gettime(clk, &t0);
+	if (modes[v->mode].fn(c, sb, v, &b, en) < 0) {
+		buf_free(&b);
+		free(en);
+		return NULL;
+	}
+	clock_gettime(clk, &t1);
+	learn(e, c, sb, v, b.len, (t1.tv_sec - t0.tv_sec) * 1000000000LL +
+	    (t1.tv_nsec - t0.tv_nsec));
+	en->b = b;
+	en->next = sb->enc;
+	sb->enc = en;
+	p->bytes += sizeof *en + b.cap;
+	e->cache_bytes += sizeof *en + b.cap;
+	return en;
+}
+
+/* Queue what was made, as this viewer's stream needs it. */
+static void
+wr_encoded(struct client *c, const struct encoded *en)
+{
+	uint32_t n;
+
+	if (en->v.mode == M_ZRLE && !en->v.own)
+		c->own_stale = 1;
+	if (en->v.mode != M_ZRLE || c->zrle_started) {
+		wr_bytes(c, en->b.data, en->b.len);
+		return;
+	}
+	/* the viewer's ZRLE stream starts here: the zlib header, then raw
+	 * deflate like every viewer's (no checksum is ever read: the
+	 * stream never ends) */
+	n = (uint32_t)en->b.data[12] << 24 | (uint32_t)en->b.data[13] << 16 |
+	    (uint32_t)en->b.data[14] << 8 | en->b.data[15];
+	wr_bytes(c, en->b.data, 12);
+	wr_u32(c, n + 2);
+	wr_bytes(c, "\x78\x01", 2);
+	wr_bytes(c, en->b.data + 16, en->b.len - 16);
+	c->zrle_started = 1;
+}
+
+/* One sub to one viewer: chosen, made or found, queued, accounted.  A
+ * small one through a deflating encoding goes through the viewer's own
+ * stream, made for it alone. */
+static void
+send_sub(struct client *c, struct plan *p, struct sub *sb, int lossy,
+    long long now)
+{
+	struct encscratch *e = &c->srv->enc;
+	struct variant v;
+	struct encoded *en = NULL, own;
+	size_t before = buf_used(&c->out);
+	int kind, i;
+
+	choose(c, sb, lossy, &v);
+	if ((v.mode == M_ZRLE || (v.mode == M_TIGHT && sb->cls != C_SOLID)) &&
+	    sb->r.w * sb->r.h < OWN_PIXELS) {
+		memset(&own, 0, sizeof own);
+		v.own = 1;
+		own.v = v;
+		own.kind = (uint8_t)(v.mode == M_ZRLE ? K_ZRLE : K_FULL);
+		e->obuf.len = 0;
+		if (modes[v.mode].fn(c, sb, &v, &e->obuf, &own) == 0) {
+			own.b = e->obuf;
+			en = &own;
+			wr_encoded(c, en);
+			c->owned++;
+		}
+		kind = en != NULL ? en->kind : 0;
+	} else if (v.mode == M_RAW) {
+		enc_raw(c, &sb->r);
+		kind = K_RAW;
+	} else if ((en = made_as(sb, &v)) != NULL) {
+		c->shared++;
+		wr_encoded(c, en);
+		kind = en->kind;
+	} else if ((en = encode(c, p, sb, &v)) != NULL) {
+		wr_encoded(c, en);
+		kind = en->kind;
+	}
+	if (en == NULL && v.mode != M_RAW) {
+		cl_fail(c, "out of memory or a compressor failed encoding "
+		    "%s", modes[v.mode].name);
+		return;
+	}
+	if (v.mode == M_ZRLE)
+		for (i = 0; i < ZT_KINDS; i++)
+			c->ztiles[i] += en->ztiles[i];
+	c->kind_rects[kind]++;
+	c->kind_bytes[kind] += buf_used(&c->out) - before;
+	tiles_lossy(c, &sb->r, v.mode == M_JPEG, now);
+}
+
+/* Real encodings a viewer may list; pseudo-encodings are read apart. */
+static const struct encoder {
+	int32_t num;
+	int mode;
+} encoders[] = {
+	{ ENC_RAW, M_RAW },
+	{ ENC_HEXTILE, M_HEXTILE },
+	{ ENC_ZRLE, M_ZRLE },
+	{ ENC_TIGHT, M_TIGHT },
+};
+
+/* A viewer went away: its own streams, and what it was sent, for the
+ * log. */
 static void
 enc_free(struct client *c)
 {
-	size_t i;
+	char line[400];
+	size_t off = 0;
+	int i;
 
-	for (i = 0; i < nitems(encoders); i++)
-		if (encoders[i].free != NULL)
-			encoders[i].free(c);
+	for (i = 0; i < (int)nitems(c->own); i++)
+		if (c->own[i] != NULL) {
+			deflateEnd(c->own[i]);
+			free(c->own[i]);
+			c->own[i] = NULL;
+		}
+	for (i = 0; i < NKINDS; i++)
+		if (c->kind_rects[i] > 0)
+			off += (size_t)snprintf(line + off, sizeof line - off,
+			    " %s=%lu/%lluK", kind_name[i], c->kind_rects[i],
+			    (unsigned long long)c->kind_bytes[i] / 1024);
+	if (off == 0)
+		return;
+	logx(c->srv, LOG_DEBUG, "peer=%s rects:%s shared=%lu own=%lu "
+	    "rate=%.0fk (kept: %d plans, %zuK)", c->peer, line, c->shared,
+	    c->owned, c->rate / 1000, c->srv->enc.nplans,
+	    c->srv->enc.cache_bytes / 1024);
+	if (c->kind_rects[K_ZRLE] == 0)
+		return;
+	for (i = off = 0; i < ZT_KINDS; i++)
+		off += (size_t)snprintf(line + off, sizeof line - off,
+		    " %s=%lu", ztile_name[i], c->ztiles[i]);
+	logx(c->srv, LOG_DEBUG, "peer=%s zrle tiles:%s", c->peer, line);
 }
 
 /* ---------------------------------------------------------------------
@@ -4445,7 +5926,9 @@ dirty_mark(struct client *c, int x, int y, int w, int h)
 		ty1 = c->dth - 1;
 	for (ty = ty0; ty <= ty1; ty++)
 		for (tx = tx0; tx <= tx1; tx++)
-			c->dirty[(size_t)ty * c->dtw + tx] = 1;
+			c->dirty[(size_t)ty * c->dtw + tx] = (uint8_t)
+			    ((c->dirty[(size_t)ty * c->dtw + tx] | T_CHANGED) &
+			    ~T_REFRESH);
 }
 
 static void
@@ -4453,6 +5936,7 @@ srv_damage(void *p, int x, int y, int w, int h)
 {
 	struct server *s = p;
 	struct client *c;
+	long long now;
 	int tx, ty;
 
 	if (!rect_clip(&x, &y, &w, &h, s->frame.width, s->frame.height))
@@ -4461,13 +5945,82 @@ srv_damage(void *p, int x, int y, int w, int h)
 		if (c->state == ST_NORMAL)
 			dirty_mark(c, x, y, w, h);
 
-	/* tiles the encoders kept for these are stale now */
-	if (w <= 0 || h <= 0)
+	/* what the encoders kept for these tiles is stale now */
+	if (w <= 0 || h <= 0 || s->enc.tgen == NULL)
 		return;
 	s->enc.gen++;
+	now = mono_ms();
 	for (ty = y / TILE; ty <= (y + h - 1) / TILE && ty < s->th; ty++)
-		for (tx = x / TILE; tx <= (x + w - 1) / TILE && tx < s->tw; tx++)
+		for (tx = x / TILE; tx <= (x + w - 1) / TILE && tx < s->tw;
+		    tx++) {
 			s->enc.tgen[(size_t)ty * s->tw + tx] = s->enc.gen;
+			s->enc.tms[(size_t)ty * s->tw + tx] = now;
+		}
+}
+
+/* The encoders' working memory for rectangles of the current screen. */
+static void
+enc_scratch_free(struct server *s)
+{
+	struct encscratch *e = &s->enc;
+
+	plans_trim(s, 1);
+	free(e->tgen);
+	free(e->tms);
+	free(e->tagen);
+	free(e->tncol);
+	free(e->tpal);
+	e->tagen = NULL;
+	e->tncol = NULL;
+	e->tpal = NULL;
+	e->tgen = NULL;
+	e->tms = NULL;
+}
+
+/*
+ * All the encoders hold, the tile grid's scratch included, freed (the
+ * fuzzer's inputs free what they made); the next ClientInit makes the
+ * grid again.
+ */
+static void
+enc_teardown(struct server *s)
+{
+	struct encscratch *e = &s->enc;
+	struct encoded *en;
+
+	enc_scratch_free(s);
+	free(s->rects);
+	free(s->rkind);
+	free(s->plans);
+	free(s->kgrid);
+	free(s->open_a);
+	free(s->open_b);
+	s->rects = NULL;
+	s->rkind = NULL;
+	s->plans = NULL;
+	s->kgrid = NULL;
+	s->open_a = s->open_b = NULL;
+	s->tw = s->th = 0;
+	while ((en = e->spare) != NULL) {
+		e->spare = en->next;
+		buf_free(&en->b);
+		free(en);
+	}
+	if (e->zlib != NULL)
+		deflateEnd(e->zlib);
+	if (e->zraw != NULL)
+		deflateEnd(e->zraw);
+	free(e->zlib);
+	free(e->zraw);
+	if (e->jpeg != NULL)
+		jpeg_destroy_compress(e->jpeg);
+	free(e->jpeg);
+	free(e->jerr);
+	buf_free(&e->zbuf);
+	buf_free(&e->jbuf);
+	buf_free(&e->tdata);
+	buf_free(&e->obuf);
+	memset(e, 0, sizeof *e);
 }
 
 /*
@@ -4478,33 +6031,46 @@ srv_damage(void *p, int x, int y, int w, int h)
 static int
 grid_setup(struct server *s)
 {
+	struct encscratch *e = &s->enc;
 	size_t n;
 
 	fb_source.frame(s->fb, &s->frame);
 	free(s->rects);
+	free(s->rkind);
+	free(s->plans);
+	free(s->kgrid);
 	free(s->open_a);
 	free(s->open_b);
-	free(s->enc.tgen);
-	free(s->enc.zt);	/* encoders make theirs again on first use */
-	free(s->enc.zbytes);
-	s->enc.zt = NULL;
-	s->enc.zbytes = NULL;
+	enc_scratch_free(s);	/* plans of the old screen go too */
 	s->tw = (s->frame.width + TILE - 1) / TILE;
 	s->th = (s->frame.height + TILE - 1) / TILE;
 	n = (size_t)s->tw * s->th;
 	s->rects = calloc(n, sizeof *s->rects);
+	s->plans = calloc(n, sizeof *s->plans);
 	s->open_a = calloc((size_t)s->tw, sizeof *s->open_a);
 	s->open_b = calloc((size_t)s->tw, sizeof *s->open_b);
-	s->enc.tgen = calloc(n, sizeof *s->enc.tgen);
-	if (s->rects && s->open_a && s->open_b && s->enc.tgen)
+	e->tgen = calloc(n, sizeof *e->tgen);
+	e->tms = calloc(n, sizeof *e->tms);
+	e->tagen = calloc(n, sizeof *e->tagen);
+	e->tncol = calloc(n, sizeof *e->tncol);
+	e->tpal = calloc(n * TILE_PAL, sizeof *e->tpal);
+	s->rkind = calloc(n, sizeof *s->rkind);
+	s->kgrid = calloc(n, sizeof *s->kgrid);
+	if (s->rects && s->plans && s->open_a && s->open_b && e->tgen &&
+	    e->tms && e->tagen && e->tncol && e->tpal && s->rkind && s->kgrid)
 		return 0;
 	free(s->rects);
+	free(s->rkind);
+	free(s->plans);
+	free(s->kgrid);
 	free(s->open_a);
 	free(s->open_b);
-	free(s->enc.tgen);
+	enc_scratch_free(s);
 	s->rects = NULL;
+	s->rkind = NULL;
+	s->plans = NULL;
+	s->kgrid = NULL;
 	s->open_a = s->open_b = NULL;
-	s->enc.tgen = NULL;
 	s->tw = s->th = 0;
 	logx(s, LOG_ERR, "out of memory for a %dx%d screen's tile grid",
 	    s->frame.width, s->frame.height);
@@ -4517,6 +6083,7 @@ cl_ungrid(struct client *c)
 	free(c->dirty);
 	c->dirty = NULL;
 	c->dtw = c->dth = 0;
+	c->refresh_due = 0;
 }
 
 static int
@@ -4677,72 +6244,150 @@ wr_cursor_rect(struct client *c)
 	c->cursor_sent = s->cursor_serial;
 }
 
-/* Dirty tiles as rectangles: runs in a row, merged down equal runs. */
+/*
+ * Tall rectangles cut into bands of whole tile rows and wide ones into
+ * columns (Tight takes RECT_MAX_W at most), the right and bottom edges
+ * clipped: out[0..n) grows, never past one rectangle per tile.
+ */
 static int
-collect_rects(struct server *s, struct client *c)
+cut_rects(const struct server *s, struct rect *out, uint8_t *kind, int n)
 {
-	int n = 0, merged, tx, ty, *prev = s->open_a, *cur = s->open_b, *t;
+	int i, x, y, m = n;
 
-	for (tx = 0; tx < s->tw; tx++)
-		prev[tx] = -1;
-	for (ty = 0; ty < s->th; ty++) {
-		const uint8_t *row = c->dirty + (size_t)ty * s->tw;
-
-		for (tx = 0; tx < s->tw; tx++)
-			cur[tx] = -1;
-		for (tx = 0; tx < s->tw;) {
-			int x0 = tx, k;
-
-			if (!row[tx]) {
-				tx++;
-				continue;
-			}
-			while (tx < s->tw && row[tx])
-				tx++;
-			k = prev[x0];
-			if (k >= 0 && s->rects[k].w == (tx - x0) * TILE) {
-				s->rects[k].h += TILE;
-			} else {
-				k = n++;
-				s->rects[k].x = x0 * TILE;
-				s->rects[k].y = ty * TILE;
-				s->rects[k].w = (tx - x0) * TILE;
-				s->rects[k].h = TILE;
-			}
-			cur[x0] = k;
+	for (i = 0; i < m; i++) {		/* columns */
+		for (x = out[i].x + RECT_MAX_W; x < out[i].x + out[i].w;
+		    x += RECT_MAX_W) {
+			out[n] = out[i];
+			out[n].x = x;
+			out[n].w = out[i].x + out[i].w - x < RECT_MAX_W ?
+			    out[i].x + out[i].w - x : RECT_MAX_W;
+			kind[n++] = kind[i];
 		}
-		t = prev;
-		prev = cur;
-		cur = t;
+		if (out[i].w > RECT_MAX_W)
+			out[i].w = RECT_MAX_W;
 	}
-	for (tx = 0, merged = n; tx < merged; tx++) {
-		struct rect *r = &s->rects[tx];
-		int band = BAND_PIXELS / r->w / TILE * TILE;
+	for (i = 0, m = n; i < m; i++) {	/* bands */
+		int band = BAND_PIXELS / out[i].w / TILE * TILE;
 
-		/* tall ones in bands of whole tile rows, the rest appended:
-		 * never more rectangles than tiles */
 		if (band < TILE)
 			band = TILE;
-		while (r->h > band) {
-			struct rect *b = &s->rects[n++];
-
-			*b = *r;
-			b->y = r->y + band;
-			b->h = r->h - band;
-			r->h = band;
-			r = b;
+		for (y = out[i].y + band; y < out[i].y + out[i].h; y += band) {
+			out[n] = out[i];
+			out[n].y = y;
+			out[n].h = out[i].y + out[i].h - y < band ?
+			    out[i].y + out[i].h - y : band;
+			kind[n++] = kind[i];
 		}
+		if (out[i].h > band)
+			out[i].h = band;
 	}
-	for (tx = 0; tx < n; tx++) {	/* clip the right and bottom edges */
-		struct rect *r = &s->rects[tx];
+	for (i = 0; i < n; i++) {		/* the screen's edges */
+		struct rect *r = &out[i];
 
 		if (r->x + r->w > s->frame.width)
 			r->w = s->frame.width - r->x;
 		if (r->y + r->h > s->frame.height)
 			r->h = s->frame.height - r->y;
 	}
-	memset(c->dirty, 0, (size_t)s->tw * s->th);
 	return n;
+}
+
+/*
+ * Solid areas of the kind grid: tiles of one colour grown right, then
+ * down while the whole run repeats; those of SOLID_MIN pixels or more
+ * become rectangles (their tiles leave the grid), the others count as
+ * few-coloured.
+ */
+static int
+solid_rects(struct server *s, struct rect *out, uint8_t *kind)
+{
+	const struct encscratch *e = &s->enc;
+	uint8_t *g = s->kgrid;
+	int n = 0, tx, ty, x1, y1, j;
+
+	for (ty = 0; ty < s->th; ty++)
+		for (tx = 0; tx < s->tw; tx++) {
+			size_t i = (size_t)ty * s->tw + tx;
+			uint32_t v = e->tpal[i * TILE_PAL];
+
+#define SAME(t) ((g[t] & G_SOLID) && e->tpal[(t) * TILE_PAL] == v)
+			if (!(g[i] & G_SOLID))
+				continue;
+			for (x1 = tx + 1; x1 < s->tw && SAME(i + x1 - tx); x1++)
+				;
+			for (y1 = ty + 1; y1 < s->th; y1++) {
+				for (j = tx; j < x1 && SAME((size_t)y1 * s->tw +
+				    j); j++)
+					;
+				if (j < x1)
+					break;
+			}
+#undef SAME
+			if ((x1 - tx) * (y1 - ty) * TILE * TILE < SOLID_MIN) {
+				g[i] &= (uint8_t)~G_SOLID;
+				continue;
+			}
+			for (j = ty; j < y1; j++)
+				memset(g + (size_t)j * s->tw + tx, 0,
+				    (size_t)(x1 - tx));
+			out[n].x = tx;
+			out[n].y = ty;
+			out[n].w = x1 - tx;
+			out[n].h = y1 - ty;
+			kind[n++] = R_SOLID;
+		}
+	return n;
+}
+
+/*
+ * The client's tiles with `flag` (taken from its map) as rectangles at
+ * s->rects[first...], kinds at s->rkind[first...].  For a client whose
+ * choice depends on content (deep) the tiles are analysed (shared by
+ * every client: once per content) and sorted first: solid areas, then
+ * the few-coloured and the many-coloured tiles, each as runs in a row
+ * merged down equal runs.  So a rectangle is one kind of thing - text
+ * apart from photographs, a scroll bar apart from the text.
+ */
+static int
+collect_rects(struct server *s, struct client *c, uint8_t flag, int first,
+    int deep)
+{
+	struct rect *out = s->rects + first;
+	uint8_t *kind = s->rkind + first;
+	size_t i, nt = (size_t)s->tw * s->th;
+	int n = 0, k;
+
+	if (!deep) {
+		n = grid_rects(c->dirty, s->tw, s->th, flag, out, s->open_a,
+		    s->open_b);
+		memset(kind, R_ANY, (size_t)n);
+	} else {
+		for (i = 0; i < nt; i++) {
+			s->kgrid[i] = 0;
+			if (!(c->dirty[i] & flag))
+				continue;
+			c->dirty[i] &= (uint8_t)~flag;
+			tile_analyse(s, i, (int)(i % s->tw), (int)(i / s->tw));
+			s->kgrid[i] = s->enc.tncol[i] == 1 ? G_SOLID | G_FEW :
+			    s->enc.tncol[i] <= BLOCK_FEW ? G_FEW : G_MANY;
+		}
+		n = solid_rects(s, out, kind);
+		k = grid_rects(s->kgrid, s->tw, s->th, G_FEW, out + n,
+		    s->open_a, s->open_b);
+		memset(kind + n, R_FEW, (size_t)k);
+		n += k;
+		k = grid_rects(s->kgrid, s->tw, s->th, G_MANY, out + n,
+		    s->open_a, s->open_b);
+		memset(kind + n, R_MANY, (size_t)k);
+		n += k;
+	}
+	for (k = 0; k < n; k++) {	/* tiles to pixels */
+		out[k].x *= TILE;
+		out[k].y *= TILE;
+		out[k].w *= TILE;
+		out[k].h *= TILE;
+	}
+	return cut_rects(s, out, kind, n);
 }
 
 static void
@@ -4767,12 +6412,78 @@ wr_size_rect(struct client *c)
 	}
 }
 
-/* One FramebufferUpdate, if the client waits and there is news. */
+/*
+ * Does this client's choice depend on what a rectangle is made of (more
+ * than one encoding to weigh, or Tight, which needs the palettes)?  If
+ * not, its plans skip the analysis: one sub per rectangle.
+ */
+static int
+cl_deep(const struct client *c)
+{
+	int m, n = 0;
+
+	if (c->rank[M_TIGHT] >= 0 && tight_usable(&c->pf))
+		return 1;
+	for (m = 0; m < M_TIGHT; m++)
+		n += c->rank[m] >= 0;
+	return n > 1;
+}
+
+/*
+ * Lossy tiles that stayed unchanged REFRESH_MS are due for a lossless
+ * copy (T_REFRESH); the next check is when the youngest of the rest will
+ * be quiet long enough.
+ */
+static void
+refresh_scan(struct client *c, long long now)
+{
+	const struct server *s = c->srv;
+	size_t i, n = (size_t)c->dtw * c->dth;
+	long long due = 0;
+
+	if (c->refresh_due == 0 || now < c->refresh_due)
+		return;
+	for (i = 0; i < n; i++) {
+		uint8_t *t = &c->dirty[i];
+
+		if ((*t & (T_LOSSY | T_CHANGED | T_REFRESH)) != T_LOSSY)
+			continue;
+		if (now - s->enc.tms[i] >= REFRESH_MS)
+			*t |= T_REFRESH;
+		else if (due == 0 || s->enc.tms[i] + REFRESH_MS < due)
+			due = s->enc.tms[i] + REFRESH_MS;
+	}
+	c->refresh_due = due;
+}
+
+/* Give the tiles of rects[from..to) their flag back (no room this time). */
+static void
+tiles_again(struct client *c, const struct rect *r, int n, uint8_t flag)
+{
+	int i, tx, ty;
+
+	for (i = 0; i < n; i++, r++)
+		for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+			for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE;
+			    tx++)
+				c->dirty[(size_t)ty * c->dtw + tx] |= flag;
+}
+
+/*
+ * One FramebufferUpdate, if the client waits and there is news: changed
+ * tiles (lossy encodings allowed), then those due for a lossless
+ * refresh.  The header counts the rectangles as sent (a plan may cut one
+ * into several), so every plan comes first - unless the viewer takes
+ * LastRect (Tight's viewers do): then the count is 0xffff, a LastRect
+ * ends the update, and the first rectangle goes out while the next is
+ * being planned.
+ */
 static void
 cl_update(struct client *c)
 {
 	struct server *s = c->srv;
-	int i, n, cursor;
+	long long now = mono_ms();
+	int i, j, n, nch, total, cursor, deep = cl_deep(c);
 
 	if (c->size_changed) {
 		/* RFB: a new size is the last rectangle of its update; the
@@ -4789,24 +6500,57 @@ cl_update(struct client *c)
 		cl_fail(c, "internal: tile map out of step with the screen");
 		return;
 	}
-	n = collect_rects(s, c);
+	link_sample(c, now);
+	refresh_scan(c, now);
+	nch = collect_rects(s, c, T_CHANGED, 0, deep);
+	n = nch + collect_rects(s, c, T_REFRESH, nch, deep);
 	cursor = c->enc_cursor && c->cursor_sent != s->cursor_serial;
 	if (n == 0 && !c->size_announce && !cursor)
 		return;
+	s->enc.epoch++;
+	for (i = total = 0; i < n && !c->enc_last_rect; i++) {
+		if ((s->plans[i] = plan_get(s, &s->rects[i], s->rkind[i])) ==
+		    NULL) {
+			cl_fail(c, "out of memory for an update's plan");
+			return;
+		}
+		if (total + s->plans[i]->nsub > UPDATE_RECTS_MAX) {
+			tiles_again(c, s->rects + i, nch > i ? nch - i : 0,
+			    T_CHANGED);
+			tiles_again(c, s->rects + (nch > i ? nch : i),
+			    n - (nch > i ? nch : i), T_REFRESH);
+			n = i;
+			break;
+		}
+		total += s->plans[i]->nsub;
+	}
 	wr_u8(c, SMSG_UPDATE);
 	wr_u8(c, 0);
-	wr_u16(c, (uint16_t)(n + c->size_announce + cursor));
+	wr_u16(c, (uint16_t)(c->enc_last_rect ? 0xffff :
+	    total + c->size_announce + cursor));
 	if (cursor)
 		wr_cursor_rect(c);
 	for (i = 0; i < n && !c->dead; i++) {
-		encoders[c->enc].fn(c, &s->rects[i]);
-		if (buf_used(&c->out) >= OUT_FLUSH)
-			cl_flush(c);
+		struct plan *p = c->enc_last_rect ?
+		    plan_get(s, &s->rects[i], s->rkind[i]) : s->plans[i];
+
+		if (p == NULL) {
+			cl_fail(c, "out of memory for an update's plan");
+			break;
+		}
+		for (j = 0; j < p->nsub && !c->dead; j++) {
+			send_sub(c, p, &p->sub[j], i < nch, now);
+			if (buf_used(&c->out) >= OUT_FLUSH)
+				cl_flush(c);
+		}
 	}
 	if (c->size_announce)
 		wr_size_rect(c);
+	if (c->enc_last_rect)
+		wr_rect_header(c, 0, 0, 0, 0, ENC_LAST_RECT);
 	c->size_announce = 0;
 	c->want_update = 0;
+	plans_trim(s, 0);
 }
 
 /* Wants an update: it asked, or we pace it (ContinuousUpdates). */
@@ -5290,6 +7034,9 @@ h_client_init(struct client *c, uint8_t *p, size_t n)
 	if (!shared && !cl_input_dropped(c, "request for exclusive access"))
 		close_others(c);
 	pixfmt_apply(c, &native_pf);
+	memset(c->rank, -1, sizeof c->rank);	/* Raw until SetEncodings */
+	c->rank[M_RAW] = 0;
+	c->quality = -1;
 	if ((s->rects == NULL && grid_setup(c->srv) < 0) || cl_grid(c) < 0) {
 		cl_fail(c, "out of memory for the tile grid");
 		return n;
@@ -5360,30 +7107,50 @@ len_set_encodings(struct client *c, struct rd *r)
 static void
 msg_set_encodings(struct client *c, struct rd *r)
 {
+	char list[64];
 	unsigned n, i;
-	int had_ext = c->enc_ext_desktop_size, chosen = -1, k;
+	int had_ext = c->enc_ext_desktop_size, k, m, first = -1;
 
 	rd_u8(r);
 	n = rd_u16(r);
 	c->enc_desktop_size = c->enc_ext_desktop_size = c->enc_cursor = 0;
+	c->enc_last_rect = c->tight_nograd = 0;
 	c->enc_qemu_key = c->enc_ext_clip = 0;
 	c->enc_fence = c->enc_cu = 0;
 	c->zasked = 0;
+	c->quality = -1;
+	for (m = 0; m < NMODES; m++)
+		c->rank[m] = -1;
 	for (i = 0; i < n; i++) {
 		int32_t e = (int32_t)rd_u32(r);
 
-		/* RFB: the list is in the viewer's order of preference */
-		for (k = 0; chosen < 0 && k < NENCODERS; k++)
-			if (encoders[k].num == e)
-				chosen = k;
+		/* RFB: the list is in the viewer's order of preference; it
+		 * breaks near-ties in choose() */
+		for (k = 0; k < (int)nitems(encoders); k++)
+			if (encoders[k].num == e &&
+			    c->rank[encoders[k].mode] < 0) {
+				c->rank[encoders[k].mode] =
+				    (int8_t)(i < 127 ? i : 127);
+				if (first < 0)
+					first = encoders[k].mode;
+			}
 		if (e >= ENC_COMPRESS_0 && e <= ENC_COMPRESS_9 && !c->zasked)
 			c->zasked = e - ENC_COMPRESS_0 + 1;
+		else if (e >= ENC_QUALITY_0 && e <= ENC_QUALITY_9 &&
+		    c->quality < 0)
+			c->quality = e - ENC_QUALITY_0;
 		else if (e == ENC_DESKTOP_SIZE)
 			c->enc_desktop_size = 1;
 		else if (e == ENC_EXT_DESKTOP_SIZE)
 			c->enc_ext_desktop_size = 1;
 		else if (e == ENC_CURSOR)
 			c->enc_cursor = 1;
+		else if (e == ENC_LAST_RECT)
+			c->enc_last_rect = 1;
+		/* TightPNG is noVNC's alone, and noVNC before 1.4 (Debian
+		 * 12's) throws at the gradient filter */
+		else if (e == ENC_TIGHT_PNG)
+			c->tight_nograd = 1;
 		else if (e == ENC_QEMU_KEY)
 			c->enc_qemu_key = 1;
 		else if (e == ENC_EXT_CLIPBOARD)
@@ -5393,10 +7160,20 @@ msg_set_encodings(struct client *c, struct rd *r)
 		else if (e == ENC_CONT_UPDATES)
 			c->enc_cu = 1;
 	}
-	c->enc = chosen < 0 ? 0 : chosen;
-	logx(c->srv, LOG_DEBUG, "peer=%s encoding %s level %d", c->peer,
-	    encoders[c->enc].name, c->zasked > 0 ? c->zasked - 1 :
-	    c->srv->zlevel);
+	/* RFB: every viewer takes Raw; it is the last resort if none of
+	 * ours is listed, else only where the viewer listed it */
+	if (first < 0) {
+		c->rank[M_RAW] = 0;
+		first = M_RAW;
+	}
+	c->rank[M_JPEG] = c->rank[M_TIGHT];
+	for (m = 0, list[0] = '\0'; m < M_JPEG; m++)
+		if (c->rank[m] >= 0 && m != first)
+			snprintf(list + strlen(list), sizeof list - strlen(list),
+			    ",%s", modes[m].name);
+	logx(c->srv, LOG_DEBUG, "peer=%s encoding %s%s level %d quality %d",
+	    c->peer, modes[first].name, list, c->zasked > 0 ? c->zasked - 1 :
+	    c->srv->zlevel, c->quality);
 	c->cursor_sent = 0;	/* (re)send the shape if it is wanted */
 	cursor_policy(c->srv);
 	/* ExtendedDesktopSize: the first update announces the screen */
@@ -6349,16 +8126,23 @@ cl_flush(struct client *c)
 {
 	ssize_t w;
 
+	if (c->state == ST_NORMAL)
+		link_sample(c, mono_ms());
 	while (!c->dead && (buf_used(&c->out) > 0 || ws_due(c))) {
 		/* wss: frames of c->out, and control frames, in between */
 		w = c->ws != NULL ? ws_write(c) : io_write(c, c->out.data +
 		    c->out.off, buf_used(&c->out));
-		if (w < 0)
+		if (w < 0) {
+			c->lk_left = buf_used(&c->out);
 			return;
+		}
 		c->out.off += (size_t)w;
 		c->wrote += (size_t)w;
 		c->last_out = mono_ms();
+		if (c->state == ST_NORMAL)
+			link_sent(c, c->last_out);
 	}
+	c->lk_left = buf_used(&c->out);
 	if (buf_used(&c->out) == 0 && !ws_due(c)) {
 		c->out.off = c->out.len = 0;
 		if (c->out.cap > OUT_LOW && !cl_waiting(c)) {
@@ -7665,6 +9449,11 @@ srv_due(const struct server *s)
 		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
 		    (!c->cu_on || c->pace_at == 0) && s->grab_due < t)
 			t = s->grab_due;
+		/* lossy tiles due for their lossless copy */
+		if (cl_waiting(c) && buf_used(&c->out) < OUT_LOW &&
+		    (!c->cu_on || c->pace_at == 0) && c->refresh_due &&
+		    c->refresh_due < t)
+			t = c->refresh_due;
 	}
 	return t;
 }
@@ -8711,6 +10500,8 @@ static const struct limit_opt {
 	    "0 for no bound" },
 	{ "fps", offsetof(struct server, fps), 1, FPS_MAX,
 	    "most updates a second to a ContinuousUpdates viewer" },
+	{ "link-kbit", offsetof(struct server, link_kbit), 0, 100000000,
+	    "the most a viewer's link carries, kbit/s (0: what is measured)" },
 };
 #define NLIMIT_OPTS (int)nitems(limit_opts)
 
@@ -8885,12 +10676,13 @@ usage(FILE *f)
 "            (most seconds an address waits after failed logins, %d),\n"
 "            hash-rate (PBKDF2 iterations/s for not yet logged-in\n"
 "            peers' passwords, %d; 0: no bound), fps (most updates\n"
-"            a second to a ContinuousUpdates viewer, %d)\n"
+"            a second to a ContinuousUpdates viewer, %d), link-kbit\n"
+"            (the most a viewer's link carries; default: measured)\n"
 "  -u USER   drop privileges to USER once everything is open\n"
 "  -i        inetd mode: serve the connection on stdin/stdout\n"
 "  -c H[:P]  reverse connection to a listening viewer (port 5500)\n"
-"  -Z LEVEL  zlib level for ZRLE, 0-9 (default %d; a viewer's\n"
-"            CompressLevel overrides it)\n"
+"  -Z LEVEL  zlib level for ZRLE and Tight, 0-9 (default %d; a viewer's\n"
+"            CompressLevel overrides it; slow links get %d too)\n"
 "  -D SECS   drop a viewer that reads nothing for SECS (default %d)\n"
 "  -1        exit after the first client leaves\n"
 "  -L DEST   log to stderr (default) or syslog\n"
@@ -8899,7 +10691,7 @@ usage(FILE *f)
 	    sectype_names(names, sizeof names, ",", 0),
 	    fb_source.arg_help, MAX_CLIENTS, PREAUTH_MAX, PREAUTH_PER_ADDR,
 	    HANDSHAKE_S, FAIL_DELAY_CAP, HASH_RATE, FPS_DEFAULT, ZLEVEL_DEFAULT,
-	    STALL_SECS);
+	    ZLEVEL_SMALL, STALL_SECS);
 }
 
 static void
@@ -8927,10 +10719,11 @@ version(void)
 #endif
 	printf("\nsecurity types: %s\n", sectype_names(names, sizeof names, " ",
 	    0));
-	printf("encodings: raw hextile zrle (zlib %s, -Z level, default %d); "
-	    "pseudo: DesktopSize ExtendedDesktopSize Cursor CompressLevel "
-	    "Fence ContinuousUpdates ExtendedClipboard%s\n", zlibVersion(),
-	    ZLEVEL_DEFAULT, fb_source.keycode != NULL ?
+	printf("encodings: raw hextile zrle tight (zlib %s, -Z level, default "
+	    "%d; JPEG: libjpeg %d); pseudo: DesktopSize ExtendedDesktopSize "
+	    "Cursor LastRect CompressLevel QualityLevel Fence "
+	    "ContinuousUpdates ExtendedClipboard%s\n", zlibVersion(),
+	    ZLEVEL_DEFAULT, JPEG_LIB_VERSION, fb_source.keycode != NULL ?
 	    " QEMUExtendedKeyEvent" : "");
 	printf("wss: -W (RFC 6455 over TLS), -F pages, -O origins\n");
 }
@@ -9416,6 +11209,7 @@ cleanup(struct server *s)
 	if (s->unix_path != NULL && unlink(s->unix_path) < 0)
 		logx(s, LOG_WARNING, "cannot remove %s: %s", s->unix_path,
 		    strerror(errno));
+	enc_teardown(s);
 	fb_source.close(s->fb);
 	free(s->clip);
 	free(s->clip_z);

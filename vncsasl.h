@@ -354,7 +354,8 @@ struct dummy_state {
 	uint32_t key;			/* keysym of the last key pressed */
 	uint16_t nkeys;			/* key presses so far (mod 65536) */
 	uint16_t ncut;			/* bytes of the last cut text */
-	uint8_t noise;			/* 1: -x ...,noise (encoder tests) */
+	uint8_t noise;			/* 1: -x ...,noise, 2: ...,photo
+					   (encoder tests) */
 };
 
 #define DUMMY_CELL 8			/* side of one status-strip bit cell */

@@ -4,6 +4,7 @@
 # and make bench.
 set -u
 BUILD="gcc make pkg-config libgnutls28-dev nettle-dev libgsasl-dev gsasl zlib1g-dev libpam0g-dev
+ libjpeg62-turbo-dev
  libx11-dev libxext-dev libxtst-dev libxdamage-dev libxfixes-dev libxrandr-dev"
 TEST="$BUILD clang python3 gnutls-bin libvncserver-dev libgvnc-1.0-dev
  libsasl2-modules libsasl2-modules-gssapi-mit krb5-kdc krb5-admin-server

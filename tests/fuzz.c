@@ -87,7 +87,7 @@ fz_setup(void)
 	o.seclist = "none";		/* fz_sectypes() picks per input */
 	setup_signals();
 	setup_auth(&fz, &o);
-	setup_source(&fz, "128x96@0");
+	setup_source(&fz, "128x96@0,noise");
 	unlink(pw);
 	unlink(vnc);
 	fz.passwd_path = NULL;		/* nothing to reload */
@@ -826,18 +826,8 @@ fz_multi_end(void)
 	}
 	fz_source.close(fz.fb);
 	fz.fb = NULL;
-	free(fz.rects);
-	free(fz.open_a);
-	free(fz.open_b);
-	free(fz.enc.tgen);
-	free(fz.enc.zt);
-	free(fz.enc.zbytes);
+	enc_teardown(&fz);
 	free(fz.cursor);
-	fz.rects = NULL;
-	fz.open_a = fz.open_b = NULL;
-	fz.enc.tgen = NULL;
-	fz.enc.zt = NULL;
-	fz.enc.zbytes = NULL;
 	fz.cursor = NULL;
 }
 

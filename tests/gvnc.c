@@ -432,6 +432,11 @@ on_initialized(VncConnection *c, gpointer d)
 			if (gvnc_encs[j].enc == O.encs[i] &&
 			    n < (int)(sizeof encs / sizeof encs[0]))
 				encs[n++] = gvnc_encs[j].gvnc;
+	/* pseudo-encodings: -32 + Q, -256 + L */
+	if (O.quality >= 0 && n < (int)(sizeof encs / sizeof encs[0]))
+		encs[n++] = -32 + O.quality;
+	if (O.compress >= 0 && n < (int)(sizeof encs / sizeof encs[0]))
+		encs[n++] = -256 + O.compress;
 	vnc_connection_set_encodings(c, n, encs);
 	request_update(0);
 	last_update_at = now_s();

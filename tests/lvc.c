@@ -43,7 +43,8 @@
  *     sets appData.useRemoteCursor.  libvncclient itself decides about
  *     lastrect (asked for with tight) and ExtendedDesktopSize (always
  *     asked for), so those two names change nothing here.  Tight JPEG is
- *     off (appData.enableJPEG = FALSE): the check is lossless.
+ *     off unless -q asks for it (then -J says how lossy a picture may
+ *     be); -q and -c reach the server only with tight (or zlib) listed.
  *   - HOST may be a UNIX socket path with PORT "unix": libvncclient
  *     connects to it when stat() says it is a socket.
  */
@@ -390,7 +391,12 @@ main(int argc, char **argv)
 	if (!encs[0])
 		strcpy(encs, "raw");
 	cl->appData.encodingsString = encs;
-	cl->appData.enableJPEG = FALSE;
+	/* libvncclient asks for these only with tight (or zlib) listed */
+	cl->appData.enableJPEG = O.quality >= 0 ? TRUE : FALSE;
+	if (O.quality >= 0)
+		cl->appData.qualityLevel = O.quality;
+	if (O.compress >= 0)
+		cl->appData.compressLevel = O.compress;
 	cl->appData.useRemoteCursor = has_enc(ENC_CURSOR) ? TRUE : FALSE;
 	cl->appData.shareDesktop = TRUE;
 	cl->canHandleNewFBSize = has_enc(ENC_DESKTOPSIZE) ? TRUE : FALSE;

@@ -42,7 +42,8 @@ for enc in zrle hextile; do
 	done
 done
 
-# the viewer's order decides; Raw when nothing else is offered
+# the log names the viewer's first encoding we have; Raw when nothing
+# else is offered
 encoded_as order-raw-first raw timeout 30 $LVC -a none -e raw,zrle -f 2 127.0.0.1 $p
 encoded_as order-hextile-first hextile timeout 30 $LVC -a none -e hextile,zrle,raw -f 2 127.0.0.1 $p
 encoded_as order-zrle-first zrle timeout 30 $GVNC -a none -e zrle,hextile,raw -f 2 127.0.0.1 $p
@@ -55,6 +56,36 @@ for kind in solid packed palette-rle rle raw; do
 	if [ "$n" -gt 0 ]; then ok "zrle-chose-$kind-tiles"
 	else fail "zrle-chose-$kind-tiles" "no $kind tile in: $(grep 'zrle tiles' "$SRV_LOG" | head -n 2)"; fi
 done
+
+# a small screen: rectangles under 4096 pixels go through the viewer's own
+# zlib stream, the others are made once for all; in ZRLE's one stream the
+# two alternate (the own one starts afresh after shared ones came between)
+start_server small -v -s none -p $p -x 160x120@30,noise || exit 1
+for enc in zrle tight; do
+	for v in lvc gvnc; do
+		bin=$LVC; [ $v = gvnc ] && bin=$GVNC
+		check "$v-$enc-own-and-shared" timeout 40 $bin -a none -e $enc -f 30 127.0.0.1 $p
+	done
+done
+stop_server
+# the ZRLE viewers' close lines: rectangles, and those through their own
+own=$(grep ' rects: zrle=' "$SRV_LOG" | grep -o ' own=[0-9]*' | awk -F= '{ s += $2 } END { print s + 0 }')
+all=$(grep ' rects: zrle=' "$SRV_LOG" | grep -o ' zrle=[0-9]*' | awk -F= '{ s += $2 } END { print s + 0 }')
+if [ "$own" -gt 0 ] && [ "$all" -gt "$own" ]; then ok "zrle-own-and-shared-in-one-stream"
+else fail zrle-own-and-shared-in-one-stream "own=$own of $all: $(grep ' rects:' "$SRV_LOG" | head -n 2 | tr '\n' ' ')"; fi
+
+# the cheapest wins where the viewer's order would not: on a slow link
+# (-o link-kbit: assume 10 Mbit/s) a photograph is not sent as Hextile
+# because Hextile came first (it costs what Raw does, and more)
+start_server choice -v -s none -p $p -o link-kbit=10000 -x 576x432@30,photo || exit 1
+check choice-decodes timeout 30 $LVC -a none -e hextile,tight -f 6 127.0.0.1 $p
+for _ in $(seq 1 50); do grep -q ' rects:' "$SRV_LOG" && break; sleep 0.1; done
+line=$(grep ' rects:' "$SRV_LOG" | tail -n 1)
+case $line in
+*" full="*|*" gradient="*) ok choice-photo-not-hextile ;;
+*) fail choice-photo-not-hextile "the photo went as: $line" ;;
+esac
+stop_server
 
 # compression levels: stored blocks (0) and the slowest (9) decode alike
 for level in 0 9; do

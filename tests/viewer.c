@@ -201,7 +201,8 @@ usage(const char *why, ...)
 "  -u USER    user name (SASL, VeNCrypt Plain)\n"
 "  -p PASS    password (VNC auth, SASL, Plain)\n"
 "  -C CAFILE  CA certificate (PEM) for the X509 subtypes\n"
-"  -b BPP     pixel format to ask for: 32 (default), 16 (RGB565), 8 (BGR233)\n"
+"  -b BPP     pixel format to ask for: 32 (default), 32r (red in the low\n"
+"             byte), 16 (RGB565), 8 (BGR233)\n"
 "  -B         big-endian pixels\n"
 "  -e ENCS    encodings: raw (default),copyrect,rre,hextile,tight,zrle,\n"
 "             desktopsize,lastrect,cursor,extdesktopsize\n"
@@ -227,6 +228,11 @@ usage(const char *why, ...)
 "             came (-f counts them, no motion wanted); -P/-K/-X are sent but\n"
 "             not checked; the ok line ends with cut=TEXT (the last\n"
 "             ServerCutText, escaped: \\\\ \\n \\t \\r \\xHH, space is \\x20)\n"
+"  -q Q       ask for Tight JPEG at quality level Q (0-9)\n"
+"  -c L       ask for CompressLevel L (0-9)\n"
+"  -J M,X     lossy pictures pass: mean error per channel <= M and none over X\n"
+"             (0-255 scale); the ok line counts lossy and exact ones\n"
+"  -L         the last picture must be exact (a lossless refresh)\n"
 "  -E         expect the connection to be refused during authentication\n"
 "  -t SECS    overall timeout (default 20)\n"
 "  -w FILE    write the last received frame as a PPM (P6)\n"
@@ -300,19 +306,21 @@ parse_uint(const char *s, unsigned long max, unsigned long *out)
 static void
 parse_args(int argc, char **argv)
 {
-	char optstring[64];
+	char optstring[96];
 	int c, i;
 
 	O.bpp = 32;
 	O.frames = 1;
 	O.timeout = 20;
 	O.enc_list = "raw";
+	O.quality = O.compress = -1;
 	for (i = 0; sec_types[i].name; i++)
 		O.types[O.ntypes++] = sec_types[i].num;
 	for (i = 0; vencrypt_subtypes[i].name; i++)
 		O.subtypes[O.nsubtypes++] = vencrypt_subtypes[i].num;
 	snprintf(optstring, sizeof optstring,
-	    "a:S:u:p:C:b:Be:f:F:P:K:X:NREt:w:vhT:D:M:d:%s", lib->optstring);
+	    "a:S:u:p:C:b:Be:f:F:P:K:X:NREt:w:vhT:D:M:d:q:c:J:L%s",
+	    lib->optstring);
 	while ((c = getopt(argc, argv, optstring)) != -1) {
 		unsigned long v;
 		char *end;
@@ -342,10 +350,11 @@ parse_args(int argc, char **argv)
 				usage("-C %s: %s", optarg, strerror(errno));
 			break;
 		case 'b':
-			if (strcmp(optarg, "32") && strcmp(optarg, "16") &&
-			    strcmp(optarg, "8"))
-				usage("-b wants 32, 16 or 8");
+			if (strcmp(optarg, "32") && strcmp(optarg, "32r") &&
+			    strcmp(optarg, "16") && strcmp(optarg, "8"))
+				usage("-b wants 32, 32r, 16 or 8");
 			O.bpp = atoi(optarg);
+			O.red_low = optarg[2] == 'r';
 			break;
 		case 'B':
 			O.big_endian = 1;
@@ -410,6 +419,20 @@ parse_args(int argc, char **argv)
 		case 'R':
 			O.raw = 1;
 			break;
+		case 'q':
+		case 'c':
+			if (parse_uint(optarg, 9, &v) < 0)
+				usage("bad -%c '%s': want 0-9", c, optarg);
+			*(c == 'q' ? &O.quality : &O.compress) = (int)v;
+			break;
+		case 'J':
+			if (sscanf(optarg, "%lf,%d", &O.tol_mean, &O.tol_max) != 2 ||
+			    !(O.tol_mean >= 0) || O.tol_max < 1 || O.tol_max > 255)
+				usage("bad -J '%s': want MEAN,MAX", optarg);
+			break;
+		case 'L':
+			O.exact_end = 1;
+			break;
 		case 'E':
 			O.expect_fail = 1;
 			break;
@@ -452,6 +475,13 @@ parse_args(int argc, char **argv)
 	if (O.nogo && !O.want_ptr && !O.want_key && !O.cut)
 		usage("-N wants the input to send: -P, -K or -X");
 	pixfmt_init(O.bpp, O.big_endian);
+	if (O.red_low) {	/* what rfbGetClient(8, 3, 4) asks for */
+		struct pixfmt f = PF;
+
+		f.rshift = 0;
+		f.bshift = 16;
+		pixfmt_set(&f);
+	}
 }
 
 void
@@ -578,7 +608,10 @@ int
 check_frame(const uint8_t *buf, size_t stride, int w, int h, int native,
     int stop_first, struct check *ck)
 {
-	int x, y;
+	const unsigned max[3] = { (unsigned)PF.rmax, (unsigned)PF.gmax,
+	    (unsigned)PF.bmax };
+	double sum = 0;
+	int x, y, k;
 
 	memset(ck, 0, sizeof *ck);
 	convert_frame(buf, stride, w, h, native);
@@ -591,29 +624,41 @@ check_frame(const uint8_t *buf, size_t stride, int w, int h, int native,
 
 		for (x = 0; x < w; x++) {
 			uint32_t ref = dummy_pixel(w, h, &ck->st, x, y);
-			unsigned wr = QR[ref >> 16 & 0xff], wg = QG[ref >> 8 & 0xff],
-			    wb = QB[ref & 0xff];
-			unsigned gr = r[x] >> PF.rshift & PF.rmax,
-			    gg = r[x] >> PF.gshift & PF.gmax,
-			    gb = r[x] >> PF.bshift & PF.bmax;
+			unsigned want[3] = { QR[ref >> 16 & 0xff],
+			    QG[ref >> 8 & 0xff], QB[ref & 0xff] };
+			unsigned got[3] = { r[x] >> PF.rshift & PF.rmax,
+			    r[x] >> PF.gshift & PF.gmax,
+			    r[x] >> PF.bshift & PF.bmax };
 
-			if (gr == wr && gg == wg && gb == wb)
+			if (got[0] == want[0] && got[1] == want[1] &&
+			    got[2] == want[2])
 				continue;
+			if (O.tol_max > 0)	/* lossy: in 0-255 units */
+				for (k = 0; k < 3; k++) {
+					int e = abs((int)got[k] - (int)want[k]) *
+					    255 / (int)max[k];
+
+					sum += e;
+					if (e > ck->max_err)
+						ck->max_err = e;
+				}
 			if (ck->mismatches++ == 0) {
 				ck->x = x;
 				ck->y = y;
-				ck->got[0] = gr;
-				ck->got[1] = gg;
-				ck->got[2] = gb;
-				ck->want[0] = wr;
-				ck->want[1] = wg;
-				ck->want[2] = wb;
-				if (stop_first)
+				memcpy(ck->got, got, sizeof got);
+				memcpy(ck->want, want, sizeof want);
+				if (stop_first && O.tol_max == 0)
 					return -1;
 			}
 		}
 	}
-	return ck->mismatches ? -1 : 0;
+	ck->mean_err = sum / (3.0 * w * h);
+	if (ck->mismatches == 0)
+		return 0;
+	if (O.tol_max > 0 && ck->mean_err <= O.tol_mean &&
+	    ck->max_err <= O.tol_max)
+		return 0;
+	return -1;
 }
 
 void
@@ -623,10 +668,11 @@ describe_check(const struct check *ck, char *out, size_t len)
 		snprintf(out, len, "status strip garbled (not a dummy picture?)");
 	else
 		snprintf(out, len, "frame #%u: %ld pixel(s) differ, first at "
-		    "(%d,%d): got r/g/b %u/%u/%u want %u/%u/%u (max %d/%d/%d)",
-		    ck->st.frame, ck->mismatches, ck->x, ck->y, ck->got[0],
-		    ck->got[1], ck->got[2], ck->want[0], ck->want[1],
-		    ck->want[2], PF.rmax, PF.gmax, PF.bmax);
+		    "(%d,%d): got r/g/b %u/%u/%u want %u/%u/%u (max %d/%d/%d)"
+		    "; error mean %.2f max %d", ck->st.frame, ck->mismatches,
+		    ck->x, ck->y, ck->got[0], ck->got[1], ck->got[2],
+		    ck->want[0], ck->want[1], ck->want[2], PF.rmax, PF.gmax,
+		    PF.bmax, ck->mean_err, ck->max_err);
 }
 
 void
@@ -724,6 +770,8 @@ update_status(const char *phase)
 		    O.raw ? "update(s)" : "frame(s)");
 	if (O.frames > 1 && !O.still && !O.raw && !G.motion)
 		strncat(what, " motion", sizeof what - strlen(what) - 1);
+	if (O.exact_end && !O.raw && !G.last_exact)
+		strncat(what, " exact-picture", sizeof what - strlen(what) - 1);
 	if (O.nogo) {
 		if (!G.actions_sent || now_s() - G.sent_at < NOGO_WINDOW)
 			strncat(what, " the end of the -N window",
@@ -954,6 +1002,15 @@ frame_counted(const struct dummy_state *st)
 		update_status("receiving");
 		return goals_met() ? PIC_DONE : PIC_MORE;
 	}
+	G.last_exact = G.last.mismatches == 0;
+	if (G.last_exact)
+		G.exact++;
+	else
+		G.lossy++;
+	if (G.last.mean_err > G.worst_mean)
+		G.worst_mean = G.last.mean_err;
+	if (G.last.max_err > G.worst_max)
+		G.worst_max = G.last.max_err;
 	if (G.verified == 1) {
 		G.first_no = st->frame;
 		G.nkeys_base = st->nkeys;
@@ -1006,6 +1063,8 @@ goals_met(void)
 	if (G.verified < O.frames)
 		return 0;
 	if (O.frames > 1 && !O.still && !O.raw && !G.motion)
+		return 0;
+	if (O.exact_end && !O.raw && !G.last_exact)
 		return 0;
 	if (O.nogo)
 		return now_s() - G.sent_at >= NOGO_WINDOW;
@@ -1125,6 +1184,10 @@ print_ok(void)
 		    " updates=%d secs=%.1f rate=%.1f/s", G.verified - 1, t,
 		    t > 0 ? (G.verified - 1) / t : 0.0);
 	}
+	if (O.tol_max > 0)
+		snprintf(extra + strlen(extra), sizeof extra - strlen(extra),
+		    " lossy=%d exact=%d err=%.2f/%d", G.lossy, G.exact,
+		    G.worst_mean, G.worst_max);
 	if (O.raw)
 		snprintf(frames, sizeof frames, "(raw)");
 	else

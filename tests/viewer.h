@@ -65,7 +65,7 @@ struct opts {
 	int subtypes[16], nsubtypes;	/* allowed VeNCrypt subtypes */
 	int subtypes_given;
 	const char *user, *pass, *mech, *cafile, *ppm;
-	int bpp, big_endian;
+	int bpp, big_endian, red_low;
 	const char *enc_list;		/* as given */
 	int encs[16], nencs;		/* ENC_* in the order given */
 	int frames, still;
@@ -83,6 +83,11 @@ struct opts {
 	int expect_fail;
 	int nogo;			/* -N: the input must not arrive */
 	int raw;			/* -R: no dummy picture to check */
+	int quality;			/* -q: Tight JPEG quality 0-9, -1 none */
+	int compress;			/* -c: CompressLevel 0-9, -1 none */
+	double tol_mean;		/* -J: lossy pictures pass within this */
+	int tol_max;			/*     mean and max error per channel */
+	int exact_end;			/* -L: the last picture must be exact */
 	double timeout;
 	int verbose;
 };
@@ -150,6 +155,8 @@ void convert_frame(const uint8_t *buf, size_t stride, int w, int h,
 struct check {
 	int garbled;			/* status strip unreadable */
 	long mismatches;		/* pixels (a lower bound if stopped early) */
+	double mean_err;		/* -J: mean error per channel (0-255) */
+	int max_err;			/*     and the largest */
 	int x, y;			/* first mismatch */
 	unsigned got[3], want[3];	/* its channels, quantised */
 	struct dummy_state st;		/* decoded state */
@@ -187,6 +194,10 @@ struct progress {
 	size_t server_cut_len;
 	struct check last;		/* last check */
 	int checked;			/* pictures checked */
+	int lossy, exact;		/* -J: verified pictures of each kind */
+	int last_exact;			/* the last verified one was exact */
+	double worst_mean;		/* -J: the worst mean error accepted */
+	int worst_max;			/*     and the worst max error */
 	char sec[96];			/* security type chosen */
 	char mech[64];			/* SASL mechanism */
 	int matched;			/* -M references matched so far */
