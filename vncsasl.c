@@ -193,9 +193,15 @@
 				   the last ones: a fresh stream's fixed cost
 				   and empty dictionary are most of a small
 				   rectangle (a clock, a cursor, a cell) */
-#define OWN_WBITS	12	/* ... whose window is 4 KiB: the small
+#define OWN_WBITS	14	/* ... whose window is 16 KiB: the small
 				   rectangles of the last frames */
-#define OWN_MEMLEVEL	4	/* ... about 25 KiB each */
+#define OWN_MEMLEVEL	6	/* ... about 100 KiB each, made on first
+				   use (a Tight viewer has up to three) */
+#define OWN_LEVEL	6	/* ... deflating at least this hard: a small
+				   rectangle costs microseconds at any level
+				   (TigerVNC too deflates palettes at more
+				   than the viewer's CompressLevel), and it
+				   was 15% of a cell's bytes at level 3 */
 #define TIGHT_LEN_MAX	0x3fffff /* a compact length has 22 bits */
 #define SOLID_MIN	2048	/* pixels: a smaller one-colour area inside
 				   a rectangle is not worth a header */
@@ -208,6 +214,17 @@
 #define SMOOTH_ERR	6	/* its mean error per channel: below, it pays */
 #define REFRESH_MS	50	/* lossy tiles quiet this long are sent again
 				   losslessly (TigerVNC waits as long) */
+#define MOVING_MS	1000	/* a tile that changes again within this is
+				   moving: JPEG pays there, as its lossless
+				   copy may never be due */
+#define SAME_CHANGE_MS	8	/* damage closer than this is one change
+				   reported in parts */
+#define STILL_LOSSY_KBIT 100000	/* a still area (the first picture, a page
+				   that changed once) goes as JPEG first
+				   only to a link slower than this: a faster
+				   one carries it exactly about as soon, and
+				   a blurred picture, then the exact one,
+				   costs both */
 #define CACHE_MIN	(16 << 20) /* encoded bytes kept for other viewers,
 				   at least; 8 bytes a screen pixel else */
 #define PLAN_HASH	1024	/* buckets of plans: a frame makes < 1000 */
@@ -492,6 +509,7 @@ struct encscratch {
 	unsigned long gen;		/* damage stamps, counting up */
 	unsigned long *tgen;		/* each damage tile's last stamp */
 	long long *tms;			/* ... and when (refresh) */
+	uint8_t *tmoving;		/* ... and changed shortly before */
 	/* plans of rectangles, by position */
 	struct plan *plans[PLAN_HASH];
 	size_t cache_bytes;
@@ -3913,7 +3931,10 @@ put_pixels(const struct client *c, uint8_t *dst, const uint32_t *src, int n)
  * viewer announced: CPU time plus bytes over the viewer's link rate, both
  * estimated from what the encoders did so far, with the viewer's order
  * breaking near-ties.  JPEG only where the viewer sent a quality level,
- * the sub has many colours and is not a lossless refresh.
+ * the sub has many colours and is not a lossless refresh - and, on a link
+ * of STILL_LOSSY_KBIT or more, only where the screen moves (most of its
+ * tiles changed twice within MOVING_MS): a still area there goes exact at
+ * once, instead of blurred and then exact 50 ms later.
  *
  * What an encoder makes is kept with the sub per variant (encoding, pixel
  * format, zlib level, quality), so every viewer in step gets the same
@@ -5703,6 +5724,20 @@ link_sent(struct client *c, long long now)
 
 /* -- sending a sub -- */
 
+/* Did most tiles under r change shortly before their last change? */
+static int
+rect_moving(const struct server *s, const struct rect *r)
+{
+	int tx, ty, n = 0, moving = 0;
+
+	for (ty = r->y / TILE; ty <= (r->y + r->h - 1) / TILE; ty++)
+		for (tx = r->x / TILE; tx <= (r->x + r->w - 1) / TILE; tx++) {
+			n++;
+			moving += s->enc.tmoving[(size_t)ty * s->tw + tx];
+		}
+	return 2 * moving > n;
+}
+
 /* Tiles under r: lossy now, or not. */
 static void
 tiles_lossy(struct client *c, const struct rect *r, int lossy, long long now)
@@ -5820,11 +5855,16 @@ send_sub(struct client *c, struct plan *p, struct sub *sb, int lossy,
 	size_t before = buf_used(&c->out);
 	int kind, i;
 
+	if (lossy && link_rate(c) >= STILL_LOSSY_KBIT * 125.0 &&
+	    !rect_moving(c->srv, &sb->r))
+		lossy = 0;
 	choose(c, sb, lossy, &v);
 	if ((v.mode == M_ZRLE || (v.mode == M_TIGHT && sb->cls != C_SOLID)) &&
 	    sb->r.w * sb->r.h < OWN_PIXELS) {
 		memset(&own, 0, sizeof own);
 		v.own = 1;
+		if (v.level > 0 && v.level < OWN_LEVEL)
+			v.level = OWN_LEVEL;
 		own.v = v;
 		own.kind = (uint8_t)(v.mode == M_ZRLE ? K_ZRLE : K_FULL);
 		e->obuf.len = 0;
@@ -5953,8 +5993,14 @@ srv_damage(void *p, int x, int y, int w, int h)
 	for (ty = y / TILE; ty <= (y + h - 1) / TILE && ty < s->th; ty++)
 		for (tx = x / TILE; tx <= (x + w - 1) / TILE && tx < s->tw;
 		    tx++) {
-			s->enc.tgen[(size_t)ty * s->tw + tx] = s->enc.gen;
-			s->enc.tms[(size_t)ty * s->tw + tx] = now;
+			size_t i = (size_t)ty * s->tw + tx;
+			long long dt = now - s->enc.tms[i];
+
+			s->enc.tgen[i] = s->enc.gen;
+			if (dt >= SAME_CHANGE_MS || s->enc.tms[i] == 0)
+				s->enc.tmoving[i] = s->enc.tms[i] != 0 &&
+				    dt < MOVING_MS;
+			s->enc.tms[i] = now;
 		}
 }
 
@@ -5967,6 +6013,7 @@ enc_scratch_free(struct server *s)
 	plans_trim(s, 1);
 	free(e->tgen);
 	free(e->tms);
+	free(e->tmoving);
 	free(e->tagen);
 	free(e->tncol);
 	free(e->tpal);
@@ -5975,6 +6022,7 @@ enc_scratch_free(struct server *s)
 	e->tpal = NULL;
 	e->tgen = NULL;
 	e->tms = NULL;
+	e->tmoving = NULL;
 }
 
 /*
@@ -6051,13 +6099,15 @@ grid_setup(struct server *s)
 	s->open_b = calloc((size_t)s->tw, sizeof *s->open_b);
 	e->tgen = calloc(n, sizeof *e->tgen);
 	e->tms = calloc(n, sizeof *e->tms);
+	e->tmoving = calloc(n, sizeof *e->tmoving);
 	e->tagen = calloc(n, sizeof *e->tagen);
 	e->tncol = calloc(n, sizeof *e->tncol);
 	e->tpal = calloc(n * TILE_PAL, sizeof *e->tpal);
 	s->rkind = calloc(n, sizeof *s->rkind);
 	s->kgrid = calloc(n, sizeof *s->kgrid);
 	if (s->rects && s->plans && s->open_a && s->open_b && e->tgen &&
-	    e->tms && e->tagen && e->tncol && e->tpal && s->rkind && s->kgrid)
+	    e->tms && e->tmoving && e->tagen && e->tncol && e->tpal &&
+	    s->rkind && s->kgrid)
 		return 0;
 	free(s->rects);
 	free(s->rkind);

@@ -486,8 +486,9 @@ rect_done(struct conn *c)
 	}
 	cover(c);
 	if (verbose > 1)
-		fprintf(stderr, "rect %d,%d %dx%d enc %d (%s)\n", c->rx, c->ry,
-		    c->rw, c->rh, c->enc, used_name[c->used]);
+		fprintf(stderr, "rect %d,%d %dx%d enc %d (%s) filter %d bytes %llu\n", c->rx, c->ry,
+		    c->rw, c->rh, c->enc, used_name[c->used], c->tfilter,
+		    (unsigned long long)(c->pos - c->rect_start));
 	if (prof->pace == PACE_RECT)
 		request(c, 1);
 	next_rect(c);

@@ -130,13 +130,31 @@ for v in lvc gvnc; do
 done
 stop_server
 
+# on a fast link (loopback, nothing capped) a still picture goes exact at
+# once: a JPEG one and then its exact copy would cost both; what moves
+# still goes as JPEG
+start_server fast-still -v -s none -p $p -x 576x432@0,photo || exit 1
+out=$(timeout 40 $LVC -a none -e tight -q 5 -J 5,255 -L -F0 -f 1 127.0.0.1 $p 2>&1)
+if printf '%s' "$out" | grep -q ' lossy=0 exact=[1-9]' &&
+    ! grep -q ' jpeg=[1-9]' "$SRV_LOG"; then
+	ok fast-link-still-picture-exact-at-once
+else
+	fail fast-link-still-picture-exact-at-once "want no lossy picture: $(printf '%s' "$out" | tail -n 1); $(grep 'rects:' "$SRV_LOG" | head -n 2 | tr '\n' ' ')"
+fi
+stop_server
+start_server fast-moving -v -s none -p $p -x 576x432@30,photo || exit 1
+lossy fast-link-moving-picture-jpeg timeout 40 $LVC -a none -e tight -q 5 -J 5,255 -f 6 127.0.0.1 $p
+wait_closed
+stop_server
+kinds_sent fast-link-moving jpeg
+
 # a third decoder: TightVNC 1.3's own viewer (xtightvncviewer), asking for
 # Tight with JPEG, full screen on an Xvfb of the picture's size; after
 # the lossless refresh its screen equals a verified frame
 if command -v xtightvncviewer >/dev/null && command -v Xvfb >/dev/null; then
 	XPIDS=
 	trap 'stop_server; for x in $XPIDS; do kill $x 2>/dev/null; done' EXIT
-	start_server xtight -v -s none -p $p -x 640x480@0,photo || exit 1
+	start_server xtight -v -s none -p $p -o link-kbit=10000 -x 640x480@0,photo || exit 1
 	if xvfb "$T/xvfb.log" -screen 0 640x480x24; then
 		DISPLAY=:$XD xtightvncviewer -fullscreen -encodings "tight copyrect" \
 		    -quality 5 127.0.0.1::$p >"$T/xtight.out" 2>&1 &
