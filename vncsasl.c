@@ -5529,10 +5529,12 @@ variant_of(const struct client *c, int m, int hi, struct variant *v)
 	if (m == M_TIGHT)
 		v->nograd = c->tight_nograd;
 	if (m == M_ZRLE || m == M_TIGHT) {
-		/* fast: the base level, many-coloured data stored at the
-		 * speed levels; small: deflate all of it, at the viewer's
-		 * level if it gave one, else at ZLEVEL_SMALL */
-		v->level = (uint8_t)(hi && c->zasked == 0 && base < ZLEVEL_SMALL ?
+		/* fast: the base level (the viewer's, else -Z), many-
+		 * coloured data stored at the speed levels; small: deflate
+		 * all of it, at ZLEVEL_SMALL or the base level if higher
+		 * (a CompressLevel of 3 still lets a slow link have 6: the
+		 * choice weighs the CPU it costs) */
+		v->level = (uint8_t)(hi && base < ZLEVEL_SMALL ?
 		    ZLEVEL_SMALL : base);
 		v->store = !hi && base <= ZLEVEL_STORE_MAX;
 	}
