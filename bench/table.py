@@ -217,13 +217,13 @@ def targets(c, out):
     out.append("\n#### Targets (issue 13)\n")
     v = lambda k, col: c.med(k + ("vncsasl",), col)
 
-    def line(ok, text, k=None, link=None, scene=None):
+    def line(ok, text, k=None, link=None, scene=None, why=None):
         if ok is None:
             out.append("- not measured: " + text)
             return
         t = "- %s %s" % ("met:" if ok else "MISSED:", text)
-        if not ok and k is not None:
-            t += " - limited by " + limit(c, k, link, scene)
+        if not ok and (why or k is not None):
+            t += " - limited by " + (why or limit(c, k, link, scene))
         out.append(t)
 
     def peer(k, col, scene):
@@ -329,9 +329,16 @@ def targets(c, out):
         a, cpu = v(k, "fps_min"), v(k, "cpu")
         if a is None:
             continue
+        peers = ", ".join("%s %s%%" % (p, fmt(c.med(k[:5] + (p,), "cpu"), "%.0f"))
+                          for p in ("x11vnc", "x0vncserver")
+                          if c.med(k[:5] + (p,), "cpu") is not None)
         line(a >= 28.5 and cpu <= 35, "loopback, 1 viewer, %s full-screen change, "
              "%s: %.1f frames/s (30) at %.0f%% CPU (<= 35)" % (
-                 big, PROF_TEXT[prof], a, cpu), k, "loopback", "full")
+                 big, PROF_TEXT[prof], a, cpu), k, "loopback", "full",
+             "server CPU: %.1f ms of a core a frame at %.0f frames/s, "
+             "%.0f KB a frame%s" % (
+                 cpu * 10 / a, a, v(k, "kbf") or 0,
+                 " (the peers' CPU: %s)" % peers if peers else ""))
 
 
 def main():
