@@ -93,8 +93,19 @@ async function ui(ctx) {
     try {
         await page.goto(url, { timeout: 20000 });
         await page.click('#noVNC_connect_button', { timeout: 10000 });
-        await page.fill('#noVNC_username_input', user, { timeout: 10000 });
-        await page.fill('#noVNC_password_input', pass);
+        // under load the dialog can still be settling as the fields are
+        // typed into (once, "alicesecret" arrived as the user name): fill
+        // both until each holds what it should, then log in
+        for (let i = 0; ; i++) {
+            await page.fill('#noVNC_username_input', user, { timeout: 10000 });
+            await page.fill('#noVNC_password_input', pass, { timeout: 10000 });
+            if (await page.inputValue('#noVNC_username_input') === user &&
+                await page.inputValue('#noVNC_password_input') === pass)
+                break;
+            if (i === 4)
+                throw new Error('the credentials dialog would not keep what was typed');
+            await page.waitForTimeout(500);
+        }
         await page.click('#noVNC_credentials_button');
         await waitState(page, 'ui', () => true, 15000);
         await page.screenshot({ path: path.join(outdir, 'novnc-ui.png') });

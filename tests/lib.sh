@@ -127,6 +127,16 @@ start_server() {
 	return 1
 }
 stop_server() { stop_pid "${SRV_PID:-}"; SRV_PID=; }
+
+# wait_closed: the server (started with -v) logged a close for every
+# connect, within 5 s (a viewer's rects line comes with its close)
+wait_closed() {
+	local i
+	for i in $(seq 1 50); do
+		[ "$(grep -c ' connect peer=' "$SRV_LOG")" -le "$(grep -c ' close peer=' "$SRV_LOG")" ] && return
+		sleep 0.1
+	done
+}
 # PIDS: what else a script runs in the background, ended at exit
 PIDS=
 stop_all() {

@@ -21,14 +21,6 @@ shared_since() {
 	    awk -F= '{ s += $2 } END { print s + 0 }'
 }
 
-wait_closed() {
-	local i
-	for i in $(seq 1 50); do
-		[ "$(grep -c ' connect peer=' "$SRV_LOG")" -le "$(grep -c ' close peer=' "$SRV_LOG")" ] && return
-		sleep 0.1
-	done
-}
-
 start_server still -v -s none -p $p -x 576x432@0,noise || exit 1
 for enc in tight zrle hextile; do
 	before=$(wc -l <"$SRV_LOG")

@@ -41,16 +41,6 @@ lossy() {
 	fi
 }
 
-# wait_closed: the server logged every close (a viewer's rects line
-# comes with its close)
-wait_closed() {
-	local i
-	for i in $(seq 1 50); do
-		[ "$(grep -c ' connect peer=' "$SRV_LOG")" -le "$(grep -c ' close peer=' "$SRV_LOG")" ] && return
-		sleep 0.1
-	done
-}
-
 start_server tight -v -s none -p $p -x 576x432@30,noise || exit 1
 for fmt in 32 32r 32be 16 16be 8; do
 	bpp=${fmt%be} big=
