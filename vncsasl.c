@@ -720,6 +720,11 @@ struct client {
 					   cu_on: sent with the area */
 	struct fence sync;		/* that answer */
 	uint64_t wrote;			/* bytes written to the transport */
+	struct rect full_area;		/* the last non-incremental request's
+					   area, answered in full ... */
+	uint64_t full_end;		/* ... by bytes up to here (0: none,
+					   or the picture changed format) */
+	unsigned full_asked : 1;	/* ... by the next update */
 	long long next_frame;		/* -o fps: no update before then */
 	long long pace_at;		/* may update: 0 now, LLONG_MAX after
 					   an event, else at that time */
@@ -6151,6 +6156,7 @@ cl_grid(struct client *c)
 	}
 	c->dtw = s->tw;
 	c->dth = s->th;
+	c->full_end = 0;	/* a new size: a new full picture */
 	return 0;
 }
 
@@ -6602,6 +6608,10 @@ cl_update(struct client *c)
 		wr_rect_header(c, 0, 0, 0, 0, ENC_LAST_RECT);
 	c->size_announce = 0;
 	c->want_update = 0;
+	if (c->full_asked) {	/* where this full picture ends */
+		c->full_asked = 0;
+		c->full_end = c->wrote + buf_used(&c->out);
+	}
 	plans_trim(s, 0);
 }
 
@@ -7135,6 +7145,7 @@ msg_set_pixel_format(struct client *c, struct rd *r)
 		return;
 	}
 	pixfmt_apply(c, &pf);
+	c->full_end = 0;	/* a picture in the old format is no answer */
 	logx(c->srv, LOG_DEBUG, "peer=%s pixel format %ubpp max %u/%u/%u "
 	    "shift %u/%u/%u %s", c->peer, pf.bpp, pf.max[0], pf.max[1],
 	    pf.max[2], pf.shift[0], pf.shift[1], pf.shift[2],
@@ -7238,6 +7249,27 @@ msg_set_encodings(struct client *c, struct rd *r)
 	ext_announce(c);
 }
 
+/*
+ * A non-incremental request for an area whose whole picture, sent for the
+ * last one, the viewer has not all taken off the link yet: it asked before
+ * it saw that picture, which gives it all it asked for, and the tile map
+ * holds what changed since.  gtk-vnc repeats its first (non-incremental)
+ * request on the cursor that comes ahead of the first picture; answering
+ * that in full sent the whole screen twice at connect.
+ */
+static int
+full_on_its_way(struct client *c, int x, int y, int w, int h)
+{
+	const struct rect *a = &c->full_area;
+	int sq;
+
+	if (c->full_end == 0 || x < a->x || y < a->y ||
+	    x + w > a->x + a->w || y + h > a->y + a->h)
+		return 0;
+	sq = sock_queued(c);
+	return c->wrote - (uint64_t)(sq > 0 ? sq : 0) < c->full_end;
+}
+
 static void
 msg_update_request(struct client *c, struct rd *r)
 {
@@ -7256,8 +7288,11 @@ msg_update_request(struct client *c, struct rd *r)
 		h = s->frame.height - y;
 	if (c->cu_on && incremental)
 		return;		/* rfbproto: ignored while we pace it */
-	if (!incremental)
+	if (!incremental && !full_on_its_way(c, x, y, w, h)) {
 		dirty_mark(c, x, y, w, h);
+		c->full_area = (struct rect){ x, y, w, h };
+		c->full_asked = 1;
+	}
 	if (c->cu_on) {		/* sent with the area, even outside it */
 		struct rect *q = &c->req_area;
 

@@ -537,6 +537,50 @@ def case_exclusive(P):
     print("ok shared-and-exclusive")
 
 
+def case_repeated_full_request(P):
+    """gtk-vnc repeats its first, non-incremental request when the cursor
+    comes ahead of the picture.  Asked again while the whole picture is
+    still on its way (a small receive window holds it in the server's
+    socket), the server sends it once; asked after it arrived, again
+    (RFB: the viewer may have lost it).  The picture is still (@0)."""
+    c = Conn(P["none"])
+    c.s.close()
+    c.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    c.s.settimeout(5.0)
+    c.s.connect(("127.0.0.1", P["none"]))
+    version(c)
+    check(1 in sectypes(c), "None not offered")
+    c.send(b"\x01")
+    check(c.u32() == 0, "SecurityResult")
+    w, h, _, _ = server_init(c)
+    set_encodings(c, [0])
+    request(c, 0, 0, 0, w, h)
+    time.sleep(0.3)                 # the picture fills the socket
+    request(c, 0, 0, 0, w, h)       # asked again before it is read
+    time.sleep(0.3)
+    px = 0
+    c.s.settimeout(1.5)
+    try:
+        while True:
+            kind, rects = read_update(c, 32, None, w)
+            px += sum(r[2] * r[3] for r in rects if r[4] == 0)
+    except socket.timeout:
+        pass
+    check(px == w * h, "%d pixels for two requests made before the "
+          "picture arrived, want one picture (%d)" % (px, w * h))
+    c.s.settimeout(5.0)
+    request(c, 0, 0, 0, w, h)       # after it arrived: the whole again
+    px = 0
+    while px < w * h:
+        kind, rects = read_update(c, 32, None, w)
+        px += sum(r[2] * r[3] for r in rects if r[4] == 0)
+    check(px == w * h, "a request after the picture arrived got %d "
+          "pixels, want %d" % (px, w * h))
+    c.close()
+    print("ok repeated-full-request-while-on-its-way-sent-once")
+
+
 def case_stuck_reader(P):
     """A viewer that asks for updates and never reads must not slow the
     others down (the moving server: 10 frames/s)."""
@@ -741,6 +785,7 @@ CASES = [
     case_pixel_formats, case_bad_pixel_formats, case_update_request_clipped,
     case_unknown_message, case_cut_text_limit, case_input_reaches_source,
     case_desktop_size, case_exclusive, case_many_clients, case_stuck_reader,
+    case_repeated_full_request,
     case_sasl_mechlist, case_sasl_scram, case_sasl_failures_look_alike,
     case_sasl_edges, case_vencrypt_edges,
 ]
