@@ -305,11 +305,20 @@ def targets(c, out):
     if worse:
         worse.sort(key=lambda w: -w[0])
         bad = [w for w in worse if w[0] > 1]
+        wk = worse[0][1]
         line(not bad, "small cells: KB per delivered frame <= x0vncserver's in "
              "%d of %d cases; worst %s: %.1f vs %.1f KB (%.2fx)" % (
-                 len(worse) - len(bad), len(worse), name(worse[0][1]),
+                 len(worse) - len(bad), len(worse), name(wk),
                  worse[0][2], worse[0][3], worse[0][0]),
-             worse[0][1], worse[0][1][2], "cells")
+             wk, wk[2], "cells",
+             "bytes per cell: both deliver %s and %s frames/s; vncsasl "
+             "sent %s, x0vncserver %s; the other cases over %.1fx: %s" % (
+                 fmt(v(wk, "rate_mean"), "%.1f"),
+                 fmt(c.med(wk + ("x0vncserver",), "rate_mean"), "%.1f"),
+                 c.used(wk + ("vncsasl",)),
+                 c.used(wk + ("x0vncserver",)), 1.0,
+                 ", ".join("%s %.2fx" % (name(w[1]), w[0]) for w in bad[1:])
+                 or "none"))
     else:
         line(None, "small cells against x0vncserver")
 
