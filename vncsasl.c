@@ -6032,17 +6032,10 @@ enc_scratch_free(struct server *s)
 	e->tmoving = NULL;
 }
 
-/*
- * All the encoders hold, the tile grid's scratch included, freed (the
- * fuzzer's inputs free what they made); the next ClientInit makes the
- * grid again.
- */
+/* The tile grid and its scratch, gone: tw = th = 0. */
 static void
-enc_teardown(struct server *s)
+grid_free(struct server *s)
 {
-	struct encscratch *e = &s->enc;
-	struct encoded *en;
-
 	enc_scratch_free(s);
 	free(s->rects);
 	free(s->rkind);
@@ -6056,6 +6049,20 @@ enc_teardown(struct server *s)
 	s->kgrid = NULL;
 	s->open_a = s->open_b = NULL;
 	s->tw = s->th = 0;
+}
+
+/*
+ * All the encoders hold, the tile grid's scratch included, freed (the
+ * fuzzer's inputs free what they made); the next ClientInit makes the
+ * grid again.
+ */
+static void
+enc_teardown(struct server *s)
+{
+	struct encscratch *e = &s->enc;
+	struct encoded *en;
+
+	grid_free(s);
 	while ((en = e->spare) != NULL) {
 		e->spare = en->next;
 		buf_free(&en->b);
@@ -6090,13 +6097,7 @@ grid_setup(struct server *s)
 	size_t n;
 
 	fb_source.frame(s->fb, &s->frame);
-	free(s->rects);
-	free(s->rkind);
-	free(s->plans);
-	free(s->kgrid);
-	free(s->open_a);
-	free(s->open_b);
-	enc_scratch_free(s);	/* plans of the old screen go too */
+	grid_free(s);		/* plans of the old screen go too */
 	s->tw = (s->frame.width + TILE - 1) / TILE;
 	s->th = (s->frame.height + TILE - 1) / TILE;
 	n = (size_t)s->tw * s->th;
@@ -6116,19 +6117,7 @@ grid_setup(struct server *s)
 	    e->tms && e->tmoving && e->tagen && e->tncol && e->tpal &&
 	    s->rkind && s->kgrid)
 		return 0;
-	free(s->rects);
-	free(s->rkind);
-	free(s->plans);
-	free(s->kgrid);
-	free(s->open_a);
-	free(s->open_b);
-	enc_scratch_free(s);
-	s->rects = NULL;
-	s->rkind = NULL;
-	s->plans = NULL;
-	s->kgrid = NULL;
-	s->open_a = s->open_b = NULL;
-	s->tw = s->th = 0;
+	grid_free(s);
 	logx(s, LOG_ERR, "out of memory for a %dx%d screen's tile grid",
 	    s->frame.width, s->frame.height);
 	return -1;
