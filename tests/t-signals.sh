@@ -15,10 +15,20 @@ SRV_PID=
 # the server closed it with or without sending anything more
 holder() {
 	$PY - "$1" >"$T/holder.out" 2>&1 <<'PYEOF' &
-import os, sys
+import os, sys, time
 sys.path.insert(0, os.path.join(os.environ["TOP"], "tests"))
 import rfb
-c = rfb.login_none(sys.argv[1])
+# once in CI the socket was not there yet for this connect, though the
+# server had logged "listening on": try for up to 2 s before failing
+for i in range(20):
+    try:
+        c = rfb.login_none(sys.argv[1])
+        break
+    except OSError as e:
+        if i == 19:
+            raise
+        print("retry: %s" % e, flush=True)
+        time.sleep(0.1)
 rfb.server_init(c)
 print("ready", flush=True)
 c.s.settimeout(15)
